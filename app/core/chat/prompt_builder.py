@@ -1,0 +1,84 @@
+"""Fit a conversation into the context window.
+
+The newest user message always stays. Older turns are left out in
+user/assistant pairs, so roles keep alternating as Gemma's templates require.
+When trimming is needed it trims to 3/4 of the budget, and the next turn first
+tries the same cut: the prompt's prefix then stays the same for several turns
+and the KV cache keeps being reused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from app.core.chat.message import ChatMessage
+from app.core.chat.templates import ChatTemplate
+
+Tokenize = Callable[[str], list[int]]
+_TRIM_TARGET = 0.75
+
+
+class PromptTooLongError(ValueError):
+    """Even the newest message alone does not fit; the message is for the user."""
+
+
+@dataclass(frozen=True)
+class BuiltPrompt:
+    """The prompt handed to the engine."""
+
+    text: str
+    tokens: list[int]
+    dropped: int  # how many older messages were left out
+
+
+def answer_reserve(n_ctx: int, max_tokens: int) -> int:
+    """Tokens kept free for the answer: the max-tokens setting, at most a quarter of the window."""
+    return max(16, min(max_tokens, n_ctx // 4))
+
+
+def build_prompt(
+    history: Sequence[ChatMessage],
+    system_prompt: str,
+    template: ChatTemplate,
+    tokenize: Tokenize,
+    n_ctx: int,
+    max_tokens: int,
+    previous_dropped: int = 0,
+) -> BuiltPrompt:
+    """Render `history` (ending with the user's message) within `n_ctx` minus the answer reserve."""
+    if not history or history[-1].role != "user":
+        raise ValueError("history must end with a user message")
+    budget = n_ctx - answer_reserve(n_ctx, max_tokens)
+    system = [ChatMessage("system", system_prompt)] if system_prompt.strip() else []
+    older = len(history) - 1
+
+    def attempt(dropped: int) -> BuiltPrompt:
+        text = template.render([*system, *history[dropped:]])
+        return BuiltPrompt(text, tokenize(text), dropped)
+
+    whole = attempt(0)
+    if len(whole.tokens) <= budget:
+        return whole
+    # Keep the last cut if it still fits, so the cached prefix stays valid.
+    if 0 < previous_dropped <= older and previous_dropped % 2 == 0:
+        kept = attempt(previous_dropped)
+        if len(kept.tokens) <= budget:
+            return kept
+    # Smallest even number of dropped messages that fits the trim target.
+    target = int(budget * _TRIM_TARGET)
+    lo, hi = 1, older // 2  # counted in pairs
+    best = attempt(older)
+    if len(best.tokens) > budget:
+        raise PromptTooLongError(
+            f"Your message needs {len(best.tokens)} tokens, but the context window holds {n_ctx} "
+            f"with {n_ctx - budget} kept for the answer. Shorten it or raise the context size in Settings."
+        )
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        candidate = attempt(2 * mid)
+        if len(candidate.tokens) <= target:
+            best, hi = candidate, mid - 1
+        else:
+            lo = mid + 1
+    return best

@@ -1,0 +1,284 @@
+"""Read and validate a GGUF file's header without loading the model.
+
+llama.cpp can abort the whole process on a malformed file, so every file is
+checked here first: magic, version, a header that parses to the end, a known
+architecture, and tensor data that lies inside the file.
+
+The parser is our own, over `gguf`'s type tables, because `gguf.GGUFReader`
+builds a numpy view per vocabulary entry and takes many seconds on Gemma's
+262k-token vocabulary; this one skips large arrays and takes milliseconds.
+"""
+
+from __future__ import annotations
+
+import math
+import mmap
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gguf.constants import (
+    GGML_QUANT_SIZES,
+    GGUF_DEFAULT_ALIGNMENT,
+    GGUF_MAGIC,
+    MODEL_ARCH_NAMES,
+    GGMLQuantizationType,
+    GGUFValueType,
+)
+
+# Architectures llama.cpp can run as a language model. `gguf` lists what the
+# converter knows; the MTP drafter is newer than the `gguf` release.
+KNOWN_ARCHITECTURES = frozenset(MODEL_ARCH_NAMES.values()) | {"gemma4-assistant"}
+NOT_LANGUAGE_MODELS = {"clip": "a vision/audio projector (mmproj)", "wavtokenizer-dec": "an audio decoder"}
+GEMMA_ARCHITECTURES = frozenset({"gemma", "gemma2", "gemma3", "gemma3n", "gemma4", "gemma-embedding"})
+
+# Arrays longer than this are skipped, not kept (vocabularies, merges, scores).
+_MAX_KEPT_ARRAY = 4096
+
+_SCALAR_FORMATS = {
+    GGUFValueType.UINT8: "<B",
+    GGUFValueType.INT8: "<b",
+    GGUFValueType.UINT16: "<H",
+    GGUFValueType.INT16: "<h",
+    GGUFValueType.UINT32: "<I",
+    GGUFValueType.INT32: "<i",
+    GGUFValueType.FLOAT32: "<f",
+    GGUFValueType.BOOL: "<?",
+    GGUFValueType.UINT64: "<Q",
+    GGUFValueType.INT64: "<q",
+    GGUFValueType.FLOAT64: "<d",
+}
+
+
+class GgufError(ValueError):
+    """A file that must not be handed to llama.cpp; the message is for the user."""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One entry of the tensor table; `shape` is in ggml order (fastest dim first)."""
+
+    name: str
+    shape: tuple[int, ...]
+    qtype: str
+    offset: int  # absolute file offset of the data
+    n_bytes: int
+
+    @property
+    def n_elements(self) -> int:
+        """Number of parameters in the tensor."""
+        return math.prod(self.shape)
+
+
+@dataclass(frozen=True)
+class GgufInfo:
+    """What a GGUF header says about the model."""
+
+    path: Path
+    file_size: int
+    version: int
+    architecture: str
+    metadata: dict[str, Any]
+    tensors: tuple[TensorInfo, ...] = field(repr=False)
+
+    def arch_value(self, key: str, default: Any = None) -> Any:
+        """An architecture-scoped key, e.g. `context_length` → `gemma3.context_length`."""
+        return self.metadata.get(f"{self.architecture}.{key}", default)
+
+    @property
+    def name(self) -> str:
+        """The model's display name, falling back to the file name."""
+        return str(self.metadata.get("general.name") or self.path.stem)
+
+    @property
+    def context_length(self) -> int:
+        """Training context length in tokens (0 when the file does not say)."""
+        return int(self.arch_value("context_length", 0) or 0)
+
+    @property
+    def block_count(self) -> int:
+        """Number of transformer layers."""
+        return int(self.arch_value("block_count", 0) or 0)
+
+    @property
+    def chat_template(self) -> str | None:
+        """The Jinja chat template embedded in the file, if any."""
+        template = self.metadata.get("tokenizer.chat_template")
+        return template if isinstance(template, str) and template.strip() else None
+
+    @property
+    def is_gemma(self) -> bool:
+        """True for every Gemma generation."""
+        return self.architecture in GEMMA_ARCHITECTURES
+
+    @property
+    def total_parameters(self) -> int:
+        """Parameter count summed over the tensor shapes."""
+        return sum(t.n_elements for t in self.tensors)
+
+    @property
+    def quant_types(self) -> dict[str, int]:
+        """Bytes per quantization type, largest first."""
+        sizes: dict[str, int] = {}
+        for t in self.tensors:
+            sizes[t.qtype] = sizes.get(t.qtype, 0) + t.n_bytes
+        return dict(sorted(sizes.items(), key=lambda kv: -kv[1]))
+
+
+class _Cursor:
+    """Bounds-checked little-endian reads over a buffer."""
+
+    def __init__(self, buf: mmap.mmap | bytes, size: int) -> None:
+        self.buf = buf
+        self.size = size
+        self.pos = 0
+
+    def need(self, n: int, what: str) -> None:
+        if n < 0 or self.pos + n > self.size:
+            raise GgufError(f"The file ends in the middle of its header ({what}); it is truncated or corrupt.")
+
+    def unpack(self, fmt: str, what: str) -> Any:
+        n = struct.calcsize(fmt)
+        self.need(n, what)
+        (value,) = struct.unpack_from(fmt, self.buf, self.pos)
+        self.pos += n
+        return value
+
+    def string(self, what: str) -> str:
+        length = self.unpack("<Q", what)
+        self.need(length, what)
+        raw = bytes(self.buf[self.pos : self.pos + length])
+        self.pos += length
+        return raw.decode("utf-8", errors="replace")
+
+    def skip_string(self, what: str) -> None:
+        length = self.unpack("<Q", what)
+        self.need(length, what)
+        self.pos += length
+
+
+def _value_type(raw: int, key: str) -> GGUFValueType:
+    try:
+        return GGUFValueType(raw)
+    except ValueError:
+        raise GgufError(f"Metadata key '{key}' has an unknown value type {raw}; the file is corrupt.") from None
+
+
+def _read_value(cur: _Cursor, vtype: GGUFValueType, key: str) -> Any:
+    if vtype == GGUFValueType.STRING:
+        return cur.string(key)
+    if vtype == GGUFValueType.ARRAY:
+        etype = _value_type(cur.unpack("<I", key), key)
+        count = cur.unpack("<Q", key)
+        if etype == GGUFValueType.ARRAY:
+            raise GgufError(f"Metadata key '{key}' nests arrays, which GGUF does not allow.")
+        if count > _MAX_KEPT_ARRAY:
+            _skip_array(cur, etype, count, key)
+            return _SkippedArray(etype.name, count)
+        return [_read_value(cur, etype, key) for _ in range(count)]
+    return cur.unpack(_SCALAR_FORMATS[vtype], key)
+
+
+def _skip_array(cur: _Cursor, etype: GGUFValueType, count: int, key: str) -> None:
+    if etype == GGUFValueType.STRING:
+        for _ in range(count):
+            cur.skip_string(key)
+    else:
+        n = struct.calcsize(_SCALAR_FORMATS[etype]) * count
+        cur.need(n, key)
+        cur.pos += n
+
+
+@dataclass(frozen=True)
+class _SkippedArray:
+    """Stands in for a large array that was skipped, keeping its length."""
+
+    element_type: str
+    count: int
+
+    def __len__(self) -> int:
+        return self.count
+
+
+def _tensor_bytes(name: str, shape: tuple[int, ...], qtype: GGMLQuantizationType) -> int:
+    block, type_size = GGML_QUANT_SIZES[qtype]
+    if shape and shape[0] % block:
+        raise GgufError(f"Tensor '{name}' has a row of {shape[0]} values, not a multiple of its block size {block}.")
+    return math.prod(shape) // block * type_size
+
+
+def read_gguf_info(path: str | os.PathLike[str]) -> GgufInfo:
+    """Parse and validate `path`; raise `GgufError` with a user-facing reason."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < 24:
+                raise GgufError(f"'{path.name}' is not a GGUF model: the file is only {size} bytes.")
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+                return _parse(path, buf, size)
+    except OSError as exc:
+        raise GgufError(f"Cannot read '{path}': {exc.strerror or exc}") from exc
+
+
+def _parse(path: Path, buf: mmap.mmap, size: int) -> GgufInfo:
+    cur = _Cursor(buf, size)
+    magic = cur.unpack("<I", "magic")
+    if magic != GGUF_MAGIC:
+        raise GgufError(f"'{path.name}' is not a GGUF model (it starts with {bytes(buf[:4])!r}, not b'GGUF').")
+    version = cur.unpack("<I", "version")
+    if version not in (2, 3):
+        raise GgufError(f"'{path.name}' uses GGUF version {version}; this app reads versions 2 and 3.")
+    n_tensors = cur.unpack("<Q", "tensor count")
+    n_kv = cur.unpack("<Q", "metadata count")
+    # Each entry needs at least ~24 bytes, so absurd counts mean corruption.
+    if n_tensors > size // 24 or n_kv > size // 24:
+        raise GgufError(f"'{path.name}' has an impossible header (counts {n_tensors}/{n_kv}); it is corrupt.")
+
+    metadata: dict[str, Any] = {}
+    for _ in range(n_kv):
+        key = cur.string("metadata key")
+        metadata[key] = _read_value(cur, _value_type(cur.unpack("<I", key), key), key)
+
+    arch = metadata.get("general.architecture")
+    if not isinstance(arch, str):
+        raise GgufError(f"'{path.name}' does not name its model architecture (general.architecture).")
+    if arch in NOT_LANGUAGE_MODELS:
+        raise GgufError(f"'{path.name}' is {NOT_LANGUAGE_MODELS[arch]}, not a language model.")
+    if arch not in KNOWN_ARCHITECTURES:
+        raise GgufError(f"'{path.name}' uses the architecture '{arch}', which this version of llama.cpp does not know.")
+
+    raw_tensors = []
+    for _ in range(n_tensors):
+        name = cur.string("tensor name")
+        n_dims = cur.unpack("<I", name)
+        if not 1 <= n_dims <= 4:
+            raise GgufError(f"Tensor '{name}' claims {n_dims} dimensions; the file is corrupt.")
+        shape = tuple(cur.unpack("<Q", name) for _ in range(n_dims))
+        raw_type = cur.unpack("<I", name)
+        rel_offset = cur.unpack("<Q", name)
+        try:
+            qtype = GGMLQuantizationType(raw_type)
+            GGML_QUANT_SIZES[qtype]
+        except (ValueError, KeyError):
+            raise GgufError(f"Tensor '{name}' has an unknown data type {raw_type}.") from None
+        raw_tensors.append((name, shape, qtype, rel_offset))
+
+    alignment = int(metadata.get("general.alignment", GGUF_DEFAULT_ALIGNMENT) or GGUF_DEFAULT_ALIGNMENT)
+    data_start = -(-cur.pos // alignment) * alignment
+    tensors = []
+    for name, shape, qtype, rel_offset in raw_tensors:
+        n_bytes = _tensor_bytes(name, shape, qtype)
+        start = data_start + rel_offset
+        if start + n_bytes > size:
+            missing_mb = (start + n_bytes - size) / 1e6
+            raise GgufError(
+                f"'{path.name}' is truncated: tensor '{name}' needs {missing_mb:.1f} MB beyond the end of the file. "
+                "Download or copy it again."
+            )
+        tensors.append(TensorInfo(name, shape, qtype.name, start, n_bytes))
+    if not tensors:
+        raise GgufError(f"'{path.name}' has no tensors; it holds no model weights.")
+    return GgufInfo(path, size, version, arch, metadata, tuple(tensors))

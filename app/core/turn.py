@@ -1,0 +1,55 @@
+"""One chat turn, start to finish: build the prompt, then stream the answer.
+
+This is the one place that knows the order of the steps. Document retrieval
+will slot in before prompt building; the builder itself never retrieves.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from app.core.chat.message import ChatMessage
+from app.core.chat.prompt_builder import build_prompt
+from app.core.engine.generation import GenerationStats, SamplingParams
+from app.core.engine.llama_engine import EngineError, LlamaEngine
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    """Everything the worker needs to answer the last user message."""
+
+    turn_id: int
+    history: tuple[ChatMessage, ...]  # user/assistant messages, ending with the user's
+    system_prompt: str = ""
+    sampling: SamplingParams = SamplingParams()
+    previous_dropped: int = 0  # the cut the last turn made, to keep the cached prefix
+    cancel: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    """How the turn went."""
+
+    turn_id: int
+    stats: GenerationStats
+    dropped_messages: int  # older messages left out to fit the context window
+
+
+def run_turn(engine: LlamaEngine, request: TurnRequest, on_text: Callable[[str], None]) -> TurnResult:
+    """Answer `request`, streaming text pieces to `on_text`."""
+    loaded = engine.loaded
+    if loaded is None or engine.template is None:
+        raise EngineError("No model is loaded.")
+    prompt = build_prompt(
+        request.history,
+        request.system_prompt,
+        engine.template,
+        engine.tokenize,
+        loaded.n_ctx,
+        request.sampling.max_tokens,
+        request.previous_dropped,
+    )
+    stats = engine.generate(prompt.tokens, request.sampling, request.cancel, on_text)
+    return TurnResult(request.turn_id, stats, prompt.dropped)

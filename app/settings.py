@@ -1,0 +1,109 @@
+"""User preferences, declared once with type and default, stored with QSettings.
+
+Window state lives in its own file (see `AppPaths.window_state_file`), so
+resetting preferences never loses a layout and vice versa. Secrets never go
+here. `SETTINGS_VERSION` and `_UPGRADES` move old files forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from PySide6.QtCore import QSettings
+
+from app.core.engine.generation import SamplingParams
+from app.core.engine.llama_engine import LoadOptions
+
+T = TypeVar("T", str, int, float, bool)
+
+
+@dataclass(frozen=True)
+class Option(Generic[T]):
+    """One preference: its key, type and default."""
+
+    key: str
+    type: type[T]
+    default: T
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+SYSTEM_PROMPT = Option("chat/system_prompt", str, "")
+TEMPERATURE = Option("sampling/temperature", float, 0.7, 0.0, 2.0)
+TOP_P = Option("sampling/top_p", float, 0.95, 0.0, 1.0)
+TOP_K = Option("sampling/top_k", int, 64, 0, 1000)
+REPEAT_PENALTY = Option("sampling/repeat_penalty", float, 1.1, 1.0, 2.0)
+MAX_TOKENS = Option("sampling/max_tokens", int, 1024, 16, 32768)
+CONTEXT_SIZE = Option("model/context_size", int, 8192, 512, 131072)
+THREADS = Option("model/threads", int, 0, 0, 256)  # 0 = automatic
+MODEL_PATH = Option("model/path", str, "")  # empty = the starter model
+
+ALL_OPTIONS: tuple[Option, ...] = (  # type: ignore[type-arg]
+    SYSTEM_PROMPT, TEMPERATURE, TOP_P, TOP_K, REPEAT_PENALTY, MAX_TOKENS, CONTEXT_SIZE, THREADS, MODEL_PATH,
+)
+
+SETTINGS_VERSION = 1
+# Step N upgrades a file from version N-1 to N.
+_UPGRADES: dict[int, Callable[[QSettings], None]] = {}
+
+
+class Settings:
+    """Typed access to the preferences file."""
+
+    def __init__(self, path: Path) -> None:
+        self._qs = QSettings(str(path), QSettings.Format.IniFormat)
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        version = int(self._qs.value("meta/version", 0) or 0)
+        for step in range(version + 1, SETTINGS_VERSION + 1):
+            if step in _UPGRADES:
+                _UPGRADES[step](self._qs)
+        if version != SETTINGS_VERSION:
+            self._qs.setValue("meta/version", SETTINGS_VERSION)
+
+    def get(self, option: Option[T]) -> T:
+        """The stored value, or the default when missing or unreadable."""
+        raw = self._qs.value(option.key, option.default)
+        try:
+            if option.type is bool and isinstance(raw, str):
+                value = raw.lower() in ("1", "true", "yes")
+            else:
+                value = option.type(raw)
+        except (TypeError, ValueError):
+            return option.default
+        if option.minimum is not None and value < option.minimum:  # type: ignore[operator]
+            return option.default
+        if option.maximum is not None and value > option.maximum:  # type: ignore[operator]
+            return option.default
+        return value  # type: ignore[return-value]
+
+    def set(self, option: Option[T], value: T) -> None:
+        """Store a value."""
+        self._qs.setValue(option.key, option.type(value))
+
+    def sync(self) -> None:
+        """Write pending changes to disk."""
+        self._qs.sync()
+
+    def sampling(self) -> SamplingParams:
+        """Sampling parameters for the next turn."""
+        return SamplingParams(
+            temperature=self.get(TEMPERATURE),
+            top_p=self.get(TOP_P),
+            top_k=self.get(TOP_K),
+            repeat_penalty=self.get(REPEAT_PENALTY),
+            max_tokens=self.get(MAX_TOKENS),
+        )
+
+    def load_options(self) -> LoadOptions:
+        """How the next model load should be done."""
+        return LoadOptions(n_ctx=self.get(CONTEXT_SIZE), n_threads=self.get(THREADS))
+
+    def model_path(self) -> Path | None:
+        """The chosen model file, or None for the starter model."""
+        value = self.get(MODEL_PATH)
+        return Path(value) if value else None

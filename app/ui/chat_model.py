@@ -1,0 +1,170 @@
+"""The conversation as a Qt item model, and the buffer that feeds it streamed text.
+
+Only the GUI thread touches the model. Streamed pieces arrive as queued
+signals; `StreamBuffer` collects them and applies them every ~30 ms with one
+`dataChanged` for the text role, so a fast model never floods the view.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer
+
+from app.core.chat.message import ChatMessage, Role
+from app.core.engine.generation import GenerationStats
+
+_ids = itertools.count(1)
+Index = QModelIndex | QPersistentModelIndex
+
+
+class MessageRole(IntEnum):
+    """Item data roles of `MessageListModel`."""
+
+    ROLE = Qt.ItemDataRole.UserRole + 1  # "user" / "assistant"
+    TEXT = Qt.ItemDataRole.UserRole + 2
+    STREAMING = Qt.ItemDataRole.UserRole + 3
+    STATS = Qt.ItemDataRole.UserRole + 4  # GenerationStats | None
+    NOTICE = Qt.ItemDataRole.UserRole + 5  # a note under the message (trimmed history, stopped, error)
+    MESSAGE_ID = Qt.ItemDataRole.UserRole + 6
+
+
+@dataclass
+class ChatItem:
+    """One row."""
+
+    role: Role
+    text: str = ""
+    streaming: bool = False
+    stats: GenerationStats | None = None
+    notice: str = ""
+    id: int = field(default_factory=lambda: next(_ids))
+
+
+class MessageListModel(QAbstractListModel):
+    """Messages of the open conversation, oldest first."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._items: list[ChatItem] = []
+
+    # Qt interface
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008, N802
+        """Number of messages (0 under any valid parent: this is a flat list)."""
+        return 0 if parent.isValid() else len(self._items)
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        """Role data of one message."""
+        if not index.isValid() or not 0 <= index.row() < len(self._items):
+            return None
+        item = self._items[index.row()]
+        if role in (Qt.ItemDataRole.DisplayRole, MessageRole.TEXT):
+            return item.text
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return None
+        return {
+            MessageRole.ROLE: item.role,
+            MessageRole.STREAMING: item.streaming,
+            MessageRole.STATS: item.stats,
+            MessageRole.NOTICE: item.notice,
+            MessageRole.MESSAGE_ID: item.id,
+        }.get(role)  # type: ignore[call-overload]
+
+    def roleNames(self) -> dict[int, bytes]:  # noqa: N802
+        """Role names, for QML and debugging."""
+        names = dict(super().roleNames())
+        names.update({r.value: r.name.lower().encode() for r in MessageRole})
+        return names
+
+    # Edits (GUI thread only)
+    def item(self, row: int) -> ChatItem:
+        """The message at `row`."""
+        return self._items[row]
+
+    def append(self, role: Role, text: str = "", streaming: bool = False) -> int:
+        """Add a message at the end; returns its row."""
+        row = len(self._items)
+        self.beginInsertRows(QModelIndex(), row, row)
+        self._items.append(ChatItem(role, text, streaming))
+        self.endInsertRows()
+        return row
+
+    def _changed(self, row: int, *roles: int) -> None:
+        index = self.index(row)
+        self.dataChanged.emit(index, index, list(roles))
+
+    def append_text(self, row: int, text: str) -> None:
+        """Extend a message's text (streaming)."""
+        self._items[row].text += text
+        self._changed(row, MessageRole.TEXT, Qt.ItemDataRole.DisplayRole)
+
+    def finish(self, row: int, stats: GenerationStats | None = None, notice: str = "") -> None:
+        """Mark a streamed message complete."""
+        item = self._items[row]
+        item.streaming = False
+        item.stats = stats
+        item.notice = notice
+        self._changed(row, MessageRole.STREAMING, MessageRole.STATS, MessageRole.NOTICE)
+
+    def reset_message(self, row: int) -> None:
+        """Clear an answer so it can be generated again."""
+        item = self._items[row]
+        item.text, item.streaming, item.stats, item.notice = "", True, None, ""
+        self._changed(
+            row, MessageRole.TEXT, Qt.ItemDataRole.DisplayRole, MessageRole.STREAMING, MessageRole.STATS, MessageRole.NOTICE
+        )
+
+    def truncate(self, row: int) -> None:
+        """Remove `row` and everything after it."""
+        if row >= len(self._items):
+            return
+        self.beginRemoveRows(QModelIndex(), row, len(self._items) - 1)
+        del self._items[row:]
+        self.endRemoveRows()
+
+    def clear(self) -> None:
+        """Remove every message."""
+        self.beginResetModel()
+        self._items.clear()
+        self.endResetModel()
+
+    def history(self, upto: int | None = None) -> tuple[ChatMessage, ...]:
+        """The conversation before row `upto` (default: all), as the prompt builder wants it."""
+        items = self._items if upto is None else self._items[:upto]
+        return tuple(ChatMessage(i.role, i.text) for i in items)
+
+
+class StreamBuffer(QObject):
+    """Collects streamed text and applies it to the model on a timer."""
+
+    INTERVAL_MS = 30
+
+    def __init__(self, model: MessageListModel, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._model = model
+        self._pending: dict[int, list[str]] = {}
+        self._timer = QTimer(self)
+        self._timer.setInterval(self.INTERVAL_MS)
+        self._timer.timeout.connect(self.flush)
+
+    def add(self, row: int, text: str) -> None:
+        """Queue `text` for `row`."""
+        self._pending.setdefault(row, []).append(text)
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def flush(self) -> None:
+        """Apply everything queued now."""
+        self._timer.stop()
+        pending, self._pending = self._pending, {}
+        for row, pieces in pending.items():
+            if row < self._model.rowCount():
+                self._model.append_text(row, "".join(pieces))
+
+    def discard(self) -> None:
+        """Drop queued text (the rows it was for are gone)."""
+        self._timer.stop()
+        self._pending.clear()

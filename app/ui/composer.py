@@ -1,0 +1,47 @@
+"""The message composer: Enter sends, Shift+Enter adds a line, it grows with its text."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeyEvent
+from PySide6.QtWidgets import QPlainTextEdit, QWidget
+
+_MAX_LINES = 8
+
+
+class Composer(QPlainTextEdit):
+    """Stays editable while an answer streams, so the next message can be written."""
+
+    submitted = Signal(str)
+    recall_requested = Signal()  # Up in an empty composer: edit the last message
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setPlaceholderText("Message Tern — Enter to send, Shift+Enter for a new line")
+        self.setTabChangesFocus(True)
+        self.document().contentsChanged.connect(self._fit_height)
+        self._fit_height()
+
+    def _fit_height(self) -> None:
+        line = self.fontMetrics().lineSpacing()
+        lines = max(1, min(_MAX_LINES, int(self.document().size().height())))
+        margins = self.contentsMargins().top() + self.contentsMargins().bottom()
+        self.setFixedHeight(int(lines * line + 2 * self.document().documentMargin() + margins + 4))
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        """Enter submits; Shift+Enter inserts a newline."""
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
+            event.modifiers() & Qt.KeyboardModifier.ShiftModifier
+        ):
+            self.submit()
+            return
+        if event.key() == Qt.Key.Key_Up and not self.toPlainText():
+            self.recall_requested.emit()
+            return
+        super().keyPressEvent(event)
+
+    def submit(self) -> None:
+        """Offer the text; the window clears the composer when it accepts it."""
+        text = self.toPlainText().strip()
+        if text:
+            self.submitted.emit(text)

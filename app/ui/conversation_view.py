@@ -1,0 +1,247 @@
+"""The conversation view: a QListView whose delegate paints each message as rich text.
+
+One QTextDocument per message is cached by (text, width, state), so scrolling a
+long chat only paints; while an answer streams only its own document is
+rebuilt. Links `copy:N` inside a message copy its N-th code block.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+from PySide6.QtCore import QAbstractItemModel, QEvent, QModelIndex, QPersistentModelIndex, QPoint, QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QAction, QColor, QGuiApplication, QMouseEvent, QPainter, QPaintEvent, QPalette, QTextDocument
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QListView,
+    QMenu,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QToolTip,
+    QWidget,
+)
+
+from app.core.engine.generation import GenerationStats, StopReason
+from app.ui.chat_model import MessageListModel, MessageRole
+from app.ui.markdown_html import COPY_SCHEME, render_markdown
+
+Index = QModelIndex | QPersistentModelIndex
+_MARGIN = 10  # around each message
+_PAD = 10  # inside a bubble
+_USER_BUBBLE = QColor("#dbeafe")
+_USER_MAX_FRACTION = 0.8
+
+
+def stats_line(stats: GenerationStats) -> str:
+    """The footer under an answer: speed and latency."""
+    parts = [f"{stats.completion_tokens} tokens"]
+    if stats.decode_tok_s:
+        parts.append(f"{stats.decode_tok_s:.1f} tok/s")
+    parts.append(f"first token {stats.ttft_ms:.0f} ms")
+    if stats.stop_reason == StopReason.CANCELLED:
+        parts.append("stopped")
+    elif stats.stop_reason in (StopReason.MAX_TOKENS, StopReason.CONTEXT_FULL):
+        parts.append("cut at the token limit" if stats.stop_reason == StopReason.MAX_TOKENS else "context full")
+    return " · ".join(parts)
+
+
+@dataclass
+class _Rendered:
+    key: tuple[object, ...]
+    doc: QTextDocument
+    code_blocks: list[str]
+    bubble_width: float
+
+
+class MessageDelegate(QStyledItemDelegate):
+    """Paints messages; handles clicks on code-block copy links."""
+
+    copied = Signal(str)  # what was copied, for a status message
+
+    def __init__(self, view: QListView) -> None:
+        super().__init__(view)
+        self._view = view
+        self._cache: dict[int, _Rendered] = {}
+
+    def _available_width(self) -> int:
+        return max(200, self._view.viewport().width() - 2 * _MARGIN)
+
+    def rendered(self, index: Index) -> _Rendered:
+        """The laid-out document for a message (cached)."""
+        msg_id = index.data(MessageRole.MESSAGE_ID)
+        role = index.data(MessageRole.ROLE)
+        text = index.data(MessageRole.TEXT) or ""
+        streaming = bool(index.data(MessageRole.STREAMING))
+        stats = index.data(MessageRole.STATS)
+        notice = index.data(MessageRole.NOTICE) or ""
+        width = self._available_width()
+        key = (text, width, streaming, stats, notice)
+        cached = self._cache.get(msg_id)
+        if cached is not None and cached.key == key:
+            return cached
+
+        shown = text
+        if streaming:
+            shown = (text + " ▍") if text else "_Thinking…_"
+        md = render_markdown(shown)
+        footer = []
+        if notice:
+            footer.append(f'<p style="color:#92400e; font-size:small;">{html.escape(notice)}</p>')
+        if stats is not None and role == "assistant":
+            footer.append(f'<p style="color:#6b7280; font-size:small;">{html.escape(stats_line(stats))}</p>')
+        doc = QTextDocument()
+        doc.setDocumentMargin(_PAD)
+        doc.setDefaultFont(self._view.font())
+        doc.setHtml(md.html + "".join(footer))
+        if role == "user":
+            limit = width * _USER_MAX_FRACTION
+            doc.setTextWidth(limit)
+            bubble = min(limit, doc.idealWidth() + 2 * _PAD + 2)
+            doc.setTextWidth(bubble)
+        else:
+            bubble = width
+            doc.setTextWidth(width)
+        rendered = _Rendered(key, doc, md.code_blocks, bubble)
+        self._cache[msg_id] = rendered
+        return rendered
+
+    def forget_missing(self, live_ids: set[int]) -> None:
+        """Drop cached documents of removed messages."""
+        for msg_id in list(self._cache):
+            if msg_id not in live_ids:
+                del self._cache[msg_id]
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: Index) -> QSize:  # noqa: N802
+        """Document height plus margins."""
+        r = self.rendered(index)
+        return QSize(self._view.viewport().width(), int(r.doc.size().height()) + _MARGIN)
+
+    def _doc_origin(self, rect_left: int, rect_top: int, index: Index, r: _Rendered) -> QPointF:
+        x = rect_left + _MARGIN
+        if index.data(MessageRole.ROLE) == "user":
+            x = rect_left + _MARGIN + self._available_width() - r.bubble_width
+        return QPointF(x, rect_top + _MARGIN / 2)
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
+        """Bubble for the user's messages; plain page for answers."""
+        r = self.rendered(index)
+        origin = self._doc_origin(option.rect.left(), option.rect.top(), index, r)
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        if index.data(MessageRole.ROLE) == "user":
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(_USER_BUBBLE)
+            painter.drawRoundedRect(QRectF(origin.x(), origin.y(), r.bubble_width, r.doc.size().height()), 12, 12)
+        painter.translate(origin)
+        r.doc.drawContents(painter)
+        painter.restore()
+
+    def editorEvent(self, event: QEvent, model: QAbstractItemModel, option: QStyleOptionViewItem, index: Index) -> bool:  # noqa: N802
+        """A click on a `copy:N` link copies that code block."""
+        if event.type() != QEvent.Type.MouseButtonRelease or not isinstance(event, QMouseEvent):
+            return False
+        r = self.rendered(index)
+        origin = self._doc_origin(option.rect.left(), option.rect.top(), index, r)
+        anchor = r.doc.documentLayout().anchorAt(event.position() - origin)
+        if anchor.startswith(COPY_SCHEME + ":"):
+            n = int(anchor.split(":", 1)[1])
+            if 0 <= n < len(r.code_blocks):
+                QGuiApplication.clipboard().setText(r.code_blocks[n])
+                QToolTip.showText(event.globalPosition().toPoint(), "Copied", self._view)
+                self.copied.emit(r.code_blocks[n])
+            return True
+        return False
+
+
+class ConversationView(QListView):
+    """Scrolls smoothly, follows a streaming answer while the user is at the bottom."""
+
+    edit_requested = Signal(int)  # row of a user message
+    regenerate_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.delegate = MessageDelegate(self)
+        self.setItemDelegate(self.delegate)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.verticalScrollBar().setSingleStep(24)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.setMouseTracking(True)
+        self.setFrameShape(QListView.Shape.NoFrame)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._show_menu)
+        self.placeholder_html = ""
+        self._follow = True
+        self.verticalScrollBar().valueChanged.connect(self._track_bottom)
+        self.verticalScrollBar().rangeChanged.connect(self._keep_bottom)
+
+    def setModel(self, model: QAbstractItemModel | None) -> None:  # noqa: N802
+        """Attach the message model and re-measure rows whose text changes."""
+        super().setModel(model)
+        if model is not None:
+            model.dataChanged.connect(self._remeasure)
+            model.rowsRemoved.connect(self._prune)
+            model.modelReset.connect(self._prune)
+
+    def _remeasure(self, top_left: QModelIndex, bottom_right: QModelIndex, _roles: list[int]) -> None:
+        for row in range(top_left.row(), bottom_right.row() + 1):
+            self.delegate.sizeHintChanged.emit(self.model().index(row, 0))
+
+    def _prune(self, *_: object) -> None:
+        model = self.model()
+        if isinstance(model, MessageListModel):
+            self.delegate.forget_missing({model.item(r).id for r in range(model.rowCount())})
+
+    def _track_bottom(self, value: int) -> None:
+        self._follow = value >= self.verticalScrollBar().maximum() - 4
+
+    def _keep_bottom(self, _min: int, maximum: int) -> None:
+        if self._follow:
+            self.verticalScrollBar().setValue(maximum)
+
+    def scroll_to_end(self) -> None:
+        """Jump to the newest message and follow it."""
+        self._follow = True
+        self.scrollToBottom()
+
+    def _show_menu(self, pos: QPoint) -> None:
+        index = self.indexAt(pos)
+        if not index.isValid():
+            return
+        menu = QMenu(self)
+        text = index.data(MessageRole.TEXT) or ""
+        copy = QAction("Copy message", menu)
+        copy.triggered.connect(lambda: QGuiApplication.clipboard().setText(text))
+        menu.addAction(copy)
+        role = index.data(MessageRole.ROLE)
+        if role == "user":
+            edit = QAction("Edit and resend", menu)
+            edit.triggered.connect(lambda: self.edit_requested.emit(index.row()))
+            menu.addAction(edit)
+        elif role == "assistant" and index.row() == self.model().rowCount() - 1:
+            regen = QAction("Regenerate", menu)
+            regen.triggered.connect(self.regenerate_requested.emit)
+            menu.addAction(regen)
+        menu.exec(self.viewport().mapToGlobal(pos))
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
+        """Messages, or a welcome text when the conversation is empty."""
+        super().paintEvent(event)
+        model = self.model()
+        if (model is None or model.rowCount() == 0) and self.placeholder_html:
+            doc = QTextDocument()
+            doc.setDefaultFont(self.font())
+            doc.setHtml(self.placeholder_html)
+            width = min(560, self.viewport().width() - 40)
+            doc.setTextWidth(width)
+            painter = QPainter(self.viewport())
+            x = (self.viewport().width() - width) / 2
+            y = max(20, (self.viewport().height() - doc.size().height()) / 3)
+            painter.translate(x, y)
+            painter.setPen(self.palette().color(QPalette.ColorRole.Text))
+            doc.drawContents(painter)
+            painter.end()
