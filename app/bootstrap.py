@@ -59,7 +59,7 @@ def run(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName(APP_NAME)
     app.setApplicationVersion(__version__)
-    app.setDesktopFileName(APP_ID)
+    QApplication.setDesktopFileName(APP_ID)
     logging_setup.route_qt_messages()
 
     from app.ui.main_window import MainWindow

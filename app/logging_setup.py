@@ -40,7 +40,7 @@ def configure(log_dir: Path, debug: bool = False) -> Path:
 
 
 # Platform plugins say this about features they lack; it is not a problem of ours.
-_QT_NOISE = ("does not support propagateSizeHints",)
+_QT_NOISE = ("This plugin does not support",)
 
 
 def _qt_message(kind: QtMsgType, context: QMessageLogContext, message: str) -> None:

@@ -43,9 +43,8 @@ class SelfTest(QObject):
 
     def start(self) -> None:
         """Begin once the model has loaded."""
-        worker = self._window._inference.worker
-        worker.model_loaded.connect(self._on_loaded)
-        worker.load_failed.connect(lambda message, _m: self._finish({"ok": False, "error": message}))
+        self._window.model_ready.connect(self._on_loaded)
+        self._window.model_failed.connect(self._on_failed)
         self._window.answer_finished.connect(self._on_answer)
         self._deadline.start(TIMEOUT_S * 1000)
 
@@ -55,6 +54,9 @@ class SelfTest(QObject):
         self._last_beat = time.perf_counter()
         self._heartbeat.start()
         self._window.composer.submit()  # the same path as pressing Enter
+
+    def _on_failed(self, message: str) -> None:
+        self._finish({"ok": False, "error": message})
 
     def _beat(self) -> None:
         now = time.perf_counter()
@@ -66,7 +68,7 @@ class SelfTest(QObject):
         self._streaming = False
         s = result.stats
         text = self._window.model.item(self._window.model.rowCount() - 1).text
-        report = {
+        report: dict[str, object] = {
             "ok": s.completion_tokens >= MIN_TOKENS and bool(text.strip()),
             "tokens": s.completion_tokens,
             "ttft_ms": round(s.ttft_ms, 1),

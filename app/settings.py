@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from PySide6.QtCore import QSettings
 
@@ -42,7 +42,15 @@ THREADS = Option("model/threads", int, 0, 0, 256)  # 0 = automatic
 MODEL_PATH = Option("model/path", str, "")  # empty = the starter model
 
 ALL_OPTIONS: tuple[Option, ...] = (  # type: ignore[type-arg]
-    SYSTEM_PROMPT, TEMPERATURE, TOP_P, TOP_K, REPEAT_PENALTY, MAX_TOKENS, CONTEXT_SIZE, THREADS, MODEL_PATH,
+    SYSTEM_PROMPT,
+    TEMPERATURE,
+    TOP_P,
+    TOP_K,
+    REPEAT_PENALTY,
+    MAX_TOKENS,
+    CONTEXT_SIZE,
+    THREADS,
+    MODEL_PATH,
 )
 
 SETTINGS_VERSION = 1
@@ -58,7 +66,7 @@ class Settings:
         self._upgrade()
 
     def _upgrade(self) -> None:
-        version = int(self._qs.value("meta/version", 0) or 0)
+        version = int(str(self._qs.value("meta/version", 0) or 0))
         for step in range(version + 1, SETTINGS_VERSION + 1):
             if step in _UPGRADES:
                 _UPGRADES[step](self._qs)
@@ -67,7 +75,8 @@ class Settings:
 
     def get(self, option: Option[T]) -> T:
         """The stored value, or the default when missing or unreadable."""
-        raw = self._qs.value(option.key, option.default)
+        raw: Any = self._qs.value(option.key, option.default)
+        value: Any
         try:
             if option.type is bool and isinstance(raw, str):
                 value = raw.lower() in ("1", "true", "yes")
@@ -75,11 +84,11 @@ class Settings:
                 value = option.type(raw)
         except (TypeError, ValueError):
             return option.default
-        if option.minimum is not None and value < option.minimum:  # type: ignore[operator]
+        if option.minimum is not None and value < option.minimum:
             return option.default
-        if option.maximum is not None and value > option.maximum:  # type: ignore[operator]
+        if option.maximum is not None and value > option.maximum:
             return option.default
-        return value  # type: ignore[return-value]
+        return value  # type: ignore[no-any-return]
 
     def set(self, option: Option[T], value: T) -> None:
         """Store a value."""

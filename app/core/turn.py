@@ -23,7 +23,7 @@ class TurnRequest:
     turn_id: int
     history: tuple[ChatMessage, ...]  # user/assistant messages, ending with the user's
     system_prompt: str = ""
-    sampling: SamplingParams = SamplingParams()
+    sampling: SamplingParams = field(default_factory=SamplingParams)
     previous_dropped: int = 0  # the cut the last turn made, to keep the cached prefix
     cancel: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer
+from PySide6.QtCore import QAbstractListModel, QByteArray, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer
 
 from app.core.chat.message import ChatMessage, Role
 from app.core.engine.generation import GenerationStats
@@ -73,10 +73,10 @@ class MessageListModel(QAbstractListModel):
             MessageRole.MESSAGE_ID: item.id,
         }.get(role)  # type: ignore[call-overload]
 
-    def roleNames(self) -> dict[int, bytes]:  # noqa: N802
+    def roleNames(self) -> dict[int, QByteArray]:  # noqa: N802
         """Role names, for QML and debugging."""
         names = dict(super().roleNames())
-        names.update({r.value: r.name.lower().encode() for r in MessageRole})
+        names.update({r.value: QByteArray(r.name.lower().encode()) for r in MessageRole})
         return names
 
     # Edits (GUI thread only)
@@ -114,7 +114,12 @@ class MessageListModel(QAbstractListModel):
         item = self._items[row]
         item.text, item.streaming, item.stats, item.notice = "", True, None, ""
         self._changed(
-            row, MessageRole.TEXT, Qt.ItemDataRole.DisplayRole, MessageRole.STREAMING, MessageRole.STATS, MessageRole.NOTICE
+            row,
+            MessageRole.TEXT,
+            Qt.ItemDataRole.DisplayRole,
+            MessageRole.STREAMING,
+            MessageRole.STATS,
+            MessageRole.NOTICE,
         )
 
     def truncate(self, row: int) -> None:

@@ -10,7 +10,18 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
-from PySide6.QtCore import QAbstractItemModel, QEvent, QModelIndex, QPersistentModelIndex, QPoint, QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import (
+    QAbstractItemModel,
+    QEvent,
+    QModelIndex,
+    QPersistentModelIndex,
+    QPoint,
+    QPointF,
+    QRectF,
+    QSize,
+    Qt,
+    Signal,
+)
 from PySide6.QtGui import QAction, QColor, QGuiApplication, QMouseEvent, QPainter, QPaintEvent, QPalette, QTextDocument
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -118,7 +129,7 @@ class MessageDelegate(QStyledItemDelegate):
         return QSize(self._view.viewport().width(), int(r.doc.size().height()) + _MARGIN)
 
     def _doc_origin(self, rect_left: int, rect_top: int, index: Index, r: _Rendered) -> QPointF:
-        x = rect_left + _MARGIN
+        x: float = rect_left + _MARGIN
         if index.data(MessageRole.ROLE) == "user":
             x = rect_left + _MARGIN + self._available_width() - r.bubble_width
         return QPointF(x, rect_top + _MARGIN / 2)

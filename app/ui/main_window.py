@@ -70,7 +70,10 @@ class NoticeBar(QWidget):
 class MainWindow(QMainWindow):
     """One conversation with the loaded model."""
 
-    answer_finished = Signal(object)  # TurnResult; for the self-test and tests
+    # GUI-thread notifications (the worker's own signals arrive queued; these fire after the UI has updated).
+    answer_finished = Signal(object)  # TurnResult
+    model_ready = Signal(object)  # LoadedModel
+    model_failed = Signal(str)
 
     def __init__(
         self, settings: Settings, inference: InferenceThread, paths: AppPaths, show_dialogs: bool = True
@@ -234,6 +237,7 @@ class MainWindow(QMainWindow):
         elif self.notice.isVisible():
             self.notice.hide()
         self.statusBar().showMessage(f"Loaded in {loaded.load_ms / 1000:.1f} s", 4000)
+        self.model_ready.emit(loaded)
 
     def _on_load_failed(self, message: str, still_loaded: LoadedModel | None) -> None:
         self._loaded = still_loaded
@@ -242,6 +246,7 @@ class MainWindow(QMainWindow):
         self.notice.show_text(f"The model could not be loaded. {message}", warning=True)
         if self._show_dialogs:
             QMessageBox.warning(self, "Model not loaded", message)
+        self.model_failed.emit(message)
 
     # Conversation
     def _send_or_stop(self) -> None:
@@ -348,9 +353,7 @@ class MainWindow(QMainWindow):
         self._dropped = result.dropped_messages
         self.model.finish(self._answer_row, result.stats, notice)
         s = result.stats
-        self.stats_label.setText(
-            f"{stats_line(s)} · prompt {s.prompt_tokens} tokens ({s.prompt_evaluated} new)"
-        )
+        self.stats_label.setText(f"{stats_line(s)} · prompt {s.prompt_tokens} tokens ({s.prompt_evaluated} new)")
         self._answer_row = None
         self._set_busy(False)
         self.answer_finished.emit(result)

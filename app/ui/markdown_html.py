@@ -37,7 +37,7 @@ def _code_html(code: str, language: str) -> str:
         lexer = None
     if lexer is None:
         return html.escape(code)
-    return highlight(code, lexer, _FORMATTER).rstrip("\n")
+    return str(highlight(code, lexer, _FORMATTER)).rstrip("\n")
 
 
 def _fence(_renderer: Any, tokens: list[Any], idx: int, _options: Any, env: dict[str, Any]) -> str:

@@ -78,8 +78,12 @@ class SettingsDialog(QDialog):
         layout.addWidget(hint)
         layout.addWidget(buttons)
         self._show(
-            settings.get(opts.SYSTEM_PROMPT), settings.get(opts.TEMPERATURE), settings.get(opts.TOP_P),
-            settings.get(opts.MAX_TOKENS), settings.get(opts.CONTEXT_SIZE), settings.get(opts.THREADS),
+            settings.get(opts.SYSTEM_PROMPT),
+            settings.get(opts.TEMPERATURE),
+            settings.get(opts.TOP_P),
+            settings.get(opts.MAX_TOKENS),
+            settings.get(opts.CONTEXT_SIZE),
+            settings.get(opts.THREADS),
         )
 
     def _show(self, system: str, temp: float, top_p: float, max_tokens: int, n_ctx: int, threads: int) -> None:
@@ -91,14 +95,25 @@ class SettingsDialog(QDialog):
         self.threads.setValue(threads)
 
     def _defaults(self) -> None:
-        self._show(*(o.default for o in (  # type: ignore[arg-type]
-            opts.SYSTEM_PROMPT, opts.TEMPERATURE, opts.TOP_P, opts.MAX_TOKENS, opts.CONTEXT_SIZE, opts.THREADS)))
+        self._show(
+            *(
+                o.default
+                for o in (  # type: ignore[arg-type]
+                    opts.SYSTEM_PROMPT,
+                    opts.TEMPERATURE,
+                    opts.TOP_P,
+                    opts.MAX_TOKENS,
+                    opts.CONTEXT_SIZE,
+                    opts.THREADS,
+                )
+            )
+        )
 
     def accept(self) -> None:
         """Store the values."""
         s = self._settings
-        self.reload_needed = (
-            self.context_size.value() != s.get(opts.CONTEXT_SIZE) or self.threads.value() != s.get(opts.THREADS)
+        self.reload_needed = self.context_size.value() != s.get(opts.CONTEXT_SIZE) or self.threads.value() != s.get(
+            opts.THREADS
         )
         s.set(opts.SYSTEM_PROMPT, self.system_prompt.toPlainText())
         s.set(opts.TEMPERATURE, self.temperature.value())

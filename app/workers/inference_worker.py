@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
@@ -33,7 +33,7 @@ class LoadRequest:
     """Load `path`, or the bundled starter model when `path` is None."""
 
     path: Path | None
-    options: LoadOptions = LoadOptions()
+    options: LoadOptions = field(default_factory=LoadOptions)
 
 
 class InferenceWorker(QObject):
@@ -64,7 +64,9 @@ class InferenceWorker(QObject):
             path = request.path
             if path is None:
                 self.load_progress.emit("Preparing the starter model", 0.0)
-                path = ensure_starter_model(self._models_dir, lambda f: self.load_progress.emit("Preparing the starter model", f))
+                path = ensure_starter_model(
+                    self._models_dir, lambda f: self.load_progress.emit("Preparing the starter model", f)
+                )
             self.load_progress.emit("Loading", 0.0)
 
             def progress(fraction: float) -> bool:

@@ -30,7 +30,7 @@ class EngineError(RuntimeError):
     """A failure the user should read (bad file, load failure, full context)."""
 
 
-class LoadCancelled(EngineError):
+class LoadCancelledError(EngineError):
     """The load was aborted through the progress callback."""
 
 
@@ -111,7 +111,7 @@ class LlamaEngine:
                 )
         except (ValueError, RuntimeError, OSError) as exc:
             if aborted:
-                raise LoadCancelled("Loading was cancelled.") from exc
+                raise LoadCancelledError("Loading was cancelled.") from exc
             detail = "; ".join(llama_log.last_error_lines(3)) or str(exc)
             raise EngineError(f"llama.cpp could not load '{info.path.name}': {detail}") from exc
         llm._tern_keep_alive = keep_alive  # type: ignore[attr-defined]  # callbacks live as long as the model
@@ -213,4 +213,3 @@ class LlamaEngine:
             total_ms=(time.perf_counter() - started) * 1000,
             stop_reason=reason,
         )
-

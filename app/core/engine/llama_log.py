@@ -26,8 +26,7 @@ _partial_level = logging.DEBUG
 recent_lines: collections.deque[str] = collections.deque(maxlen=400)
 
 
-@llama_lib.llama_log_callback
-def _on_log(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
+def _log_piece(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
     global _partial_level
     piece = text.decode("utf-8", errors="replace")
     with _lock:
@@ -40,6 +39,9 @@ def _on_log(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
         _partial.clear()
         recent_lines.append(line)
         log.log(_partial_level, "%s", line)
+
+
+_on_log = llama_lib.llama_log_callback(_log_piece)  # module-level: must outlive every log call
 
 
 def install() -> None:

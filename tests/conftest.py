@@ -1,0 +1,59 @@
+"""Shared fixtures: every user folder under tmp_path, the real starter model, a loaded engine."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from app.core.engine.llama_engine import LlamaEngine, LoadOptions
+from app.core.models.starter import ensure_starter_model
+from app.core.paths import AppPaths
+
+XDG_VARS = ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME")
+
+
+def user_env(root: Path) -> dict[str, str]:
+    """Environment that points every user folder of the app below `root`."""
+    env = {var: str(root / var.lower()) for var in XDG_VARS}
+    env["HOME"] = str(root / "home")
+    return env
+
+
+@pytest.fixture(autouse=True)
+def app_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AppPaths:
+    """No test touches the real home folder."""
+    for key, value in user_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    paths = AppPaths.default()
+    paths.create()
+    return paths
+
+
+@pytest.fixture(scope="session")
+def starter_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real Gemma 3 270M GGUF, assembled once per run."""
+    return ensure_starter_model(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def engine(starter_model: Path) -> Iterator[LlamaEngine]:
+    """An engine with the starter model loaded (shared: tests must leave it loaded)."""
+    e = LlamaEngine()
+    e.load(starter_model, LoadOptions(n_ctx=2048))
+    yield e
+    e.unload()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_llama_devnull() -> Iterator[None]:
+    """llama-cpp-python opens two /dev/null files at import and never closes them."""
+    yield
+    import llama_cpp._utils as llama_utils
+
+    llama_utils.outnull_file.close()
+    llama_utils.errnull_file.close()

@@ -1,0 +1,99 @@
+"""The engine on the real starter model: streaming, cancel, KV-cache reuse, bad files."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from app.core.chat.message import ChatMessage
+from app.core.engine.generation import SamplingParams, StopReason
+from app.core.engine.gguf_info import GgufError
+from app.core.engine.llama_engine import LlamaEngine
+from app.core.turn import TurnRequest, run_turn
+
+GREEDY = SamplingParams(temperature=0.0, max_tokens=24)
+
+
+def test_streams_text_and_reports_stats(engine: LlamaEngine) -> None:
+    pieces: list[str] = []
+    stats = engine.generate(engine.tokenize("The capital of France is"), GREEDY, threading.Event(), pieces.append)
+    assert len(pieces) >= 2  # more than one streamed piece
+    assert "".join(pieces).strip()
+    assert stats.prompt_tokens == len(engine.tokenize("The capital of France is"))
+    assert 0 < stats.completion_tokens <= 24
+    assert stats.ttft_ms > 0
+    assert stats.decode_tok_s > 0
+    assert stats.stop_reason in (StopReason.MAX_TOKENS, StopReason.END_OF_TURN)
+
+
+def test_cancel_stops_before_the_next_token(engine: LlamaEngine) -> None:
+    cancel = threading.Event()
+    pieces: list[str] = []
+
+    def on_text(text: str) -> None:
+        pieces.append(text)
+        if len(pieces) == 5:
+            cancel.set()
+
+    params = SamplingParams(temperature=0.0, max_tokens=500)
+    stats = engine.generate(engine.tokenize("Once upon a time"), params, cancel, on_text)
+    assert stats.stop_reason == StopReason.CANCELLED
+    assert stats.completion_tokens == 5
+    assert len(pieces) == 5
+
+
+def test_second_turn_reuses_the_cached_history(engine: LlamaEngine) -> None:
+    history = [ChatMessage("user", "Tell me about the history of lighthouses on rocky coasts. " * 6)]
+    run_turn(engine, TurnRequest(1, tuple(history), sampling=GREEDY), lambda _t: None)
+    answer = engine.cached_tokens  # something was generated and cached
+    assert answer > 0
+    history += [ChatMessage("assistant", "They guided ships."), ChatMessage("user", "And today?")]
+    second = run_turn(engine, TurnRequest(2, tuple(history), sampling=GREEDY), lambda _t: None)
+    # Only the new turn (and the answer's re-tokenised tail) is evaluated.
+    assert second.stats.prompt_tokens > 80
+    assert second.stats.prompt_evaluated < 30
+    assert second.stats.prompt_evaluated < second.stats.prompt_tokens / 3
+
+
+def test_starter_model_uses_the_gemma_turn_fallback(engine: LlamaEngine) -> None:
+    assert engine.loaded is not None
+    assert engine.loaded.info.chat_template is None
+    assert engine.template is not None
+    assert engine.template.name == "gemma-turns"
+    tokens = engine.tokenize(engine.template.render([ChatMessage("user", "Hi")]))
+    # <start_of_turn> and <end_of_turn> are single special tokens (105, 106) after BOS (2).
+    assert tokens[:2] == [2, 105]
+    assert 106 in tokens
+
+
+@pytest.mark.parametrize("kind", ["truncated", "garbage"])
+def test_bad_file_is_refused_and_the_loaded_model_stays(
+    engine: LlamaEngine, starter_model: Path, tmp_path: Path, kind: str
+) -> None:
+    bad = tmp_path / f"{kind}.gguf"
+    if kind == "truncated":
+        with starter_model.open("rb") as src:
+            bad.write_bytes(src.read(30_000_000))
+    else:
+        bad.write_bytes(os.urandom(1 << 16))
+    before = engine.loaded
+    with pytest.raises(GgufError):
+        engine.load(bad)
+    assert engine.loaded is before
+    pieces: list[str] = []
+    engine.generate(
+        engine.tokenize("Hello"), SamplingParams(temperature=0.0, max_tokens=4), threading.Event(), pieces.append
+    )
+    assert pieces
+
+
+def test_load_cancelled_through_progress(starter_model: Path) -> None:
+    from app.core.engine.llama_engine import LoadCancelledError
+
+    e = LlamaEngine()
+    with pytest.raises(LoadCancelledError):
+        e.load(starter_model, progress=lambda fraction: fraction < 0.2)
+    assert e.loaded is None

@@ -1,0 +1,91 @@
+"""GGUF validation runs before llama.cpp sees a file, so a bad file is an error message, never a crash."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from app.core.engine.gguf_info import GgufError, read_gguf_info
+from tests.core.gguf_files import write_tiny_gguf
+
+
+def test_reads_the_starter_model(starter_model: Path) -> None:
+    info = read_gguf_info(starter_model)
+    assert info.architecture == "gemma3"
+    assert info.is_gemma
+    assert info.name == "Gemma 3 270m"
+    assert info.context_length == 32768
+    assert info.block_count == 18
+    assert info.chat_template is None
+    assert info.file_size == starter_model.stat().st_size
+    assert len(info.tensors) == 236
+    # Counted from the shapes: a 270M model.
+    assert 260_000_000 < info.total_parameters < 280_000_000
+    embd = next(t for t in info.tensors if t.name == "token_embd.weight")
+    assert embd.shape == (640, 262144)
+    assert max(t.offset + t.n_bytes for t in info.tensors) <= info.file_size
+    assert len(info.metadata["tokenizer.ggml.tokens"]) == 262144
+
+
+def test_truncated_data_is_refused(starter_model: Path, tmp_path: Path) -> None:
+    cut = tmp_path / "cut.gguf"
+    with starter_model.open("rb") as src, cut.open("wb") as dst:
+        dst.write(src.read(50_000_000))
+    with pytest.raises(GgufError, match="truncated"):
+        read_gguf_info(cut)
+
+
+def test_truncated_header_is_refused(starter_model: Path, tmp_path: Path) -> None:
+    cut = tmp_path / "head.gguf"
+    cut.write_bytes(starter_model.read_bytes()[:100_000])
+    with pytest.raises(GgufError, match="ends in the middle of its header"):
+        read_gguf_info(cut)
+
+
+def test_garbage_is_refused(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(os.urandom(4096))
+    with pytest.raises(GgufError, match="not a GGUF model"):
+        read_gguf_info(junk)
+
+
+def test_empty_and_missing_files_are_refused(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.gguf"
+    empty.touch()
+    with pytest.raises(GgufError, match="only 0 bytes"):
+        read_gguf_info(empty)
+    with pytest.raises(GgufError, match="Cannot read"):
+        read_gguf_info(tmp_path / "absent.gguf")
+
+
+def test_corrupt_counts_are_refused(starter_model: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "counts.gguf"
+    shutil.copyfile(starter_model, bad)
+    with bad.open("r+b") as f:
+        f.seek(8)  # tensor count
+        f.write((2**62).to_bytes(8, "little"))
+    with pytest.raises(GgufError, match="impossible header"):
+        read_gguf_info(bad)
+
+
+def test_unknown_architecture_is_refused(tmp_path: Path) -> None:
+    path = write_tiny_gguf(tmp_path / "odd.gguf", "no-such-arch")
+    with pytest.raises(GgufError, match="architecture 'no-such-arch'"):
+        read_gguf_info(path)
+
+
+def test_projector_file_is_not_a_language_model(tmp_path: Path) -> None:
+    path = write_tiny_gguf(tmp_path / "mmproj.gguf", "clip")
+    with pytest.raises(GgufError, match="projector"):
+        read_gguf_info(path)
+
+
+def test_small_valid_file_reports_its_template(tmp_path: Path) -> None:
+    path = write_tiny_gguf(tmp_path / "ok.gguf", "gemma3", template="{{ messages[0]['content'] }}")
+    info = read_gguf_info(path)
+    assert info.chat_template == "{{ messages[0]['content'] }}"
+    assert info.total_parameters == 64
+    assert info.quant_types == {"F32": 256}

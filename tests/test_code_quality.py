@@ -1,0 +1,27 @@
+"""Lint and type checks run with the tests, so CI enforces them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def test_ruff_is_clean() -> None:
+    result = subprocess.run([BIN / "ruff", "check", "app", "tests", "bench"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-4000:]
+
+
+def test_mypy_is_clean() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "app"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
+
+
+def test_no_module_grows_past_600_lines() -> None:
+    big = {str(p.relative_to(ROOT)): n for p in (ROOT / "app").rglob("*.py") if (n := len(p.read_text().splitlines())) > 600}
+    assert big == {}

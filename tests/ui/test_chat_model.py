@@ -1,0 +1,61 @@
+"""The message model passes Qt's model checks, and streamed text is batched."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QCoreApplication
+from pytestqt.modeltest import ModelTester
+from pytestqt.qtbot import QtBot
+
+from app.core.engine.generation import GenerationStats, StopReason
+from app.ui.chat_model import MessageListModel, MessageRole, StreamBuffer
+from app.ui.markdown_html import render_markdown
+
+
+def test_model_passes_qtmodeltester(qtmodeltester: ModelTester) -> None:
+    model = MessageListModel()
+    model.append("user", "Hi")
+    model.append("assistant", "Hello", streaming=True)
+    qtmodeltester.check(model, force_py=True)
+    model.append_text(1, " there")
+    model.finish(1, GenerationStats(3, 3, 2, 10.0, 50.0, 40.0, StopReason.END_OF_TURN))
+    model.append("user", "Again")
+    model.truncate(1)
+    model.clear()
+    qtmodeltester.check(model, force_py=True)
+
+
+def test_roles_and_history() -> None:
+    model = MessageListModel()
+    model.append("user", "Hi")
+    row = model.append("assistant", streaming=True)
+    index = model.index(row)
+    assert index.data(MessageRole.ROLE) == "assistant"
+    assert index.data(MessageRole.STREAMING) is True
+    model.append_text(row, "Hello")
+    assert [(m.role, m.content) for m in model.history()] == [("user", "Hi"), ("assistant", "Hello")]
+    assert [m.content for m in model.history(upto=row)] == ["Hi"]
+
+
+def test_stream_buffer_batches_pieces_into_one_change(qtbot: QtBot) -> None:
+    model = MessageListModel()
+    row = model.append("assistant", streaming=True)
+    changes: list[list[int]] = []
+    model.dataChanged.connect(lambda _a, _b, roles: changes.append(list(roles)))
+    buffer = StreamBuffer(model)
+    for piece in ["Hel", "lo", ",", " world"]:
+        buffer.add(row, piece)
+    QCoreApplication.processEvents()
+    assert changes == []  # nothing until the timer fires
+    qtbot.waitUntil(lambda: len(changes) == 1, timeout=1000)
+    assert model.item(row).text == "Hello, world"
+    assert int(MessageRole.TEXT) in changes[0]
+    assert int(MessageRole.STATS) not in changes[0]
+
+
+def test_markdown_renders_code_blocks_with_copy_links() -> None:
+    md = render_markdown("Use `pip`:\n\n```python\nprint('hi')\n```\n\n- one\n- two\n\n<script>x</script>")
+    assert md.code_blocks == ["print('hi')"]
+    assert 'href="copy:0"' in md.html
+    assert "<li>one</li>" in md.html
+    assert "<script>" not in md.html  # raw HTML from a model is shown, not interpreted
+    assert "monospace" in md.html
