@@ -11,9 +11,18 @@ import argparse
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app import APP_ID, APP_NAME, __version__
+
+if TYPE_CHECKING:
+    from PySide6.QtWidgets import QApplication
+
+    from app.crash_handler import CrashHandler
+    from app.ui.main_window import MainWindow
+    from app.workers.inference_worker import InferenceThread
 
 log = logging.getLogger("tern.app")
 
@@ -29,13 +38,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run(argv: list[str] | None = None) -> int:
-    """Run the app; returns the process exit code."""
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.self_test:
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-        args.no_err_windows = True
+@dataclass
+class Session:
+    """A started app: what `run` drives and shuts down."""
 
+    app: QApplication
+    window: MainWindow
+    inference: InferenceThread
+    crash: CrashHandler
+    log_file: Path
+
+
+def start(args: argparse.Namespace) -> Session:
+    """Everything up to the event loop, in order."""
     from app.core.paths import AppPaths
 
     paths = AppPaths.default()
@@ -72,18 +87,32 @@ def run(argv: list[str] | None = None) -> int:
     if crash.previous_run_crashed:
         window.show_crash_notice(crash.crash_log)
     window.load_model(args.model or settings.model_path())
+    return Session(app, window, inference, crash, log_file)  # type: ignore[arg-type]
 
+
+def shutdown(session: Session) -> None:
+    """Close the window, join the worker, and mark the run as cleanly ended."""
+    session.window.close()
+    session.inference.shutdown()
+    session.crash.clean_exit()
+    log.info("Exited cleanly; log at %s", session.log_file)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the app; returns the process exit code."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.self_test:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+        args.no_err_windows = True
+    session = start(args)
     probe = None
     if args.self_test:
         from app.self_test import SelfTest
 
-        probe = SelfTest(window)
+        probe = SelfTest(session.window)
         probe.start()
     try:
-        code = app.exec()
+        code = session.app.exec()
     finally:
-        window.close()
-        inference.shutdown()
-        crash.clean_exit()
-        log.info("Exited cleanly; log at %s", log_file)
+        shutdown(session)
     return probe.exit_code if probe is not None else code

@@ -139,7 +139,7 @@ class MainWindow(QMainWindow):
         self.regenerate_button.clicked.connect(self.regenerate)
         self.view.edit_requested.connect(self.edit_message)
         self.view.regenerate_requested.connect(self.regenerate)
-        self.view.delegate.copied.connect(lambda _t: self.statusBar().showMessage("Code copied", 2000))
+        self.view.delegate.copied.connect(lambda _t: self.stats_label.setText("Code copied"))
 
         worker = inference.worker
         worker.load_progress.connect(self._on_load_progress)
@@ -236,7 +236,7 @@ class MainWindow(QMainWindow):
             self.notice.show_text(STARTER_NOTICE)
         elif self.notice.isVisible():
             self.notice.hide()
-        self.statusBar().showMessage(f"Loaded in {loaded.load_ms / 1000:.1f} s", 4000)
+        self.stats_label.setText(f"Loaded in {loaded.load_ms / 1000:.1f} s")
         self.model_ready.emit(loaded)
 
     def _on_load_failed(self, message: str, still_loaded: LoadedModel | None) -> None:
@@ -261,7 +261,7 @@ class MainWindow(QMainWindow):
         if not text:
             return False
         if self.busy:
-            self.statusBar().showMessage("Wait for the answer to finish, or press Stop.", 3000)
+            self.stats_label.setText("Wait for the answer to finish, or press Stop")
             return False
         self.composer.clear()
         self.model.append("user", text)
@@ -366,8 +366,7 @@ class MainWindow(QMainWindow):
         self._answer_row = None
         self._set_busy(False)
         if message:
-            self.stats_label.setText("The answer failed")
-            self.statusBar().showMessage(message, 8000)
+            self.stats_label.setText("The answer failed (see the note under it)")
 
     # Dialogs
     def open_settings(self) -> None:
