@@ -10,7 +10,6 @@ hits both alike; figures are medians.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import statistics
@@ -23,16 +22,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import llama_cpp.llama_cpp as L  # noqa: E402
-from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, QTimer, Slot  # noqa: E402
+import llama_cpp.llama_cpp as L
+from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, QTimer, Slot
 
-from app.core.chat.message import ChatMessage  # noqa: E402
-from app.core.engine import llama_log  # noqa: E402
-from app.core.engine.generation import SamplingParams  # noqa: E402
-from app.core.engine.llama_engine import LoadOptions, default_threads  # noqa: E402
-from app.core.models.starter import ensure_starter_model  # noqa: E402
-from app.core.turn import TurnRequest, TurnResult  # noqa: E402
-from app.workers.inference_worker import InferenceThread, LoadRequest  # noqa: E402
+from app.core.chat.message import ChatMessage
+from app.core.engine import llama_log
+from app.core.engine.generation import SamplingParams
+from app.core.engine.llama_engine import LoadOptions, default_threads
+from app.core.models.starter import ensure_starter_model
+from app.core.turn import TurnRequest, TurnResult
+from app.workers.inference_worker import InferenceThread, LoadRequest
 
 PROMPT = "Write a long story about a lighthouse keeper who finds a message in a bottle."
 N_CTX = 4096
