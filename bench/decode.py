@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import llama_cpp.llama_cpp as L
+import llama_cpp.llama_cpp as L  # noqa: N812  (the C API, named as in llama.h)
 from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, QTimer, Slot
 
 from app.core.chat.message import ChatMessage
