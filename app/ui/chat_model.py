@@ -42,6 +42,7 @@ class ChatItem:
     stats: GenerationStats | None = None
     notice: str = ""
     id: int = field(default_factory=lambda: next(_ids))
+    version: int = 0  # bumped on every change, so views can cache by (id, version)
 
 
 class MessageListModel(QAbstractListModel):
@@ -93,6 +94,7 @@ class MessageListModel(QAbstractListModel):
         return row
 
     def _changed(self, row: int, *roles: int) -> None:
+        self._items[row].version += 1
         index = self.index(row)
         self.dataChanged.emit(index, index, list(roles))
 

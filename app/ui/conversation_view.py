@@ -22,7 +22,17 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QAction, QColor, QGuiApplication, QMouseEvent, QPainter, QPaintEvent, QPalette, QTextDocument
+from PySide6.QtGui import (
+    QAbstractTextDocumentLayout,
+    QAction,
+    QColor,
+    QGuiApplication,
+    QMouseEvent,
+    QPainter,
+    QPaintEvent,
+    QPalette,
+    QTextDocument,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QListView,
@@ -40,7 +50,7 @@ from app.ui.markdown_html import COPY_SCHEME, render_markdown
 Index = QModelIndex | QPersistentModelIndex
 _MARGIN = 10  # around each message
 _PAD = 10  # inside a bubble
-_USER_BUBBLE = QColor("#dbeafe")
+_USER_BUBBLE = {False: QColor("#dbeafe"), True: QColor("#1e3a5f")}  # by dark palette
 _USER_MAX_FRACTION = 0.8
 
 
@@ -59,7 +69,7 @@ def stats_line(stats: GenerationStats) -> str:
 
 @dataclass
 class _Rendered:
-    key: tuple[object, ...]
+    key: tuple[int, int, bool]  # (item version, width, dark palette)
     doc: QTextDocument
     code_blocks: list[str]
     bubble_width: float
@@ -75,32 +85,39 @@ class MessageDelegate(QStyledItemDelegate):
         self._view = view
         self._cache: dict[int, _Rendered] = {}
 
+    def _dark(self) -> bool:
+        palette = self._view.palette()
+        return palette.color(QPalette.ColorRole.Base).lightness() < palette.color(QPalette.ColorRole.Text).lightness()
+
     def _available_width(self) -> int:
         return max(200, self._view.viewport().width() - 2 * _MARGIN)
 
     def rendered(self, index: Index) -> _Rendered:
-        """The laid-out document for a message (cached)."""
-        msg_id = index.data(MessageRole.MESSAGE_ID)
-        role = index.data(MessageRole.ROLE)
-        text = index.data(MessageRole.TEXT) or ""
-        streaming = bool(index.data(MessageRole.STREAMING))
-        stats = index.data(MessageRole.STATS)
-        notice = index.data(MessageRole.NOTICE) or ""
-        width = self._available_width()
-        key = (text, width, streaming, stats, notice)
-        cached = self._cache.get(msg_id)
+        """The laid-out document for a message, cached by (id, version, width).
+
+        It reads the model's items directly: the view asks every row for its
+        size on each relayout, so this path must stay a few attribute reads.
+        """
+        item = self._view.model().item(index.row())  # type: ignore[attr-defined]
+        key = (item.version, self._available_width(), self._dark())
+        cached = self._cache.get(item.id)
         if cached is not None and cached.key == key:
             return cached
+        role, text, streaming, stats, notice = item.role, item.text, item.streaming, item.stats, item.notice
+        width = key[1]
 
         shown = text
         if streaming:
             shown = (text + " ▍") if text else "_Thinking…_"
-        md = render_markdown(shown)
+        dark = key[2]
+        md = render_markdown(shown, dark)
         footer = []
         if notice:
-            footer.append(f'<p style="color:#92400e; font-size:small;">{html.escape(notice)}</p>')
+            colour = "#f0b35a" if dark else "#92400e"
+            footer.append(f'<p style="color:{colour}; font-size:small;">{html.escape(notice)}</p>')
         if stats is not None and role == "assistant":
-            footer.append(f'<p style="color:#6b7280; font-size:small;">{html.escape(stats_line(stats))}</p>')
+            colour = "#9aa3b2" if dark else "#6b7280"
+            footer.append(f'<p style="color:{colour}; font-size:small;">{html.escape(stats_line(stats))}</p>')
         doc = QTextDocument()
         doc.setDocumentMargin(_PAD)
         doc.setDefaultFont(self._view.font())
@@ -114,7 +131,7 @@ class MessageDelegate(QStyledItemDelegate):
             bubble = width
             doc.setTextWidth(width)
         rendered = _Rendered(key, doc, md.code_blocks, bubble)
-        self._cache[msg_id] = rendered
+        self._cache[item.id] = rendered
         return rendered
 
     def forget_missing(self, live_ids: set[int]) -> None:
@@ -142,10 +159,12 @@ class MessageDelegate(QStyledItemDelegate):
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         if index.data(MessageRole.ROLE) == "user":
             painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(_USER_BUBBLE)
+            painter.setBrush(_USER_BUBBLE[r.key[2]])
             painter.drawRoundedRect(QRectF(origin.x(), origin.y(), r.bubble_width, r.doc.size().height()), 12, 12)
         painter.translate(origin)
-        r.doc.drawContents(painter)
+        context = QAbstractTextDocumentLayout.PaintContext()
+        context.palette = self._view.palette()  # text follows the theme
+        r.doc.documentLayout().draw(painter, context)
         painter.restore()
 
     def editorEvent(self, event: QEvent, model: QAbstractItemModel, option: QStyleOptionViewItem, index: Index) -> bool:  # noqa: N802

@@ -18,8 +18,21 @@ from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
 COPY_SCHEME = "copy"
-_FORMATTER = HtmlFormatter(nowrap=True, noclasses=True, style="default")
+_GRID_TABLE = '<table border="1" cellspacing="0" cellpadding="4" style="border-collapse:collapse;">'
 _MONO = "'DejaVu Sans Mono', 'Menlo', 'Consolas', monospace"
+
+
+@dataclass(frozen=True)
+class _Theme:
+    code_bg: str
+    code_header_bg: str
+    code_label: str
+    inline_code_bg: str
+    formatter: HtmlFormatter
+
+
+_LIGHT = _Theme("#f3f4f6", "#e5e7eb", "#4b5563", "#eef0f3", HtmlFormatter(nowrap=True, noclasses=True, style="default"))
+_DARK = _Theme("#1f2430", "#2b3240", "#aab2c0", "#2b3240", HtmlFormatter(nowrap=True, noclasses=True, style="monokai"))
 
 
 @dataclass
@@ -30,14 +43,14 @@ class RenderedMarkdown:
     code_blocks: list[str] = field(default_factory=list)
 
 
-def _code_html(code: str, language: str) -> str:
+def _code_html(code: str, language: str, formatter: HtmlFormatter) -> str:
     try:
         lexer = get_lexer_by_name(language) if language else None
     except ClassNotFound:
         lexer = None
     if lexer is None:
         return html.escape(code)
-    return str(highlight(code, lexer, _FORMATTER)).rstrip("\n")
+    return str(highlight(code, lexer, formatter)).rstrip("\n")
 
 
 def _fence(_renderer: Any, tokens: list[Any], idx: int, _options: Any, env: dict[str, Any]) -> str:
@@ -45,16 +58,17 @@ def _fence(_renderer: Any, tokens: list[Any], idx: int, _options: Any, env: dict
     language = token.info.strip().split(" ")[0] if token.info else ""
     code = token.content.rstrip("\n")
     blocks: list[str] = env["code_blocks"]
+    theme: _Theme = env["theme"]
     n = len(blocks)
     blocks.append(code)
     label = html.escape(language or "code")
     return (
-        '<table width="100%" cellspacing="0" cellpadding="6" border="0" bgcolor="#f3f4f6" '
+        f'<table width="100%" cellspacing="0" cellpadding="6" border="0" bgcolor="{theme.code_bg}" '
         'style="margin-top:4px; margin-bottom:8px;">'
-        f'<tr><td bgcolor="#e5e7eb"><span style="color:#4b5563; font-size:small;">{label}</span>'
-        f'&nbsp;&nbsp;&nbsp;<a href="{COPY_SCHEME}:{n}" style="font-size:small;">Copy</a></td></tr>'
-        f'<tr><td><pre style="font-family:{_MONO}; margin:0;">{_code_html(code, language)}</pre></td></tr>'
-        "</table>"
+        f'<tr><td bgcolor="{theme.code_header_bg}"><span style="color:{theme.code_label}; font-size:small;">'
+        f'{label}</span>&nbsp;&nbsp;&nbsp;<a href="{COPY_SCHEME}:{n}" style="font-size:small;">Copy</a></td></tr>'
+        f'<tr><td><pre style="font-family:{_MONO}; margin:0;">{_code_html(code, language, theme.formatter)}</pre>'
+        "</td></tr></table>"
     )
 
 
@@ -64,9 +78,12 @@ _PARSER.add_render_rule("fence", _fence)
 _PARSER.add_render_rule("code_block", _fence)
 
 
-def render_markdown(text: str) -> RenderedMarkdown:
-    """Render one message's Markdown."""
+def render_markdown(text: str, dark: bool = False) -> RenderedMarkdown:
+    """Render one message's Markdown, with colours for a light or dark palette."""
+    theme = _DARK if dark else _LIGHT
     blocks: list[str] = []
-    body = _PARSER.render(text, {"code_blocks": blocks})
-    body = body.replace("<code>", f'<code style="font-family:{_MONO}; background-color:#eef0f3;">')
+    body = _PARSER.render(text, {"code_blocks": blocks, "theme": theme})
+    body = body.replace("<code>", f'<code style="font-family:{_MONO}; background-color:{theme.inline_code_bg};">')
+    # Markdown tables (code blocks carry their own attributes): Qt draws no grid unless asked.
+    body = body.replace("<table>", _GRID_TABLE)
     return RenderedMarkdown(body, blocks)

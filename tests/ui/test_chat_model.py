@@ -59,3 +59,10 @@ def test_markdown_renders_code_blocks_with_copy_links() -> None:
     assert "<li>one</li>" in md.html
     assert "<script>" not in md.html  # raw HTML from a model is shown, not interpreted
     assert "monospace" in md.html
+
+
+def test_markdown_follows_a_dark_palette() -> None:
+    light = render_markdown("```\nx\n```")
+    dark = render_markdown("```\nx\n```", dark=True)
+    assert "#f3f4f6" in light.html and "#f3f4f6" not in dark.html
+    assert dark.code_blocks == light.code_blocks == ["x"]
