@@ -16,12 +16,15 @@ fi
 if [ -f "$stamp" ] && grep -qx "$hash${extra:+ $extra}.*" "$stamp"; then
     exit 0
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
+log=.venv/pip-install.log
+echo "Installing Python packages into .venv (log: $log)..."
 # llama-cpp-python compiles llama.cpp (about 10 minutes on 2 cores) the first
 # time; pip caches the wheel, so later installs take seconds.
-if [ "$extra" = dev ]; then
-    .venv/bin/python -m pip install --quiet -e '.[dev]'
-else
-    .venv/bin/python -m pip install --quiet -e .
+spec=.
+[ "$extra" = dev ] && spec='.[dev]'
+if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e "$spec"; } >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "setup-venv: pip install failed; the whole log is in $log" >&2
+    exit 1
 fi
 echo "$hash${extra:+ $extra}" > "$stamp"
