@@ -20,7 +20,7 @@ from app.core.chat.templates import TemplateError
 from app.core.engine.gguf_info import GgufError
 from app.core.engine.llama_engine import EngineError, LlamaEngine, LoadOptions
 from app.core.models.starter import StarterModelError, ensure_starter_model
-from app.core.turn import TurnRequest, run_turn
+from app.core.turn import TurnRequest, TurnResult, run_turn
 
 log = logging.getLogger("tern.worker")
 
@@ -121,8 +121,8 @@ class InferenceThread(QObject):
         self._load_requested.connect(self.worker.load_model)
         self._turn_requested.connect(self.worker.run_turn)
         self._current: TurnRequest | None = None
-        self.worker.turn_finished.connect(self._forget_turn)
-        self.worker.turn_failed.connect(self._forget_turn)
+        self.worker.turn_finished.connect(self._on_turn_finished)
+        self.worker.turn_failed.connect(self._on_turn_failed)
 
     def start(self) -> None:
         """Start the thread's event loop."""
@@ -143,8 +143,15 @@ class InferenceThread(QObject):
         if self._current is not None:
             self._current.cancel.set()
 
-    def _forget_turn(self, result_or_id: object, *_: object) -> None:
-        turn_id = result_or_id if isinstance(result_or_id, int) else getattr(result_or_id, "turn_id", None)
+    @Slot(object)
+    def _on_turn_finished(self, result: TurnResult) -> None:
+        self._forget(result.turn_id)
+
+    @Slot(int, str)
+    def _on_turn_failed(self, turn_id: int, _message: str) -> None:
+        self._forget(turn_id)
+
+    def _forget(self, turn_id: int) -> None:
         if self._current is not None and self._current.turn_id == turn_id:
             self._current = None
 
