@@ -33,6 +33,13 @@ from gguf.constants import (
 KNOWN_ARCHITECTURES = frozenset(MODEL_ARCH_NAMES.values()) | {"gemma4-assistant"}
 NOT_LANGUAGE_MODELS = {"clip": "a vision/audio projector (mmproj)", "wavtokenizer-dec": "an audio decoder"}
 GEMMA_ARCHITECTURES = frozenset({"gemma", "gemma2", "gemma3", "gemma3n", "gemma4", "gemma-embedding"})
+PLE_TENSOR = "per_layer_token_embd.weight"
+# llama.cpp names Gemma sizes by layer count (src/models/gemma4.cpp, gemma3n.cpp).
+_GEMMA_SIZES = {
+    "gemma4": {35: "E2B", 42: "E4B", 30: "26B-A4B", 48: "12B", 60: "31B"},
+    "gemma3n": {30: "E2B", 35: "E4B"},
+}
+_GEMMA_NAMES = {"gemma": "Gemma", "gemma2": "Gemma 2", "gemma3": "Gemma 3", "gemma3n": "Gemma 3n", "gemma4": "Gemma 4"}
 
 # Arrays longer than this are skipped, not kept (vocabularies, merges, scores).
 _MAX_KEPT_ARRAY = 4096
@@ -119,6 +126,40 @@ class GgufInfo:
         return sum(t.n_elements for t in self.tensors)
 
     @property
+    def family(self) -> str:
+        """A label such as "Gemma 4 E2B" or "Gemma 3 270M"; the architecture name for non-Gemma files."""
+        base = _GEMMA_NAMES.get(self.architecture)
+        if base is None:
+            return self.architecture
+        size = _GEMMA_SIZES.get(self.architecture, {}).get(self.block_count)
+        if size is None:
+            label = self.metadata.get("general.size_label")
+            size = label.upper() if isinstance(label, str) and label else None
+        return f"{base} {size}" if size else base
+
+    @property
+    def ple_tensor(self) -> TensorInfo | None:
+        """The per-layer embedding table, if the model has one."""
+        return next((t for t in self.tensors if t.name == PLE_TENSOR), None)
+
+    @property
+    def ple_parameters(self) -> int:
+        """Parameters in the per-layer embedding table (0 without one)."""
+        ple = self.ple_tensor
+        return ple.n_elements if ple else 0
+
+    @property
+    def ple_bytes(self) -> int:
+        """Bytes of the per-layer embedding table in the file."""
+        ple = self.ple_tensor
+        return ple.n_bytes if ple else 0
+
+    @property
+    def effective_parameters(self) -> int:
+        """Parameters that must be in RAM/VRAM: everything but the PLE lookup table."""
+        return self.total_parameters - self.ple_parameters
+
+    @property
     def quant_types(self) -> dict[str, int]:
         """Bytes per quantization type, largest first."""
         sizes: dict[str, int] = {}
@@ -175,8 +216,9 @@ def _read_value(cur: _Cursor, vtype: GGUFValueType, key: str) -> Any:
         if etype == GGUFValueType.ARRAY:
             raise GgufError(f"Metadata key '{key}' nests arrays, which GGUF does not allow.")
         if count > _MAX_KEPT_ARRAY:
+            start = cur.pos
             _skip_array(cur, etype, count, key)
-            return _SkippedArray(etype.name, count)
+            return SkippedArray(etype.name, count, start)
         return [_read_value(cur, etype, key) for _ in range(count)]
     return cur.unpack(_SCALAR_FORMATS[vtype], key)
 
@@ -192,11 +234,12 @@ def _skip_array(cur: _Cursor, etype: GGUFValueType, count: int, key: str) -> Non
 
 
 @dataclass(frozen=True)
-class _SkippedArray:
-    """Stands in for a large array that was skipped, keeping its length."""
+class SkippedArray:
+    """Stands in for a large array that was skipped; `read_array` loads it."""
 
     element_type: str
     count: int
+    offset: int  # file offset of the first element
 
     def __len__(self) -> int:
         return self.count
@@ -282,3 +325,17 @@ def _parse(path: Path, buf: mmap.mmap, size: int) -> GgufInfo:
     if not tensors:
         raise GgufError(f"'{path.name}' has no tensors; it holds no model weights.")
     return GgufInfo(path, size, version, arch, metadata, tuple(tensors))
+
+
+def read_array(path: str | os.PathLike[str], array: SkippedArray) -> list[Any]:
+    """Load a large metadata array (e.g. the vocabulary) that `read_gguf_info` skipped."""
+    etype = GGUFValueType[array.element_type]
+    with Path(path).open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        cur = _Cursor(buf, len(buf))
+        cur.pos = array.offset
+        if etype == GGUFValueType.STRING:
+            return [cur.string("array") for _ in range(array.count)]
+        fmt = _SCALAR_FORMATS[etype]
+        size = struct.calcsize(fmt)
+        cur.need(size * array.count, "array")
+        return list(struct.unpack_from(f"<{array.count}{fmt[1:]}", buf, array.offset))

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 
 import llama_cpp
 import llama_cpp.llama_cpp as llama_lib
@@ -20,8 +21,9 @@ import llama_cpp.llama_cpp as llama_lib
 from app.core.chat.templates import ChatTemplate, select_template
 from app.core.engine import llama_log
 from app.core.engine.generation import GenerationStats, SamplingParams, StopReason
-from app.core.engine.gguf_info import GgufInfo, read_gguf_info
-from app.core.engine.model_params import extra_model_params
+from app.core.engine.gguf_info import PLE_TENSOR, GgufInfo, read_gguf_info
+from app.core.engine.model_params import LAZY_OFF, LAZY_ON, extra_model_params
+from app.core.engine.residency import drop_resident, evict_from_page_cache
 
 log = logging.getLogger("tern.engine")
 
@@ -40,6 +42,23 @@ def default_threads() -> int:
     return cores if cores <= 4 else cores // 2
 
 
+class Residency(str, Enum):
+    """Where the weights live. The PLE table is a pure lookup, so by default it stays on disk."""
+
+    PLE_ON_DISK = "ple_on_disk"  # effective weights in RAM, PLE rows paged in on demand
+    PLE_IN_RAM = "ple_in_ram"  # everything read at load: faster first tokens on slow disks
+    LOCKED = "locked"  # mlock the model; the on-disk PLE stays excluded
+
+
+class PlePlacement(str, Enum):
+    """What the engine did with the PLE table at load."""
+
+    NONE = "no PLE"
+    LAZY = "on disk, rows read on demand"
+    DROPPED = "on disk, paged out after load"
+    IN_RAM = "in RAM"
+
+
 @dataclass(frozen=True)
 class LoadOptions:
     """How to load a model."""
@@ -48,6 +67,7 @@ class LoadOptions:
     n_threads: int = 0  # 0: default_threads()
     n_gpu_layers: int = 0
     n_batch: int = 512
+    residency: Residency = Residency.PLE_ON_DISK
 
 
 @dataclass(frozen=True)
@@ -59,6 +79,13 @@ class LoadedModel:
     n_threads: int
     load_ms: float
     template_name: str
+    residency: Residency = Residency.PLE_ON_DISK
+    ple: PlePlacement = PlePlacement.NONE
+    buffers: tuple[tuple[str, float], ...] = ()  # ("CPU_Mapped model", MiB) as llama.cpp logged them
+
+    def buffer_mib(self, kind: str) -> float:
+        """Total MiB of the buffers whose label ends with `kind` ("model", "KV", "compute")."""
+        return sum(mib for label, mib in self.buffers if label.endswith(" " + kind))
 
 
 class LlamaEngine:
@@ -86,6 +113,19 @@ class LlamaEngine:
         n_ctx = min(options.n_ctx, info.context_length) if info.context_length else options.n_ctx
         n_threads = options.n_threads or default_threads()
         self.unload()
+        ple = info.ple_tensor
+        lazy_mode = None
+        cpu_tensors: tuple[str, ...] = ()
+        if ple is not None:
+            # Gemma 4 marks its PLE for lazy reading, but llama.cpp's default (AUTO) only
+            # applies it to tensors over 4 GiB, which E2B/E4B never reach: ask for it.
+            lazy_mode = LAZY_OFF if options.residency == Residency.PLE_IN_RAM else LAZY_ON
+            if options.n_gpu_layers > 0:
+                # Keep the lookup table on the CPU whatever upstream's placement defaults become.
+                cpu_tensors = (PLE_TENSOR.removesuffix(".weight"),)
+            if options.residency != Residency.PLE_IN_RAM:
+                # Start cold: rows cached by an earlier load would otherwise map in large folios.
+                evict_from_page_cache(info.path, ple.offset, ple.n_bytes)
         started = time.perf_counter()
         aborted = False
 
@@ -96,7 +136,10 @@ class LlamaEngine:
             return keep_going
 
         try:
-            with extra_model_params(progress=on_progress) as keep_alive:
+            with (
+                llama_log.capture() as load_log,
+                extra_model_params(on_progress, lazy_mode, cpu_tensors) as keep_alive,
+            ):
                 llm = llama_cpp.Llama(
                     model_path=str(info.path),
                     n_ctx=n_ctx,
@@ -104,6 +147,7 @@ class LlamaEngine:
                     n_threads=n_threads,
                     n_threads_batch=n_threads,
                     n_gpu_layers=options.n_gpu_layers,
+                    use_mlock=options.residency == Residency.LOCKED,
                     # A full-size sliding-window cache lets a turn drop its tail
                     # and reuse the rest (otherwise Gemma's SWA layers refuse it).
                     swa_full=True,
@@ -119,9 +163,44 @@ class LlamaEngine:
         bos = llm._model.token_get_text(llm.token_bos()) if llm.token_bos() >= 0 else ""
         eos = llm._model.token_get_text(llm.token_eos()) if llm.token_eos() >= 0 else ""
         self.template = select_template(info, bos, eos)
-        self._loaded = LoadedModel(info, n_ctx, n_threads, (time.perf_counter() - started) * 1000, self.template.name)
-        log.info("Loaded %s: n_ctx=%d threads=%d template=%s", info.path.name, n_ctx, n_threads, self.template.name)
+        placement = self._place_ple(info, options.residency, load_log)
+        self._loaded = LoadedModel(
+            info,
+            n_ctx,
+            n_threads,
+            (time.perf_counter() - started) * 1000,
+            self.template.name,
+            options.residency,
+            placement,
+            tuple(llama_log.buffer_sizes(load_log)),
+        )
+        log.info(
+            "Loaded %s: n_ctx=%d threads=%d template=%s PLE %s buffers %s",
+            info.path.name,
+            n_ctx,
+            n_threads,
+            self.template.name,
+            placement.value,
+            self._loaded.buffers,
+        )
         return self._loaded
+
+    @staticmethod
+    def _place_ple(info: GgufInfo, residency: Residency, load_log: list[str]) -> PlePlacement:
+        ple = info.ple_tensor
+        if ple is None:
+            return PlePlacement.NONE
+        if residency == Residency.PLE_IN_RAM:
+            return PlePlacement.IN_RAM
+        if any(PLE_TENSOR in line and "lazy read enabled" in line for line in load_log):
+            return PlePlacement.LAZY
+        # Gemma 3n's PLE is not marked lazy, so llama.cpp read all of it at load
+        # (MAP_POPULATE). Its rows are looked up one per token like Gemma 4's, so
+        # paging the table back out gives the same memory profile.
+        if drop_resident(info.path, ple.offset, ple.n_bytes):
+            return PlePlacement.DROPPED
+        log.warning("Could not page the PLE of %s out of memory; it stays resident", info.path.name)
+        return PlePlacement.IN_RAM
 
     def unload(self) -> None:
         """Free the model and its context."""

@@ -8,9 +8,12 @@ the most recent lines so a failed load can say what llama.cpp said.
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import logging
+import re
 import threading
+from collections.abc import Iterator
 
 import llama_cpp.llama_cpp as llama_lib
 
@@ -24,6 +27,9 @@ _lock = threading.Lock()
 _partial: list[str] = []
 _partial_level = logging.DEBUG
 recent_lines: collections.deque[str] = collections.deque(maxlen=400)
+_captures: list[list[str]] = []
+# "load_tensors:   CPU_Mapped model buffer size =   241.00 MiB", "CPU KV buffer size", "CPU compute buffer size"
+_BUFFER = re.compile(r"(\S+) (model|KV|compute|output) buffer size\s*=\s*([\d.]+) MiB")
 
 
 def _log_piece(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
@@ -38,6 +44,8 @@ def _log_piece(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
         line = "".join(_partial).rstrip("\n")
         _partial.clear()
         recent_lines.append(line)
+        for capture in _captures:
+            capture.append(line)
         log.log(_partial_level, "%s", line)
 
 
@@ -54,3 +62,21 @@ def last_error_lines(n: int = 5) -> list[str]:
     with _lock:
         hits = [ln for ln in recent_lines if "error" in ln.lower() or "failed" in ln.lower()]
     return hits[-n:]
+
+
+@contextlib.contextmanager
+def capture() -> Iterator[list[str]]:
+    """Collect every line llama.cpp logs inside the block (e.g. during a load)."""
+    lines: list[str] = []
+    with _lock:
+        _captures.append(lines)
+    try:
+        yield lines
+    finally:
+        with _lock:
+            _captures.remove(lines)
+
+
+def buffer_sizes(lines: list[str]) -> list[tuple[str, float]]:
+    """("CPU_Mapped model", MiB) for each buffer llama.cpp reported, in order."""
+    return [(f"{m.group(1)} {m.group(2)}", float(m.group(3))) for line in lines if (m := _BUFFER.search(line))]

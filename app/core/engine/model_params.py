@@ -2,36 +2,80 @@
 
 `Llama.__init__` starts from `llama_cpp.llama_model_default_params()` and sets
 only the fields it knows. While a model loads, that function is swapped for
-one that also fills in ours (a load-progress callback today; lazy PLE and
-tensor placement build on the same hook). Loads are serialised by a lock, so
-the swap never leaks into another load.
+one that also fills in ours: a load-progress callback, `lazy_mode` (read the
+PLE table's rows on demand) and `tensor_buft_overrides` (pin tensors to a
+buffer type). Loads are serialised by a lock, so the swap never leaks into
+another load.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
+import llama_cpp
 import llama_cpp.llama_cpp as llama_lib
+
+LAZY_OFF = 0  # llama.h: enum llama_lazy_mode
+LAZY_AUTO = 1  # only tensors over 4 GiB, so never Gemma 4 E2B/E4B
+LAZY_ON = 2
 
 _swap_lock = threading.Lock()
 
 
+class _BuftOverride(ctypes.Structure):
+    """`struct llama_model_tensor_buft_override` (include/llama.h)."""
+
+    _fields_ = [("pattern", ctypes.c_char_p), ("buft", ctypes.c_void_p)]
+
+
+@functools.cache
+def cpu_buffer_type() -> int:
+    """`ggml_backend_cpu_buffer_type()`, from the ggml library llama-cpp-python ships."""
+    lib_dir = Path(llama_cpp.__file__).parent / "lib"
+    for candidate in sorted(lib_dir.glob("*ggml-base*")) + sorted(lib_dir.glob("*ggml-cpu*")):
+        try:
+            fn = ctypes.CDLL(str(candidate)).ggml_backend_cpu_buffer_type
+        except (OSError, AttributeError):
+            continue
+        fn.restype = ctypes.c_void_p
+        buft = fn()
+        if buft:
+            return int(buft)
+    raise RuntimeError("ggml's CPU buffer type was not found next to llama.cpp")
+
+
 @contextlib.contextmanager
-def extra_model_params(progress: Callable[[float], bool] | None = None) -> Iterator[list[Any]]:
+def extra_model_params(
+    progress: Callable[[float], bool] | None = None,
+    lazy_mode: int | None = None,
+    cpu_tensors: Sequence[str] = (),
+) -> Iterator[list[Any]]:
     """Within the block, `Llama()` gets our extra model params.
 
     `progress(fraction)` is called on the loading thread; returning False aborts
-    the load. The yielded list holds ctypes objects that must outlive the load.
+    the load. `cpu_tensors` are regex patterns of tensors pinned to the CPU
+    buffer type. The yielded list holds ctypes objects that must outlive the model.
     """
     keep_alive: list[Any] = []
     original = llama_lib.llama_model_default_params
 
     def patched() -> Any:
         params = original()
+        if lazy_mode is not None:
+            params.lazy_mode = lazy_mode
+        if cpu_tensors:
+            overrides = (_BuftOverride * (len(cpu_tensors) + 1))()  # NULL-terminated
+            for i, pattern in enumerate(cpu_tensors):
+                overrides[i].pattern = pattern.encode()
+                overrides[i].buft = cpu_buffer_type()
+            keep_alive.append(overrides)
+            params.tensor_buft_overrides = ctypes.cast(overrides, ctypes.c_void_p)
         if progress is not None:
             # Return an int: a ctypes c_bool callback returning Python's True/False
             # drops a reference to the singleton on every call and crashes at exit.
