@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 from PySide6.QtCore import QSettings
 
 from app.core.engine.generation import SamplingParams
-from app.core.engine.llama_engine import LoadOptions
+from app.core.engine.llama_engine import LoadOptions, Residency
 
 T = TypeVar("T", str, int, float, bool)
 
@@ -40,18 +40,7 @@ MAX_TOKENS = Option("sampling/max_tokens", int, 1024, 16, 32768)
 CONTEXT_SIZE = Option("model/context_size", int, 8192, 512, 131072)
 THREADS = Option("model/threads", int, 0, 0, 256)  # 0 = automatic
 MODEL_PATH = Option("model/path", str, "")  # empty = the starter model
-
-ALL_OPTIONS: tuple[Option, ...] = (  # type: ignore[type-arg]
-    SYSTEM_PROMPT,
-    TEMPERATURE,
-    TOP_P,
-    TOP_K,
-    REPEAT_PENALTY,
-    MAX_TOKENS,
-    CONTEXT_SIZE,
-    THREADS,
-    MODEL_PATH,
-)
+RESIDENCY = Option("model/residency", str, Residency.PLE_ON_DISK.value)
 
 SETTINGS_VERSION = 1
 # Step N upgrades a file from version N-1 to N.
@@ -108,9 +97,16 @@ class Settings:
             max_tokens=self.get(MAX_TOKENS),
         )
 
+    def residency(self) -> Residency:
+        """Where model weights should live."""
+        try:
+            return Residency(self.get(RESIDENCY))
+        except ValueError:
+            return Residency.PLE_ON_DISK
+
     def load_options(self) -> LoadOptions:
         """How the next model load should be done."""
-        return LoadOptions(n_ctx=self.get(CONTEXT_SIZE), n_threads=self.get(THREADS))
+        return LoadOptions(n_ctx=self.get(CONTEXT_SIZE), n_threads=self.get(THREADS), residency=self.residency())
 
     def model_path(self) -> Path | None:
         """The chosen model file, or None for the starter model."""

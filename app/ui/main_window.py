@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 
 from app import APP_NAME
 from app import settings as opts
-from app.core.engine.llama_engine import LoadedModel
+from app.core.engine.llama_engine import LoadedModel, Residency
 from app.core.models.starter import STARTER_DISPLAY_NAME, STARTER_NOTICE, is_starter
 from app.core.paths import AppPaths
 from app.core.turn import TurnRequest, TurnResult
@@ -35,8 +35,10 @@ from app.settings import Settings
 from app.ui.chat_model import MessageListModel, StreamBuffer
 from app.ui.composer import Composer
 from app.ui.conversation_view import ConversationView, stats_line
+from app.ui.model_info_panel import ModelInfoPanel
 from app.ui.settings_dialog import SettingsDialog
 from app.workers.inference_worker import InferenceThread, LoadRequest
+from app.workers.memory_monitor import MemoryMonitor
 
 log = logging.getLogger("tern.ui")
 
@@ -132,6 +134,14 @@ class MainWindow(QMainWindow):
         self.statusBar().addWidget(self.load_progress)
         self.statusBar().addPermanentWidget(self.stats_label)
 
+        self.info_panel = ModelInfoPanel(self)
+        self.info_panel.set_residency(settings.residency())
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.info_panel)
+        self.info_panel.residency_changed.connect(self._change_residency)
+        self.memory_monitor = MemoryMonitor(parent=self)
+        self.memory_monitor.reading.connect(self.info_panel.show_reading)
+        self.memory_monitor.start()
+
         self._build_menus()
         self.composer.submitted.connect(self.send_message)
         self.composer.recall_requested.connect(self._recall_last)
@@ -180,6 +190,10 @@ class MainWindow(QMainWindow):
         prefs.setShortcut(QKeySequence.StandardKey.Preferences)
         prefs.triggered.connect(self.open_settings)
         self.menuBar().addMenu("&Tools").addAction(prefs)
+        panel = self.info_panel.toggleViewAction()
+        panel.setText("&Model info")
+        panel.setShortcut(QKeySequence("Ctrl+I"))
+        self.menuBar().addMenu("&View").addAction(panel)
 
     def _placeholder(self) -> str:
         return (
@@ -192,7 +206,10 @@ class MainWindow(QMainWindow):
         state = QSettings(str(self._paths.window_state_file), QSettings.Format.IniFormat)
         geometry = state.value("main/geometry")
         if geometry is None or not self.restoreGeometry(geometry):
-            self.resize(920, 720)
+            self.resize(1200, 760)
+        layout = state.value("main/state")
+        if layout is not None:
+            self.restoreState(layout)
 
     # Model
     @property
@@ -225,8 +242,18 @@ class MainWindow(QMainWindow):
         name = STARTER_DISPLAY_NAME if is_starter(loaded.info.path) else loaded.info.name
         return f"{name} · {loaded.n_ctx} ctx"
 
+    def _change_residency(self, mode: Residency) -> None:
+        if mode != self._settings.residency():
+            self._settings.set(opts.RESIDENCY, mode.value)
+            self.load_model(self._settings.model_path())
+
+    def _show_model(self, loaded: LoadedModel | None) -> None:
+        self.info_panel.show_model(loaded)
+        self.memory_monitor.set_model(loaded)
+
     def _on_model_loaded(self, loaded: LoadedModel) -> None:
         self._loaded = loaded
+        self._show_model(loaded)
         self._dropped = 0
         self.load_progress.hide()
         self.model_label.setText(self._model_text(loaded))
@@ -241,6 +268,7 @@ class MainWindow(QMainWindow):
 
     def _on_load_failed(self, message: str, still_loaded: LoadedModel | None) -> None:
         self._loaded = still_loaded
+        self._show_model(still_loaded)
         self.load_progress.hide()
         self.model_label.setText(self._model_text(still_loaded))
         self.notice.show_text(f"The model could not be loaded. {message}", warning=True)
@@ -374,6 +402,7 @@ class MainWindow(QMainWindow):
         training = self._loaded.info.context_length if self._loaded else 0
         dialog = SettingsDialog(self._settings, training, self)
         if dialog.exec() and dialog.reload_needed:
+            self.info_panel.set_residency(self._settings.residency())
             self.load_model(self._settings.model_path())
 
     def show_crash_notice(self, crash_log: Path) -> None:
@@ -384,8 +413,10 @@ class MainWindow(QMainWindow):
         """Save the layout, stop generation and join the worker thread."""
         state = QSettings(str(self._paths.window_state_file), QSettings.Format.IniFormat)
         state.setValue("main/geometry", self.saveGeometry())
+        state.setValue("main/state", self.saveState())
         state.sync()
         self._settings.sync()
         self.stream_buffer.discard()
+        self.memory_monitor.shutdown()
         self._inference.shutdown()
         super().closeEvent(event)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtWidgets import (
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
@@ -15,7 +16,9 @@ from PySide6.QtWidgets import (
 )
 
 from app import settings as opts
+from app.core.engine.llama_engine import Residency
 from app.settings import Option, Settings
+from app.ui.model_info_panel import RESIDENCY_LABELS
 
 
 def _double(option: Option[float], step: float) -> QDoubleSpinBox:
@@ -55,6 +58,10 @@ class SettingsDialog(QDialog):
         self.context_size.setSuffix(" tokens")
         self.threads = _int(opts.THREADS)
         self.threads.setSpecialValueText("Automatic")
+        self.residency = QComboBox()
+        for mode, text in RESIDENCY_LABELS.items():
+            self.residency.addItem(text, mode)
+        self.residency.setCurrentIndex(self.residency.findData(settings.residency()))
 
         form = QFormLayout()
         form.addRow("System prompt", self.system_prompt)
@@ -63,7 +70,8 @@ class SettingsDialog(QDialog):
         form.addRow("Max tokens per answer", self.max_tokens)
         form.addRow("Context size", self.context_size)
         form.addRow("CPU threads", self.threads)
-        hint = QLabel("Changing the context size or threads reloads the model.")
+        form.addRow("Model memory", self.residency)
+        hint = QLabel("Changing the context size, threads or model memory reloads the model.")
         hint.setStyleSheet("color: palette(mid);")
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok
@@ -112,9 +120,12 @@ class SettingsDialog(QDialog):
     def accept(self) -> None:
         """Store the values."""
         s = self._settings
-        self.reload_needed = self.context_size.value() != s.get(opts.CONTEXT_SIZE) or self.threads.value() != s.get(
-            opts.THREADS
+        self.reload_needed = (
+            self.context_size.value() != s.get(opts.CONTEXT_SIZE)
+            or self.threads.value() != s.get(opts.THREADS)
+            or self.residency.currentData() != s.residency()
         )
+        s.set(opts.RESIDENCY, Residency(self.residency.currentData()).value)
         s.set(opts.SYSTEM_PROMPT, self.system_prompt.toPlainText())
         s.set(opts.TEMPERATURE, self.temperature.value())
         s.set(opts.TOP_P, self.top_p.value())
