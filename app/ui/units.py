@@ -4,11 +4,13 @@ from __future__ import annotations
 
 
 def params(n: int) -> str:
-    """2_284_000_000 → "2.28B", 268_098_176 → "268M"."""
+    """2_284_000_000 → "2.28B", 268_098_176 → "268M", 5_242_880 → "5.2M"."""
     if n >= 1e9:
         return f"{n / 1e9:.2f}B"
-    if n >= 1e6:
+    if n >= 1e8:
         return f"{n / 1e6:.0f}M"
+    if n >= 1e6:
+        return f"{n / 1e6:.1f}M"
     return f"{n / 1e3:.0f}K"
 
 

@@ -23,7 +23,7 @@ class MemoryReading:
     model: LoadedModel | None
     ple_resident: int | None  # bytes of the PLE table present in this process; None: no PLE or n/a
     process: ProcessMemory | None
-    thread_name: str  # where it was sampled (never the GUI thread)
+    thread_id: int  # where it was sampled (never the GUI thread)
 
 
 class _Sampler(QObject):
@@ -59,7 +59,7 @@ class _Sampler(QObject):
             model = self._model
         ple = model.info.ple_tensor if model else None
         resident = resident_bytes(model.info.path, ple.offset, ple.n_bytes) if model and ple else None
-        self.reading.emit(MemoryReading(model, resident, process_memory(), threading.current_thread().name))
+        self.reading.emit(MemoryReading(model, resident, process_memory(), threading.get_ident()))
 
 
 class MemoryMonitor(QObject):

@@ -54,6 +54,8 @@ def send(qtbot: QtBot, w: MainWindow, text: str) -> TurnResult:
 def test_send_streams_an_answer_into_the_view(qtbot: QtBot, window: MainWindow) -> None:
     assert "Gemma 3 270M" in window.model_label.text()
     assert window.notice.isVisible() and "base model" in window.notice.label.text()
+    assert window.info_panel.headline.text() == "268M parameters loaded · no PLE"
+    assert window.info_panel.family.text().startswith("Gemma 3 270M")
     changes: list[int] = []
     window.model.dataChanged.connect(lambda a, _b, _r: changes.append(a.row()))
     result = send(qtbot, window, "What is the tallest mountain?")

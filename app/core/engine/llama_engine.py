@@ -192,7 +192,12 @@ class LlamaEngine:
             return PlePlacement.NONE
         if residency == Residency.PLE_IN_RAM:
             return PlePlacement.IN_RAM
-        if any(PLE_TENSOR in line and "lazy read enabled" in line for line in load_log):
+        lazy = any(PLE_TENSOR in line and "lazy read enabled" in line for line in load_log)
+        if lazy and residency != Residency.LOCKED:
+            return PlePlacement.LAZY
+        # With mlock, llama.cpp locks the model's whole file mapping, and the PLE
+        # rows in it with it; unlocking and dropping that range keeps them on disk.
+        if lazy and drop_resident(info.path, ple.offset, ple.n_bytes):
             return PlePlacement.LAZY
         # Gemma 3n's PLE is not marked lazy, so llama.cpp read all of it at load
         # (MAP_POPULATE). Its rows are looked up one per token like Gemma 4's, so

@@ -108,18 +108,23 @@ def drop_resident(path: str | os.PathLike[str], offset: int, length: int) -> boo
 
     The mapping stays valid: a later read faults just that page back in from
     disk (MADV_RANDOM: no readahead around it). Used for Gemma 3n, whose PLE
-    llama.cpp reads in full at load; Gemma 4's lazy PLE gets this from llama.cpp.
+    llama.cpp reads in full at load, and for a locked model, whose mlock covers
+    the whole file mapping, lazy PLE included.
     """
     if not sys.platform.startswith("linux"):
         return False
     libc = ctypes.CDLL(None, use_errno=True)
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    libc.munlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     dropped = False
     for address, n, _file_offset in _address_ranges(Path(path), offset, length):
         # Edge pages shared with a neighbour go too: a clean file page simply faults back in.
         start = address // PAGE * PAGE
         end = -(-(address + n) // PAGE) * PAGE
-        if end > start and libc.madvise(start, end - start, _MADV_DONTNEED) == 0:
+        if end <= start:
+            continue
+        libc.munlock(start, end - start)  # a locked model's mapping covers the PLE too
+        if libc.madvise(start, end - start, _MADV_DONTNEED) == 0:
             libc.madvise(start, end - start, _MADV_RANDOM)
             dropped = True
     if dropped:

@@ -340,6 +340,8 @@ def write_gemma(path: Path, shape: GemmaShape, starter: Path, seed: int = 0) -> 
         for chunk in _values(t, pool, rng):
             out.write(chunk.tobytes())
         writer.write_padding(out, t.n_values * np.dtype(t.dtype).itemsize)
+    out.flush()
+    os.fsync(out.fileno())  # clean pages: the kernel may then drop them, as "PLE on disk" asks
     writer.close()
     os.replace(tmp, path)
     return path
