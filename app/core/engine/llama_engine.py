@@ -9,6 +9,7 @@ from __future__ import annotations
 import codecs
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,9 +24,10 @@ from app.core.engine import llama_log
 from app.core.engine.generation import GenerationStats, SamplingParams, StopReason
 from app.core.engine.gguf_info import PLE_TENSOR, GgufInfo, read_gguf_info
 from app.core.engine.model_params import LAZY_OFF, LAZY_ON, extra_model_params
-from app.core.engine.residency import drop_resident, evict_from_page_cache
+from app.core.engine.residency import drop_resident, drop_resident_ranges, evict_from_page_cache
 
 log = logging.getLogger("tern.engine")
+_REPACKED = re.compile(r"repack tensor (\S+) with")
 
 
 class EngineError(RuntimeError):
@@ -164,6 +166,7 @@ class LlamaEngine:
         eos = llm._model.token_get_text(llm.token_eos()) if llm.token_eos() >= 0 else ""
         self.template = select_template(info, bos, eos)
         placement = self._place_ple(info, options.residency, load_log)
+        self._release_repacked_sources(info, load_log)
         self._loaded = LoadedModel(
             info,
             n_ctx,
@@ -184,6 +187,19 @@ class LlamaEngine:
             self._loaded.buffers,
         )
         return self._loaded
+
+    @staticmethod
+    def _release_repacked_sources(info: GgufInfo, load_log: list[str]) -> None:
+        """Drop the mapped file pages of tensors llama.cpp copied into CPU-optimised layouts.
+
+        With mmap, llama.cpp reads e.g. Q4_K weights from the mapping and keeps a
+        repacked copy in its own buffer, but leaves the source pages mapped: the
+        same weights would count twice in RAM. Nothing reads them again.
+        """
+        names = {m.group(1) for line in load_log if (m := _REPACKED.search(line))}
+        ranges = [(t.offset, t.n_bytes) for t in info.tensors if t.name in names]
+        if ranges and drop_resident_ranges(info.path, ranges):
+            log.info("Released the mapped copies of %d repacked tensors", len(ranges))
 
     @staticmethod
     def _place_ple(info: GgufInfo, residency: Residency, load_log: list[str]) -> PlePlacement:

@@ -55,12 +55,15 @@ def extra_model_params(
     progress: Callable[[float], bool] | None = None,
     lazy_mode: int | None = None,
     cpu_tensors: Sequence[str] = (),
+    repack: bool | None = None,
 ) -> Iterator[list[Any]]:
     """Within the block, `Llama()` gets our extra model params.
 
     `progress(fraction)` is called on the loading thread; returning False aborts
     the load. `cpu_tensors` are regex patterns of tensors pinned to the CPU
-    buffer type. The yielded list holds ctypes objects that must outlive the model.
+    buffer type. `repack=False` keeps weights in the file mapping instead of
+    copying them into CPU-optimised layouts (`use_extra_bufts`). The yielded list
+    holds ctypes objects that must outlive the model.
     """
     keep_alive: list[Any] = []
     original = llama_lib.llama_model_default_params
@@ -69,6 +72,8 @@ def extra_model_params(
         params = original()
         if lazy_mode is not None:
             params.lazy_mode = lazy_mode
+        if repack is not None:
+            params.use_extra_bufts = repack
         if cpu_tensors:
             overrides = (_BuftOverride * (len(cpu_tensors) + 1))()  # NULL-terminated
             for i, pattern in enumerate(cpu_tensors):

@@ -53,10 +53,12 @@ def _fragments(path: Path) -> list[_Fragment]:
     return found
 
 
-def _address_ranges(path: Path, offset: int, length: int) -> list[tuple[int, int, int]]:
+def _address_ranges(
+    path: Path, offset: int, length: int, fragments: list[_Fragment] | None = None
+) -> list[tuple[int, int, int]]:
     """(address, length, file offset) pieces where file bytes [offset, offset+length) are mapped."""
     pieces = []
-    for frag in _fragments(path):
+    for frag in _fragments(path) if fragments is None else fragments:
         lo = max(offset, frag.file_offset)
         hi = min(offset + length, frag.file_offset + (frag.end - frag.start))
         if lo < hi:
@@ -104,6 +106,11 @@ def evict_from_page_cache(path: str | os.PathLike[str], offset: int, length: int
 
 
 def drop_resident(path: str | os.PathLike[str], offset: int, length: int) -> bool:
+    """Page one mapped file range out of this process; see `drop_resident_ranges`."""
+    return drop_resident_ranges(path, [(offset, length)])
+
+
+def drop_resident_ranges(path: str | os.PathLike[str], ranges: list[tuple[int, int]]) -> bool:
     """Page a mapped file range out of this process and keep it on demand from now on.
 
     The mapping stays valid: a later read faults just that page back in from
@@ -117,7 +124,9 @@ def drop_resident(path: str | os.PathLike[str], offset: int, length: int) -> boo
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     libc.munlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     dropped = False
-    for address, n, _file_offset in _address_ranges(Path(path), offset, length):
+    fragments = _fragments(Path(path))
+    pieces = [p for offset, length in ranges for p in _address_ranges(Path(path), offset, length, fragments)]
+    for address, n, _file_offset in pieces:
         # Edge pages shared with a neighbour go too: a clean file page simply faults back in.
         start = address // PAGE * PAGE
         end = -(-(address + n) // PAGE) * PAGE
@@ -128,7 +137,8 @@ def drop_resident(path: str | os.PathLike[str], offset: int, length: int) -> boo
             libc.madvise(start, end - start, _MADV_RANDOM)
             dropped = True
     if dropped:
-        evict_from_page_cache(path, offset, length)
+        for offset, length in ranges:
+            evict_from_page_cache(path, offset, length)
     return dropped
 
 
