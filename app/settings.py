@@ -39,6 +39,7 @@ REPEAT_PENALTY = Option("sampling/repeat_penalty", float, 1.1, 1.0, 2.0)
 MAX_TOKENS = Option("sampling/max_tokens", int, 1024, 16, 32768)
 CONTEXT_SIZE = Option("model/context_size", int, 8192, 512, 131072)
 THREADS = Option("model/threads", int, 0, 0, 256)  # 0 = automatic
+GPU_LAYERS = Option("model/gpu_layers", int, 0, 0, 999)  # layers offloaded on a GPU build of llama.cpp
 MODEL_PATH = Option("model/path", str, "")  # empty = the starter model
 RESIDENCY = Option("model/residency", str, Residency.PLE_ON_DISK.value)
 
@@ -106,7 +107,12 @@ class Settings:
 
     def load_options(self) -> LoadOptions:
         """How the next model load should be done."""
-        return LoadOptions(n_ctx=self.get(CONTEXT_SIZE), n_threads=self.get(THREADS), residency=self.residency())
+        return LoadOptions(
+            n_ctx=self.get(CONTEXT_SIZE),
+            n_threads=self.get(THREADS),
+            n_gpu_layers=self.get(GPU_LAYERS),
+            residency=self.residency(),
+        )
 
     def model_path(self) -> Path | None:
         """The chosen model file, or None for the starter model."""

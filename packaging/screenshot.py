@@ -1,13 +1,14 @@
 """Screenshot of the real app mid-answer, for the README.
 
-    xvfb-run -s "-screen 0 1000x760x24" .venv/bin/python packaging/screenshot.py resources/screenshot.png
+    xvfb-run -s "-screen 0 1280x800x24" .venv/bin/python packaging/screenshot.py resources/screenshot.png [--model PATH]
 
 Starts Tern as usual, asks two questions, and grabs the X screen while the
-second answer is still streaming.
+second answer is still streaming, after the model panel's meter has updated.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -23,10 +24,11 @@ QUESTIONS = [
 GRAB_AFTER_UPDATES = 25  # view updates (~30 ms apart) into the second answer
 
 
-def main(out: Path) -> int:
-    session = start(parse_args(["--no-err-windows"]))
+def main(out: Path, model: Path | None) -> int:
+    args = ["--no-err-windows"] + (["--model", str(model)] if model else [])
+    session = start(parse_args(args))
     window = session.window
-    window.resize(1000, 740)
+    window.resize(1280, 780)
     window.move(0, 0)
     pending = list(QUESTIONS)
     pieces = 0
@@ -36,22 +38,35 @@ def main(out: Path) -> int:
             window.composer.setPlainText(pending.pop(0))
             window.composer.submit()
 
+    grabbed = False
+
     def grab() -> None:
+        nonlocal grabbed
+        if grabbed:
+            return
+        grabbed = True
         frame = window.frameGeometry()
         shot = QGuiApplication.primaryScreen().grabWindow(0, frame.x(), frame.y(), frame.width(), frame.height())
         shot.save(str(out))
         session.app.quit()
 
+    readings = 0
+
+    def on_reading(*_: object) -> None:
+        nonlocal readings
+        readings += 1
+
     def on_update(*_: object) -> None:
         nonlocal pieces
         if not pending and window.busy:
             pieces += 1
-            if pieces == GRAB_AFTER_UPDATES:
+            if pieces >= GRAB_AFTER_UPDATES and readings >= 3:
                 grab()
 
     window.model_ready.connect(ask)
     window.answer_finished.connect(lambda _r: QTimer.singleShot(300, ask))
     window.model.dataChanged.connect(on_update)
+    window.memory_monitor.reading.connect(on_reading)
     QTimer.singleShot(120_000, session.app.quit)
     try:
         session.app.exec()
@@ -61,4 +76,8 @@ def main(out: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1] if len(sys.argv) > 1 else "screenshot.png")))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out", type=Path, nargs="?", default=Path("screenshot.png"))
+    parser.add_argument("--model", type=Path)
+    options = parser.parse_args()
+    sys.exit(main(options.out, options.model))

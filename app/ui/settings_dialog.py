@@ -58,6 +58,9 @@ class SettingsDialog(QDialog):
         self.context_size.setSuffix(" tokens")
         self.threads = _int(opts.THREADS)
         self.threads.setSpecialValueText("Automatic")
+        self.gpu_layers = _int(opts.GPU_LAYERS)
+        self.gpu_layers.setSpecialValueText("None (CPU only)")
+        self.gpu_layers.setToolTip("Layers to offload when llama.cpp was built with CUDA, Metal or Vulkan.")
         self.residency = QComboBox()
         for mode, text in RESIDENCY_LABELS.items():
             self.residency.addItem(text, mode)
@@ -70,8 +73,9 @@ class SettingsDialog(QDialog):
         form.addRow("Max tokens per answer", self.max_tokens)
         form.addRow("Context size", self.context_size)
         form.addRow("CPU threads", self.threads)
+        form.addRow("GPU layers", self.gpu_layers)
         form.addRow("Model memory", self.residency)
-        hint = QLabel("Changing the context size, threads or model memory reloads the model.")
+        hint = QLabel("Changing the context size, threads, GPU layers or model memory reloads the model.")
         hint.setStyleSheet("color: palette(mid);")
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok
@@ -85,6 +89,7 @@ class SettingsDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(hint)
         layout.addWidget(buttons)
+        self.gpu_layers.setValue(settings.get(opts.GPU_LAYERS))
         self._show(
             settings.get(opts.SYSTEM_PROMPT),
             settings.get(opts.TEMPERATURE),
@@ -124,7 +129,9 @@ class SettingsDialog(QDialog):
             self.context_size.value() != s.get(opts.CONTEXT_SIZE)
             or self.threads.value() != s.get(opts.THREADS)
             or self.residency.currentData() != s.residency()
+            or self.gpu_layers.value() != s.get(opts.GPU_LAYERS)
         )
+        s.set(opts.GPU_LAYERS, self.gpu_layers.value())
         s.set(opts.RESIDENCY, Residency(self.residency.currentData()).value)
         s.set(opts.SYSTEM_PROMPT, self.system_prompt.toPlainText())
         s.set(opts.TEMPERATURE, self.temperature.value())

@@ -208,6 +208,18 @@ class LlamaEngine:
             return PlePlacement.NONE
         if residency == Residency.PLE_IN_RAM:
             return PlePlacement.IN_RAM
+        # Page the table's range out of every mapping of the file. Gemma 3n's PLE is
+        # not marked lazy, so llama.cpp read all of it at load (MAP_POPULATE); a locked
+        # model's mlock covers the whole file mapping; and uploading layers to a GPU
+        # faults in pages next to the table. Its rows are looked up one per token, so
+        # from here on each is read from disk when a token needs it.
+        dropped = drop_resident(info.path, ple.offset, ple.n_bytes)
+        if any(PLE_TENSOR in line and "lazy read enabled" in line for line in load_log):
+            return PlePlacement.LAZY
+        if dropped:
+            return PlePlacement.DROPPED
+        log.warning("Could not page the PLE of %s out of memory; it stays resident", info.path.name)
+        return PlePlacement.IN_RAM
         lazy = any(PLE_TENSOR in line and "lazy read enabled" in line for line in load_log)
         if lazy and residency != Residency.LOCKED:
             return PlePlacement.LAZY

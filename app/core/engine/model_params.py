@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -37,7 +38,8 @@ class _BuftOverride(ctypes.Structure):
 @functools.cache
 def cpu_buffer_type() -> int:
     """`ggml_backend_cpu_buffer_type()`, from the ggml library llama-cpp-python ships."""
-    lib_dir = Path(llama_cpp.__file__).parent / "lib"
+    # Where llama-cpp-python loaded llama.cpp from (LLAMA_CPP_LIB_PATH overrides its own lib/).
+    lib_dir = Path(os.environ.get("LLAMA_CPP_LIB_PATH") or Path(llama_cpp.__file__).parent / "lib")
     for candidate in sorted(lib_dir.glob("*ggml-base*")) + sorted(lib_dir.glob("*ggml-cpu*")):
         try:
             fn = ctypes.CDLL(str(candidate)).ggml_backend_cpu_buffer_type
