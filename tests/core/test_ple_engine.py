@@ -137,3 +137,21 @@ def test_gpu_layers_pin_the_ple_to_the_cpu_buffer(synthetic: dict[str, Path]) ->
         assert any("per_layer_token_embd.weight" in line and "overridden" in line for line in lines)
     finally:
         engine.unload()
+
+
+def test_full_size_shapes_match_the_published_models() -> None:
+    from app.core.models.synthetic_gemma import GEMMA4_E2B, GEMMA4_E4B, tensors_of
+
+    e2b = {t.name: t for t in tensors_of(GEMMA4_E2B)}
+    # Real E2B GGUFs written by current converters hold 541 tensors (KV-shared layers have no K/V).
+    assert len(e2b) == 541
+    assert e2b["per_layer_token_embd.weight"].shape == (262144, 35 * 256)
+    assert e2b["blk.14.ffn_up.weight"].shape == (6144, 1536)
+    assert e2b["blk.15.ffn_up.weight"].shape == (12288, 1536)  # double-wide MLP from the first shared layer
+    assert e2b["blk.4.attn_q.weight"].shape == (8 * 512, 1536)  # full attention: 512-wide heads
+    assert "blk.15.attn_k.weight" not in e2b
+    total = sum(t.n_values for t in e2b.values())
+    ple = e2b["per_layer_token_embd.weight"].n_values
+    assert round(total / 1e9, 2) == 4.63 and round((total - ple) / 1e9, 2) == 2.28
+    e4b = tensors_of(GEMMA4_E4B)
+    assert len(e4b) == 42 * 17 - 18 * 3 + 6  # 17 per layer, 3 fewer in 18 shared layers, 6 globals

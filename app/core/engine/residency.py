@@ -66,11 +66,6 @@ def _address_ranges(
     return pieces
 
 
-def mapped_bytes(path: Path, offset: int, length: int) -> int:
-    """How many of the bytes are mapped into this process at all (resident or not)."""
-    return sum(n for _addr, n, _off in _address_ranges(path, offset, length))
-
-
 def resident_bytes(path: str | os.PathLike[str], offset: int, length: int) -> int | None:
     """Bytes of file range [offset, offset+length) present in this process; None where unknowable."""
     if not sys.platform.startswith("linux"):
@@ -111,12 +106,11 @@ def drop_resident(path: str | os.PathLike[str], offset: int, length: int) -> boo
 
 
 def drop_resident_ranges(path: str | os.PathLike[str], ranges: list[tuple[int, int]]) -> bool:
-    """Page a mapped file range out of this process and keep it on demand from now on.
+    """Page mapped file ranges out of this process (unlocking them first) and evict them from the page cache.
 
     The mapping stays valid: a later read faults just that page back in from
-    disk (MADV_RANDOM: no readahead around it). Used for Gemma 3n, whose PLE
-    llama.cpp reads in full at load, and for a locked model, whose mlock covers
-    the whole file mapping, lazy PLE included.
+    disk (MADV_RANDOM: no readahead around it). Used for the PLE table after
+    load, and for the mapped sources of tensors llama.cpp repacked.
     """
     if not sys.platform.startswith("linux"):
         return False
