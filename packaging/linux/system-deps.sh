@@ -18,7 +18,7 @@ desktop="libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-
          libxcb-render-util0 libxcb-image0 libxcb-xkb1 libxcb-xinerama0"
 case "$mode" in
     app) wanted="$common $desktop" ;;
-    test) wanted="$common" ;;
+    test) wanted="$common dbus gnome-keyring" ;;  # a real Secret Service for the key tests
     *) echo "usage: $0 app|test" >&2; exit 2 ;;
 esac
 

@@ -1,0 +1,1 @@
+"""The encrypted history: SQLCipher database, keys, schema and repositories."""

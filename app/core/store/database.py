@@ -1,0 +1,66 @@
+"""Opening the SQLCipher database: key check, pragmas, schema migrations.
+
+A wrong key is detected by the first read, before anything is written, so the
+file stays byte-identical. The file is created with mode 0600.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlcipher3 import dbapi2 as sqlite
+
+from app.core.store.errors import CorruptStoreError, DiskFullError, StoreBusyError, StoreError, WrongKeyError
+from app.core.store.schema import migrate
+
+Connection = sqlite.Connection
+
+
+def translate(exc: sqlite.Error) -> StoreError | None:
+    """The user-facing error for a known SQLite failure, or None for a bug."""
+    text = str(exc).lower()
+    if "database or disk is full" in text or "disk i/o error" in text:
+        return DiskFullError("The disk is full; the last change to your history was not saved.")
+    if "database is locked" in text or "busy" in text:
+        return StoreBusyError("Another program is using your history file; close other Tern windows and retry.")
+    if "malformed" in text or "corrupt" in text:
+        return CorruptStoreError("Your history file is damaged and cannot be read.")
+    return None
+
+
+def open_database(path: Path, key: bytes) -> Connection:
+    """Open (or create) the encrypted database at `path` and bring its schema up to date."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    new = not path.exists()
+    if new:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    conn = sqlite.connect(str(path), check_same_thread=False, isolation_level=None)
+    try:
+        conn.execute("PRAGMA cipher_log_level = NONE")
+        conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite.DatabaseError as exc:
+            raise WrongKeyError(
+                "This key or passphrase does not open your history. Nothing was changed; try again."
+            ) from exc
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA secure_delete = ON")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        migrate(conn)
+    except sqlite.Error as exc:
+        conn.close()
+        known = translate(exc)
+        if known is None:
+            raise
+        raise known from exc
+    except StoreError:
+        conn.close()
+        raise
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            os.chmod(side, 0o600)
+    return conn
