@@ -93,7 +93,12 @@ def start(args: argparse.Namespace) -> Session:
 def shutdown(session: Session) -> None:
     """Close the window, join the worker, and mark the run as cleanly ended."""
     session.window.close()
-    session.inference.shutdown()
+    if not session.inference.shutdown():
+        # A thread still inside llama.cpp cannot be joined; leave the run marker so the
+        # next start reports it, and end the process before Qt aborts on the live thread.
+        log.critical("The inference thread did not stop; exiting without cleanup")
+        logging.shutdown()
+        os._exit(1)
     session.crash.clean_exit()
     log.info("Exited cleanly; log at %s", session.log_file)
 

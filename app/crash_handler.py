@@ -44,7 +44,8 @@ class CrashHandler:
         if self._fault_file is not None:
             self._fault_file.write(text)
             self._fault_file.flush()
-        if self._show_dialogs:
+        # Widgets live on the GUI thread; from another thread the log entry is all there is.
+        if self._show_dialogs and threading.current_thread() is threading.main_thread():
             from PySide6.QtWidgets import QApplication, QMessageBox
 
             if QApplication.instance() is not None:

@@ -87,6 +87,7 @@ class MainWindow(QMainWindow):
         self._paths = paths
         self._show_dialogs = show_dialogs
         self._loaded: LoadedModel | None = None
+        self._requested_model: Path | None = None  # the last load asked for (None: the starter)
         self._turn_id = 0
         self._answer_row: int | None = None
         self._dropped = 0  # messages the last turn left out, to keep the cached prefix
@@ -221,6 +222,7 @@ class MainWindow(QMainWindow):
         """Load `path` (None: the starter model) in the worker."""
         if self.busy:
             self.stop()
+        self._requested_model = path
         self.model_label.setText("Loading…")
         self.load_progress.setValue(0)
         self.load_progress.show()
@@ -245,7 +247,7 @@ class MainWindow(QMainWindow):
     def _change_residency(self, mode: Residency) -> None:
         if mode != self._settings.residency():
             self._settings.set(opts.RESIDENCY, mode.value)
-            self.load_model(self._settings.model_path())
+            self.load_model(self._requested_model)
 
     def _show_model(self, loaded: LoadedModel | None) -> None:
         self.info_panel.show_model(loaded)
@@ -351,10 +353,12 @@ class MainWindow(QMainWindow):
                 return
 
     def new_chat(self) -> None:
-        """Start an empty conversation."""
-        self.stop()
+        """Start an empty conversation, abandoning an answer in progress."""
         if self.busy:
-            return
+            self.stop()
+            self._turn_id += 1  # late chunks and results of the old turn are ignored
+            self._answer_row = None
+            self.stream_buffer.discard()
         self.model.clear()
         self._dropped = 0
         self._set_busy(False)
@@ -364,9 +368,9 @@ class MainWindow(QMainWindow):
             return
         self.stream_buffer.add(self._answer_row, text)
         self._stream_pieces += 1
-        elapsed = time.perf_counter() - self._stream_started
-        if self._stream_pieces % 8 == 0 and elapsed > 0:
-            self.stats_label.setText(f"Generating… {self._stream_pieces} tokens")
+        if self._stream_pieces % 8 == 0:
+            elapsed = time.perf_counter() - self._stream_started
+            self.stats_label.setText(f"Generating… {elapsed:.0f} s")
 
     def _on_turn_finished(self, result: TurnResult) -> None:
         if result.turn_id != self._turn_id or self._answer_row is None:
@@ -403,7 +407,7 @@ class MainWindow(QMainWindow):
         dialog = SettingsDialog(self._settings, training, self)
         if dialog.exec() and dialog.reload_needed:
             self.info_panel.set_residency(self._settings.residency())
-            self.load_model(self._settings.model_path())
+            self.load_model(self._requested_model)
 
     def show_crash_notice(self, crash_log: Path) -> None:
         """Tell the user the previous run ended abnormally."""

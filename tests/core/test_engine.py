@@ -97,3 +97,26 @@ def test_load_cancelled_through_progress(starter_model: Path) -> None:
     with pytest.raises(LoadCancelledError):
         e.load(starter_model, progress=lambda fraction: fraction < 0.2)
     assert e.loaded is None
+
+
+def test_long_tokens_are_not_lost(engine: LlamaEngine) -> None:
+    # Token 14443 is a 34-byte piece; a 32-byte buffer would drop it silently.
+    assert engine._llm is not None
+    piece = engine._token_bytes(engine._llm._model.vocab, 14443)
+    assert len(piece) == 34
+    assert engine.tokenize(piece.decode())[1:] == [14443]
+
+
+def test_stop_ends_a_long_prompt_evaluation(engine: LlamaEngine) -> None:
+    cancel = threading.Event()
+    tokens = engine.tokenize("The lighthouse keeper wrote in his log every night. " * 150)[:1500]
+    timer = threading.Timer(0.05, cancel.set)
+    timer.start()
+    stats = engine.generate(tokens, SamplingParams(temperature=0.0, max_tokens=8), cancel, lambda _t: None)
+    timer.join()
+    assert stats.stop_reason == StopReason.CANCELLED
+    assert stats.completion_tokens == 0
+    after = engine.generate(
+        engine.tokenize("Hello"), SamplingParams(temperature=0.0, max_tokens=4), threading.Event(), lambda _t: None
+    )
+    assert after.completion_tokens > 0  # the context is usable after an aborted prompt

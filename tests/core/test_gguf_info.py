@@ -89,3 +89,25 @@ def test_small_valid_file_reports_its_template(tmp_path: Path) -> None:
     assert info.chat_template == "{{ messages[0]['content'] }}"
     assert info.total_parameters == 64
     assert info.quant_types == {"F32": 256}
+
+
+@pytest.mark.parametrize("alignment", [0.5, "32", [32], 0, 24])
+def test_malformed_alignment_is_a_clear_error(tmp_path: Path, alignment: object) -> None:
+    from gguf import GGUFWriter
+
+    path = tmp_path / "align.gguf"
+    writer = GGUFWriter(str(path), "gemma3")
+    writer.add_key_value("general.alignment", alignment, _value_type(alignment))
+    writer.add_tensor("token_embd.weight", __import__("numpy").zeros((4, 16), dtype="float32"))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(GgufError):
+        read_gguf_info(path)
+
+
+def _value_type(value: object) -> object:
+    from gguf import GGUFValueType
+
+    return GGUFValueType.get_type(value) if not isinstance(value, int) else GGUFValueType.UINT32

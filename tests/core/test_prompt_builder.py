@@ -90,11 +90,14 @@ def test_trimming_drops_oldest_pairs_and_keeps_the_newest_message() -> None:
 
 
 def test_next_turn_keeps_the_same_cut_while_it_fits() -> None:
-    history = [*conversation(10), ChatMessage("user", "q")]
+    history = [*conversation(8), ChatMessage("user", "q")]
     first = build_prompt(history, "", GemmaTurnTemplate(), words, 200, 40)
-    longer = [*history, ChatMessage("assistant", "short"), ChatMessage("user", "again")]
-    second = build_prompt(longer, "", GemmaTurnTemplate(), words, 200, 40, previous_dropped=first.dropped)
-    assert second.dropped == first.dropped  # same prefix, so the KV cache stays valid
+    longer = [*history, ChatMessage("assistant", "w " * 5), ChatMessage("user", "again")]
+    kept = build_prompt(longer, "", GemmaTurnTemplate(), words, 200, 40, previous_dropped=first.dropped)
+    fresh = build_prompt(longer, "", GemmaTurnTemplate(), words, 200, 40)
+    assert first.dropped == 6
+    assert kept.dropped == first.dropped  # same prefix, so the KV cache stays valid
+    assert fresh.dropped > first.dropped  # without the hint the cut would move
 
 
 def test_a_message_larger_than_the_window_is_an_error() -> None:

@@ -42,7 +42,10 @@ def test_a_damaged_copy_is_replaced(tmp_path: Path) -> None:
 
 
 def test_a_leftover_partial_file_does_not_matter(tmp_path: Path) -> None:
-    (tmp_path / (STARTER_FILE_NAME + ".part")).write_bytes(b"half written by a killed run")
+    stale = tmp_path / (STARTER_FILE_NAME + ".abc123.part")
+    stale.write_bytes(b"half written by a killed run")
+    os.utime(stale, (1, 1))  # long ago
     path = ensure_starter_model(tmp_path)
     assert sha256(path) == STARTER_SHA256
-    assert not (tmp_path / (STARTER_FILE_NAME + ".part")).exists()
+    assert not stale.exists()
+    assert not list(tmp_path.glob("*.part"))

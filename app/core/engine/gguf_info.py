@@ -219,7 +219,13 @@ def _read_value(cur: _Cursor, vtype: GGUFValueType, key: str) -> Any:
             start = cur.pos
             _skip_array(cur, etype, count, key)
             return SkippedArray(etype.name, count, start)
-        return [_read_value(cur, etype, key) for _ in range(count)]
+        if etype == GGUFValueType.STRING:
+            return [cur.string(key) for _ in range(count)]
+        fmt = _SCALAR_FORMATS[etype]
+        cur.need(struct.calcsize(fmt) * count, key)
+        values = list(struct.unpack_from(f"<{count}{fmt[1:]}", cur.buf, cur.pos))
+        cur.pos += struct.calcsize(fmt) * count
+        return values
     return cur.unpack(_SCALAR_FORMATS[vtype], key)
 
 
@@ -309,7 +315,13 @@ def _parse(path: Path, buf: mmap.mmap, size: int) -> GgufInfo:
             raise GgufError(f"Tensor '{name}' has an unknown data type {raw_type}.") from None
         raw_tensors.append((name, shape, qtype, rel_offset))
 
-    alignment = int(metadata.get("general.alignment", GGUF_DEFAULT_ALIGNMENT) or GGUF_DEFAULT_ALIGNMENT)
+    alignment = metadata.get("general.alignment", GGUF_DEFAULT_ALIGNMENT)
+    if isinstance(alignment, bool) or not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+        raise GgufError(f"'{path.name}' declares an invalid data alignment ({alignment!r}); the file is corrupt.")
+    for key in ("context_length", "block_count", "embedding_length"):
+        value = metadata.get(f"{arch}.{key}")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise GgufError(f"'{path.name}' has a malformed {arch}.{key} ({value!r}); the file is corrupt.")
     data_start = -(-cur.pos // alignment) * alignment
     tensors = []
     for name, shape, qtype, rel_offset in raw_tensors:

@@ -7,6 +7,7 @@ Not thread-safe by design: one owner (the inference worker) calls it. Only
 from __future__ import annotations
 
 import codecs
+import ctypes
 import logging
 import os
 import re
@@ -28,6 +29,7 @@ from app.core.engine.residency import drop_resident, drop_resident_ranges, evict
 
 log = logging.getLogger("tern.engine")
 _REPACKED = re.compile(r"repack tensor (\S+) with")
+_NO_ABORT = llama_lib.ggml_abort_callback()  # a NULL callback
 
 
 class EngineError(RuntimeError):
@@ -98,6 +100,11 @@ class LlamaEngine:
         self._llm: llama_cpp.Llama | None = None
         self._loaded: LoadedModel | None = None
         self.template: ChatTemplate | None = None
+        self._cancel = threading.Event()  # the running generation's; never set outside one
+        # llama.cpp asks this between graph nodes, so Stop also ends a long prompt evaluation.
+        # It is installed only until the first token: per-node calls into Python would slow decoding.
+        self._abort = llama_lib.ggml_abort_callback(lambda _data: 1 if self._cancel.is_set() else 0)
+        self._piece = ctypes.create_string_buffer(64)
 
     @property
     def loaded(self) -> LoadedModel | None:
@@ -160,13 +167,17 @@ class LlamaEngine:
                 raise LoadCancelledError("Loading was cancelled.") from exc
             detail = "; ".join(llama_log.last_error_lines(3)) or str(exc)
             raise EngineError(f"llama.cpp could not load '{info.path.name}': {detail}") from exc
-        llm._tern_keep_alive = keep_alive  # type: ignore[attr-defined]  # callbacks live as long as the model
+        llm._tern_keep_alive = keep_alive  # type: ignore[attr-defined]  # must live as long as the model
         self._llm = llm
-        bos = llm._model.token_get_text(llm.token_bos()) if llm.token_bos() >= 0 else ""
-        eos = llm._model.token_get_text(llm.token_eos()) if llm.token_eos() >= 0 else ""
-        self.template = select_template(info, bos, eos)
-        placement = self._place_ple(info, options.residency, load_log)
-        self._release_repacked_sources(info, load_log)
+        try:
+            bos = llm._model.token_get_text(llm.token_bos()) if llm.token_bos() >= 0 else ""
+            eos = llm._model.token_get_text(llm.token_eos()) if llm.token_eos() >= 0 else ""
+            self.template = select_template(info, bos, eos)
+            placement = self._place_ple(info, options.residency, load_log)
+            self._release_repacked_sources(info, load_log)
+        except OSError as exc:
+            self.unload()
+            raise EngineError(f"Setting up '{info.path.name}' failed: {exc}") from exc
         self._loaded = LoadedModel(
             info,
             n_ctx,
@@ -187,6 +198,14 @@ class LlamaEngine:
             self._loaded.buffers,
         )
         return self._loaded
+
+    def _token_bytes(self, vocab: object, token: int) -> bytes:
+        """A token's text as bytes (llama-cpp-python's own helper truncates pieces over 32 bytes)."""
+        n = llama_lib.llama_token_to_piece(vocab, token, self._piece, len(self._piece), 0, False)
+        if n < 0:
+            self._piece = ctypes.create_string_buffer(-n)
+            n = llama_lib.llama_token_to_piece(vocab, token, self._piece, len(self._piece), 0, False)
+        return self._piece.raw[:n]
 
     @staticmethod
     def _release_repacked_sources(info: GgufInfo, load_log: list[str]) -> None:
@@ -217,20 +236,6 @@ class LlamaEngine:
         if any(PLE_TENSOR in line and "lazy read enabled" in line for line in load_log):
             return PlePlacement.LAZY
         if dropped:
-            return PlePlacement.DROPPED
-        log.warning("Could not page the PLE of %s out of memory; it stays resident", info.path.name)
-        return PlePlacement.IN_RAM
-        lazy = any(PLE_TENSOR in line and "lazy read enabled" in line for line in load_log)
-        if lazy and residency != Residency.LOCKED:
-            return PlePlacement.LAZY
-        # With mlock, llama.cpp locks the model's whole file mapping, and the PLE
-        # rows in it with it; unlocking and dropping that range keeps them on disk.
-        if lazy and drop_resident(info.path, ple.offset, ple.n_bytes):
-            return PlePlacement.LAZY
-        # Gemma 3n's PLE is not marked lazy, so llama.cpp read all of it at load
-        # (MAP_POPULATE). Its rows are looked up one per token like Gemma 4's, so
-        # paging the table back out gives the same memory profile.
-        if drop_resident(info.path, ple.offset, ple.n_bytes):
             return PlePlacement.DROPPED
         log.warning("Could not page the PLE of %s out of memory; it stays resident", info.path.name)
         return PlePlacement.IN_RAM
@@ -281,6 +286,8 @@ class LlamaEngine:
         produced = 0
         received = 0  # tokens the sampler gave us; all but the last were decoded
         reason = StopReason.CONTEXT_FULL if limit < sampling.max_tokens else StopReason.MAX_TOKENS
+        self._cancel = cancel
+        llama_lib.llama_set_abort_callback(llm._ctx.ctx, self._abort, None)
         stream = llm.generate(
             tokens,
             top_k=sampling.top_k,
@@ -301,14 +308,22 @@ class LlamaEngine:
                 last = time.perf_counter()
                 if produced == 0:
                     first = last
+                    llama_lib.llama_set_abort_callback(llm._ctx.ctx, _NO_ABORT, None)
                 produced += 1
-                piece = decoder.decode(llm.detokenize([token]))
+                piece = decoder.decode(self._token_bytes(vocab, token))
                 if piece:
                     on_text(piece)
                 if produced >= limit:
                     break
+        except RuntimeError:
+            # llama_decode returns 2 when the abort callback stopped it (Stop during a prompt).
+            if not cancel.is_set():
+                raise
+            reason = StopReason.CANCELLED
         finally:
             stream.close()
+            llama_lib.llama_set_abort_callback(llm._ctx.ctx, _NO_ABORT, None)
+            self._cancel = threading.Event()
         tail = decoder.decode(b"", final=True)
         if tail:
             on_text(tail)

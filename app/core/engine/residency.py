@@ -34,9 +34,14 @@ class _Fragment:
 
 
 def _fragments(path: Path) -> list[_Fragment]:
-    """The mappings of `path` in this process (matched by device and inode)."""
+    """The mappings of `path` in this process (matched by inode, then by device or path).
+
+    Some filesystems (btrfs subvolumes) report a different device in maps than
+    stat() does, so the resolved path also identifies the file.
+    """
     try:
         st = os.stat(path)
+        real = str(Path(path).resolve())
         lines = Path("/proc/self/maps").read_text().splitlines()
     except OSError:
         return []
@@ -46,7 +51,7 @@ def _fragments(path: Path) -> list[_Fragment]:
         if len(parts) < 6 or int(parts[4]) != st.st_ino:
             continue
         major, minor = (int(x, 16) for x in parts[3].split(":"))
-        if os.makedev(major, minor) != st.st_dev:
+        if os.makedev(major, minor) != st.st_dev and parts[5].strip() != real:
             continue
         start, end = (int(x, 16) for x in parts[0].split("-"))
         found.append(_Fragment(start, end, int(parts[2], 16)))
@@ -70,7 +75,10 @@ def resident_bytes(path: str | os.PathLike[str], offset: int, length: int) -> in
     """Bytes of file range [offset, offset+length) present in this process; None where unknowable."""
     if not sys.platform.startswith("linux"):
         return None
-    pieces = _address_ranges(Path(path), offset, length)
+    fragments = _fragments(Path(path))
+    if not fragments:
+        return None  # not mapped at all: we cannot tell, rather than "0"
+    pieces = _address_ranges(Path(path), offset, length, fragments)
     try:
         with open("/proc/self/pagemap", "rb", buffering=0) as pagemap:
             total = 0

@@ -7,9 +7,12 @@ matches, so an interrupted first launch never leaves a half-written model.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -62,7 +65,13 @@ def ensure_starter_model(models_dir: Path, progress: Callable[[float], None] | N
             "The starter model package is incomplete; reinstall Tern. Missing: " + ", ".join(missing)
         )
     total = sum(c.stat().st_size for c in chunks)
-    tmp = target.with_name(target.name + ".part")
+    for stale in models_dir.glob(target.name + ".*.part"):  # left by a killed run, not a running one
+        with contextlib.suppress(OSError):
+            if time.time() - stale.stat().st_mtime > 600:
+                stale.unlink()
+    fd, tmp_name = tempfile.mkstemp(dir=models_dir, prefix=target.name + ".", suffix=".part")
+    os.close(fd)
+    tmp = Path(tmp_name)  # unique, so two starting instances never write the same file
     digest = hashlib.sha256()
     done = 0
     try:
