@@ -1,0 +1,116 @@
+"""The store writer: one thread owns the encrypted history connection.
+
+Every read and write of the history goes through it as a queued request, so
+the GUI thread never waits on the disk or on decryption. Results and known
+failures come back as signals; a store error is a message for the user, any
+other exception is a bug for the crash log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal, Slot
+from sqlcipher3 import dbapi2 as sqlite
+
+from app.core.store.conversation_store import ConversationStore
+from app.core.store.database import open_database, translate
+from app.core.store.errors import StoreError
+
+log = logging.getLogger("tern.store")
+
+# A request: (tag, function of the store). The result comes back with the tag.
+Request = tuple[str, Callable[[ConversationStore], Any]]
+
+
+class _Writer(QObject):
+    opened = Signal()
+    done = Signal(str, object)  # tag, result
+    failed = Signal(str, str)  # tag, message for the user
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._store: ConversationStore | None = None
+        self._conn: Any = None
+
+    @Slot(object, object)
+    def open(self, path: Path, key: bytes) -> None:
+        try:
+            self._conn = open_database(path, key)
+        except StoreError as exc:
+            self.failed.emit("open", str(exc))
+            return
+        self._store = ConversationStore(self._conn)
+        self.opened.emit()
+
+    @Slot(object)
+    def run(self, request: Request) -> None:
+        tag, job = request
+        if self._store is None:
+            self.failed.emit(tag, "Your history is not open.")
+            return
+        try:
+            result = job(self._store)
+        except StoreError as exc:
+            self.failed.emit(tag, str(exc))
+        except sqlite.Error as exc:
+            known = translate(exc)
+            if known is None:
+                raise  # a bug: the crash handler records it
+            log.warning("Store request %s failed: %s", tag, known)
+            self.failed.emit(tag, str(known))
+        else:
+            self.done.emit(tag, result)
+
+    @Slot()
+    def flush(self) -> None:
+        """Nothing to do: reaching this slot means every earlier request has run."""
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+            self._store = None
+
+
+class StoreWriter(QObject):
+    """GUI-side handle: `submit(tag, job)` runs `job(store)` on the writer thread."""
+
+    opened = Signal()
+    done = Signal(str, object)
+    failed = Signal(str, str)
+    _open_requested = Signal(object, object)
+    _run_requested = Signal(object)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._thread = QThread()
+        self._thread.setObjectName("store-writer")
+        self._writer = _Writer()
+        self._writer.moveToThread(self._thread)
+        self._open_requested.connect(self._writer.open)
+        self._run_requested.connect(self._writer.run)
+        self._writer.opened.connect(self.opened)
+        self._writer.done.connect(self.done)
+        self._writer.failed.connect(self.failed)
+        self._thread.start()
+
+    def open(self, path: Path, key: bytes) -> None:
+        """Open the database on the writer thread."""
+        self._open_requested.emit(path, key)
+
+    def submit(self, tag: str, job: Callable[[ConversationStore], Any]) -> None:
+        """Queue `job`; requests run in the order they were submitted."""
+        self._run_requested.emit((tag, job))
+
+    def shutdown(self) -> None:
+        """Finish queued requests, close the database and join the thread."""
+        if self._thread.isRunning():
+            # Queued requests run first: a blocking call is answered after everything before it.
+            QMetaObject.invokeMethod(self._writer, "flush", Qt.ConnectionType.BlockingQueuedConnection)
+            self._thread.quit()
+            self._thread.wait()
+            self._writer.close()  # the thread has ended, so this cannot race it
