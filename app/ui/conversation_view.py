@@ -20,6 +20,7 @@ from PySide6.QtCore import (
     QRectF,
     QSize,
     Qt,
+    QTimer,
     Signal,
 )
 from PySide6.QtGui import (
@@ -84,6 +85,8 @@ class MessageDelegate(QStyledItemDelegate):
         super().__init__(view)
         self._view = view
         self._cache: dict[int, _Rendered] = {}
+        self._estimated: set[int] = set()  # message ids whose row height is a guess
+        self._pending_rows: set[int] = set()
 
     def _dark(self) -> bool:
         palette = self._view.palette()
@@ -141,9 +144,38 @@ class MessageDelegate(QStyledItemDelegate):
                 del self._cache[msg_id]
 
     def sizeHint(self, option: QStyleOptionViewItem, index: Index) -> QSize:  # noqa: N802
-        """Document height plus margins."""
-        r = self.rendered(index)
-        return QSize(self._view.viewport().width(), int(r.doc.size().height()) + _MARGIN)
+        """Document height plus margins; an estimate for rows not laid out at this width yet.
+
+        Laying out Markdown costs about a millisecond a message, so a long chat
+        opened (or resized) at once would freeze. Rows are measured for real when
+        first painted, and the view re-measures them then.
+        """
+        item = self._view.model().item(index.row())  # type: ignore[attr-defined]
+        width = self._available_width()
+        cached = self._cache.get(item.id)
+        if item.streaming or (cached is not None and cached.key[1] == width):
+            self._estimated.discard(item.id)
+            return QSize(width, int(self.rendered(index).doc.size().height()) + _MARGIN)
+        self._estimated.add(item.id)
+        return QSize(width, self._estimate(item.text, width))
+
+    def _estimate(self, text: str, width: int) -> int:
+        metrics = self._view.fontMetrics()
+        per_line = max(20, int(width / max(1, metrics.averageCharWidth())))
+        lines = sum(1 + len(line) // per_line for line in text.split("\n")) + 2  # + paragraph gaps, footer
+        return lines * metrics.lineSpacing() + 2 * _PAD + _MARGIN
+
+    def _measure_later(self, index: Index) -> None:
+        self._pending_rows.add(index.row())
+        if len(self._pending_rows) == 1:
+            QTimer.singleShot(0, self._remeasure_pending)
+
+    def _remeasure_pending(self) -> None:
+        model = self._view.model()
+        rows, self._pending_rows = self._pending_rows, set()
+        for row in sorted(rows):
+            if model is not None and row < model.rowCount():
+                self.sizeHintChanged.emit(model.index(row, 0))
 
     def _doc_origin(self, rect_left: int, rect_top: int, index: Index, r: _Rendered) -> QPointF:
         x: float = rect_left + _MARGIN
@@ -154,6 +186,10 @@ class MessageDelegate(QStyledItemDelegate):
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
         """Bubble for the user's messages; plain page for answers."""
         r = self.rendered(index)
+        item_id = index.data(MessageRole.MESSAGE_ID)
+        if item_id in self._estimated:  # laid out with a guess: measure it for real
+            self._estimated.discard(item_id)
+            self._measure_later(index)
         origin = self._doc_origin(option.rect.left(), option.rect.top(), index, r)
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)

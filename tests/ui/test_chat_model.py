@@ -66,3 +66,22 @@ def test_markdown_follows_a_dark_palette() -> None:
     dark = render_markdown("```\nx\n```", dark=True)
     assert "#f3f4f6" in light.html and "#f3f4f6" not in dark.html
     assert dark.code_blocks == light.code_blocks == ["x"]
+
+
+def test_long_chats_lay_out_only_what_is_shown(qtbot: QtBot) -> None:
+    from app.ui.conversation_view import ConversationView
+
+    model = MessageListModel()
+    view = ConversationView()
+    view.setModel(model)
+    view.resize(800, 600)
+    qtbot.addWidget(view)
+    view.show()
+    qtbot.waitExposed(view)
+    for i in range(500):
+        model.append("assistant", f"Answer {i}\n\n- a list item\n- another\n\n```\ncode {i}\n```")
+    view.scroll_to_end()
+    last_id = model.item(499).id
+    qtbot.waitUntil(lambda: last_id in view.delegate._cache, timeout=5000)  # the visible end was rendered
+    assert len(view.delegate._cache) < 50  # ...and not the 500 rows above it
+    assert model.item(0).id not in view.delegate._cache
