@@ -22,8 +22,7 @@ from typing import Any
 import llama_cpp
 import llama_cpp.llama_cpp as llama_lib
 
-LAZY_OFF = 0  # llama.h: enum llama_lazy_mode
-LAZY_AUTO = 1  # only tensors over 4 GiB, so never Gemma 4 E2B/E4B
+LAZY_OFF = 0  # llama.h: enum llama_lazy_mode (AUTO = 1 applies only to tensors over 4 GiB)
 LAZY_ON = 2
 
 _swap_lock = threading.Lock()
@@ -57,15 +56,12 @@ def extra_model_params(
     progress: Callable[[float], bool] | None = None,
     lazy_mode: int | None = None,
     cpu_tensors: Sequence[str] = (),
-    repack: bool | None = None,
 ) -> Iterator[list[Any]]:
     """Within the block, `Llama()` gets our extra model params.
 
     `progress(fraction)` is called on the loading thread; returning False aborts
     the load. `cpu_tensors` are regex patterns of tensors pinned to the CPU
-    buffer type. `repack=False` keeps weights in the file mapping instead of
-    copying them into CPU-optimised layouts (`use_extra_bufts`). The yielded list
-    holds ctypes objects that must outlive the model.
+    buffer type. The yielded list holds ctypes objects that must outlive the model.
     """
     keep_alive: list[Any] = []
     original = llama_lib.llama_model_default_params
@@ -74,8 +70,6 @@ def extra_model_params(
         params = original()
         if lazy_mode is not None:
             params.lazy_mode = lazy_mode
-        if repack is not None:
-            params.use_extra_bufts = repack
         if cpu_tensors:
             overrides = (_BuftOverride * (len(cpu_tensors) + 1))()  # NULL-terminated
             for i, pattern in enumerate(cpu_tensors):
