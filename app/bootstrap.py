@@ -82,7 +82,10 @@ def start(args: argparse.Namespace) -> Session:
 
     inference = InferenceThread(paths.models)
     inference.start()
-    window = MainWindow(settings, inference, paths, show_dialogs=not args.no_err_windows)
+    # The self-test chats without history, so it never writes to the user's conversations.
+    window = MainWindow(
+        settings, inference, paths, show_dialogs=not args.no_err_windows, open_history=not args.self_test
+    )
     window.show()
     if crash.previous_run_crashed:
         window.show_crash_notice(crash.crash_log)

@@ -25,6 +25,11 @@ class AppPaths:
         return self.data / "models"
 
     @property
+    def history_db(self) -> Path:
+        """The encrypted conversation history."""
+        return self.data / "history.db"
+
+    @property
     def settings_file(self) -> Path:
         """User preferences (versioned)."""
         return self.config / "settings.ini"

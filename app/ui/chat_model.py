@@ -16,6 +16,7 @@ from PySide6.QtCore import QAbstractListModel, QByteArray, QModelIndex, QObject,
 
 from app.core.chat.message import ChatMessage, Role
 from app.core.engine.generation import GenerationStats
+from app.ui.history import Ref
 
 _ids = itertools.count(1)
 Index = QModelIndex | QPersistentModelIndex
@@ -30,6 +31,7 @@ class MessageRole(IntEnum):
     STATS = Qt.ItemDataRole.UserRole + 4  # GenerationStats | None
     NOTICE = Qt.ItemDataRole.UserRole + 5  # a note under the message (trimmed history, stopped, error)
     MESSAGE_ID = Qt.ItemDataRole.UserRole + 6
+    VERSIONS = Qt.ItemDataRole.UserRole + 7  # (position, count) among the message's versions
 
 
 @dataclass
@@ -43,6 +45,13 @@ class ChatItem:
     notice: str = ""
     id: int = field(default_factory=lambda: next(_ids))
     version: int = 0  # bumped on every change, so views can cache by (id, version)
+    store: Ref = field(default_factory=Ref)  # the message's id in the history, once saved
+    versions: tuple[int, ...] = ()  # ids of this message's other versions (edits, regenerations), itself included
+
+    @property
+    def version_position(self) -> int:
+        """1-based position of this version among `versions` (0 when unknown)."""
+        return self.versions.index(self.store.value) + 1 if self.store.value in self.versions else 0
 
 
 class MessageListModel(QAbstractListModel):
@@ -72,6 +81,7 @@ class MessageListModel(QAbstractListModel):
             MessageRole.STATS: item.stats,
             MessageRole.NOTICE: item.notice,
             MessageRole.MESSAGE_ID: item.id,
+            MessageRole.VERSIONS: (item.version_position, len(item.versions)),
         }.get(role)  # type: ignore[call-overload]
 
     def roleNames(self) -> dict[int, QByteArray]:  # noqa: N802
@@ -87,11 +97,25 @@ class MessageListModel(QAbstractListModel):
 
     def append(self, role: Role, text: str = "", streaming: bool = False) -> int:
         """Add a message at the end; returns its row."""
+        return self.extend([ChatItem(role, text, streaming)])
+
+    def extend(self, items: list[ChatItem]) -> int:
+        """Add messages at the end; returns the row of the last."""
         row = len(self._items)
-        self.beginInsertRows(QModelIndex(), row, row)
-        self._items.append(ChatItem(role, text, streaming))
-        self.endInsertRows()
-        return row
+        if items:
+            self.beginInsertRows(QModelIndex(), row, row + len(items) - 1)
+            self._items.extend(items)
+            self.endInsertRows()
+        return len(self._items) - 1
+
+    def row_of(self, ref: Ref) -> int:
+        """The row of the message saved as `ref`, or -1."""
+        return next((row for row, item in enumerate(self._items) if item.store is ref), -1)
+
+    def set_versions(self, row: int, versions: tuple[int, ...]) -> None:
+        """Record a message's versions (its switcher shows "2/3")."""
+        self._items[row].versions = versions
+        self._changed(row, MessageRole.VERSIONS)
 
     def _changed(self, row: int, *roles: int) -> None:
         self._items[row].version += 1
@@ -111,10 +135,10 @@ class MessageListModel(QAbstractListModel):
         item.notice = notice
         self._changed(row, MessageRole.STREAMING, MessageRole.STATS, MessageRole.NOTICE)
 
-    def reset_message(self, row: int) -> None:
-        """Clear an answer so it can be generated again."""
+    def reset_message(self, row: int, store: Ref) -> None:
+        """Clear an answer so a new version can be generated (saved as `store`)."""
         item = self._items[row]
-        item.text, item.streaming, item.stats, item.notice = "", True, None, ""
+        item.text, item.streaming, item.stats, item.notice, item.store = "", True, None, "", store
         self._changed(
             row,
             MessageRole.TEXT,
@@ -122,6 +146,7 @@ class MessageListModel(QAbstractListModel):
             MessageRole.STREAMING,
             MessageRole.STATS,
             MessageRole.NOTICE,
+            MessageRole.VERSIONS,
         )
 
     def truncate(self, row: int) -> None:

@@ -68,6 +68,16 @@ def stats_line(stats: GenerationStats) -> str:
     return " · ".join(parts)
 
 
+VERSION_SCHEME = "version"
+
+
+def version_switcher(position: int, count: int) -> str:
+    """ "‹ 2/3 ›" with links to the neighbouring versions (HTML)."""
+    prev = f'<a href="{VERSION_SCHEME}:-1">‹</a>' if position > 1 else "‹"
+    nxt = f'<a href="{VERSION_SCHEME}:1">›</a>' if position < count else "›"
+    return f"{prev}&nbsp;{position}/{count}&nbsp;{nxt}"
+
+
 @dataclass
 class _Rendered:
     key: tuple[int, int, bool]  # (item version, width, dark palette)
@@ -80,6 +90,7 @@ class MessageDelegate(QStyledItemDelegate):
     """Paints messages; handles clicks on code-block copy links."""
 
     copied = Signal(str)  # what was copied, for a status message
+    version_requested = Signal(int, int)  # row, step (-1: previous version, +1: next)
 
     def __init__(self, view: QListView) -> None:
         super().__init__(view)
@@ -107,6 +118,7 @@ class MessageDelegate(QStyledItemDelegate):
         if cached is not None and cached.key == key:
             return cached
         role, text, streaming, stats, notice = item.role, item.text, item.streaming, item.stats, item.notice
+        position, count = item.version_position, len(item.versions)
         width = key[1]
 
         shown = text
@@ -118,9 +130,14 @@ class MessageDelegate(QStyledItemDelegate):
         if notice:
             colour = "#f0b35a" if dark else "#92400e"
             footer.append(f'<p style="color:{colour}; font-size:small;">{html.escape(notice)}</p>')
+        muted = "#9aa3b2" if dark else "#6b7280"
+        line = []
+        if count > 1 and position and not streaming:
+            line.append(version_switcher(position, count))
         if stats is not None and role == "assistant":
-            colour = "#9aa3b2" if dark else "#6b7280"
-            footer.append(f'<p style="color:{colour}; font-size:small;">{html.escape(stats_line(stats))}</p>')
+            line.append(html.escape(stats_line(stats)))
+        if line:
+            footer.append(f'<p style="color:{muted}; font-size:small;">{" · ".join(line)}</p>')
         doc = QTextDocument()
         doc.setDocumentMargin(_PAD)
         doc.setDefaultFont(self._view.font())
@@ -210,6 +227,9 @@ class MessageDelegate(QStyledItemDelegate):
         r = self.rendered(index)
         origin = self._doc_origin(option.rect.left(), option.rect.top(), index, r)
         anchor = r.doc.documentLayout().anchorAt(event.position() - origin)
+        if anchor.startswith(VERSION_SCHEME + ":"):
+            self.version_requested.emit(index.row(), int(anchor.split(":", 1)[1]))
+            return True
         if anchor.startswith(COPY_SCHEME + ":"):
             n = int(anchor.split(":", 1)[1])
             if 0 <= n < len(r.code_blocks):
@@ -273,6 +293,11 @@ class ConversationView(QListView):
         """Jump to the newest message and follow it."""
         self._follow = True
         self.scrollToBottom()
+
+    def scroll_to_row(self, row: int) -> None:
+        """Show message `row` near the top (a search hit), and stop following the end."""
+        self._follow = False
+        self.scrollTo(self.model().index(row, 0), QAbstractItemView.ScrollHint.PositionAtTop)
 
     def _show_menu(self, pos: QPoint) -> None:
         index = self.indexAt(pos)

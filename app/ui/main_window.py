@@ -1,19 +1,20 @@
-"""The main window: conversation, composer, Send/Stop, and a status bar.
+"""The main window: conversation sidebar, the chat, composer, Send/Stop, and a status bar.
 
-It talks to the inference worker only through `InferenceThread` (queued
-signals); nothing here waits for the model.
+It talks to the inference worker only through `InferenceThread` and to the
+history only through `History` (both queued); nothing here waits for the model
+or the disk. The turn flow itself lives in `ChatSession`.
 """
 
 from __future__ import annotations
 
 import html
 import logging
-import time
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -21,6 +22,8 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QSplitter,
+    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -30,13 +33,17 @@ from app import settings as opts
 from app.core.engine.llama_engine import LoadedModel, Residency
 from app.core.models.starter import STARTER_DISPLAY_NAME, STARTER_NOTICE, is_starter
 from app.core.paths import AppPaths
-from app.core.turn import TurnRequest, TurnResult
+from app.core.store.errors import KeyringUnavailableError, StoreError, WrongKeyError
 from app.settings import Settings
-from app.ui.chat_model import MessageListModel, StreamBuffer
+from app.ui.chat_session import ChatSession
 from app.ui.composer import Composer
-from app.ui.conversation_view import ConversationView, stats_line
+from app.ui.conversation_view import ConversationView
+from app.ui.history import History
+from app.ui.lock_page import IdleWatcher, LockMode, LockPage
 from app.ui.model_info_panel import ModelInfoPanel
+from app.ui.privacy_dialog import PrivacyDialog
 from app.ui.settings_dialog import SettingsDialog
+from app.ui.sidebar import Sidebar
 from app.workers.inference_worker import InferenceThread, LoadRequest
 from app.workers.memory_monitor import MemoryMonitor
 
@@ -70,7 +77,7 @@ class NoticeBar(QWidget):
 
 
 class MainWindow(QMainWindow):
-    """One conversation with the loaded model."""
+    """The conversation sidebar and the open conversation with the loaded model."""
 
     # GUI-thread notifications (the worker's own signals arrive queued; these fire after the UI has updated).
     answer_finished = Signal(object)  # TurnResult
@@ -78,7 +85,13 @@ class MainWindow(QMainWindow):
     model_failed = Signal(str)
 
     def __init__(
-        self, settings: Settings, inference: InferenceThread, paths: AppPaths, show_dialogs: bool = True
+        self,
+        settings: Settings,
+        inference: InferenceThread,
+        paths: AppPaths,
+        show_dialogs: bool = True,
+        history: History | None = None,
+        open_history: bool = True,
     ) -> None:
         super().__init__()
         self.setWindowTitle(APP_NAME)
@@ -88,14 +101,11 @@ class MainWindow(QMainWindow):
         self._show_dialogs = show_dialogs
         self._loaded: LoadedModel | None = None
         self._requested_model: Path | None = None  # the last load asked for (None: the starter)
-        self._turn_id = 0
-        self._answer_row: int | None = None
-        self._dropped = 0  # messages the last turn left out, to keep the cached prefix
-        self._stream_started = 0.0
-        self._stream_pieces = 0
 
-        self.model = MessageListModel(self)
-        self.stream_buffer = StreamBuffer(self.model, self)
+        self.history = history or History(paths.history_db, self)
+        self.session = ChatSession(settings, inference, self.history, self)
+        self.model = self.session.model
+        self.stream_buffer = self.session.stream_buffer
         self.view = ConversationView()
         self.view.setModel(self.model)
         self.view.placeholder_html = self._placeholder()
@@ -105,6 +115,8 @@ class MainWindow(QMainWindow):
         self.send_button.setMinimumWidth(80)
         self.regenerate_button = QPushButton("Regenerate")
         self.regenerate_button.setEnabled(False)
+        self.sidebar = Sidebar()
+        self.lock_page = LockPage()
 
         bottom = QHBoxLayout()
         bottom.addWidget(self.composer, 1)
@@ -113,8 +125,8 @@ class MainWindow(QMainWindow):
         buttons.addWidget(self.regenerate_button)
         buttons.addStretch(1)
         bottom.addLayout(buttons)
-        central = QWidget()
-        layout = QVBoxLayout(central)
+        chat = QWidget()
+        layout = QVBoxLayout(chat)
         layout.setContentsMargins(0, 0, 0, 8)
         layout.addWidget(self.notice)
         layout.addWidget(self.view, 1)
@@ -122,7 +134,16 @@ class MainWindow(QMainWindow):
         inner.setLayout(bottom)
         bottom.setContentsMargins(10, 0, 10, 0)
         layout.addWidget(inner)
-        self.setCentralWidget(central)
+        self.splitter = QSplitter()
+        self.splitter.addWidget(self.sidebar)
+        self.splitter.addWidget(chat)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([260, 940])
+        self.splitter.setChildrenCollapsible(False)
+        self.pages = QStackedWidget()
+        self.pages.addWidget(self.splitter)
+        self.pages.addWidget(self.lock_page)
+        self.setCentralWidget(self.pages)
 
         self.model_label = QLabel("No model")
         self.load_progress = QProgressBar()
@@ -142,8 +163,20 @@ class MainWindow(QMainWindow):
         self.memory_monitor = MemoryMonitor(parent=self)
         self.memory_monitor.reading.connect(self.info_panel.show_reading)
         self.memory_monitor.start()
+        self.idle = IdleWatcher(self)
+        app = QApplication.instance()
+        if app is not None:
+            app.installEventFilter(self.idle)
 
         self._build_menus()
+        self._connect()
+        self._restore_geometry()
+        self.composer.setFocus()
+        if open_history:
+            self.history.start()
+
+    def _connect(self) -> None:
+        session, history, sidebar = self.session, self.history, self.sidebar
         self.composer.submitted.connect(self.send_message)
         self.composer.recall_requested.connect(self._recall_last)
         self.send_button.clicked.connect(self._send_or_stop)
@@ -151,16 +184,38 @@ class MainWindow(QMainWindow):
         self.view.edit_requested.connect(self.edit_message)
         self.view.regenerate_requested.connect(self.regenerate)
         self.view.delegate.copied.connect(lambda _t: self.stats_label.setText("Code copied"))
+        self.view.delegate.version_requested.connect(session.switch_version)
+        session.busy_changed.connect(self._set_busy)
+        session.status.connect(self.stats_label.setText)
+        session.answer_finished.connect(self.answer_finished)
+        session.conversation_shown.connect(self._conversation_shown)
+        session.message_shown.connect(self._scroll_to_row)
 
-        worker = inference.worker
+        worker = self._inference.worker
         worker.load_progress.connect(self._on_load_progress)
         worker.model_loaded.connect(self._on_model_loaded)
         worker.load_failed.connect(self._on_load_failed)
-        worker.chunk.connect(self._on_chunk)
-        worker.turn_finished.connect(self._on_turn_finished)
-        worker.turn_failed.connect(self._on_turn_failed)
-        self._restore_geometry()
-        self.composer.setFocus()
+
+        history.ready.connect(self._history_ready)
+        history.unavailable.connect(self._history_unavailable)
+        history.locked.connect(lambda: self._history_unavailable(None))
+        history.conversations.connect(sidebar.set_conversations)
+        history.search_results.connect(sidebar.set_search_results)
+        history.error.connect(lambda msg: self.notice.show_text(f"Your history was not updated. {msg}", warning=True))
+        history.finished.connect(lambda _what, msg: self.notice.show_text(msg))
+        sidebar.new_chat_requested.connect(self.new_chat)
+        sidebar.conversation_selected.connect(self.open_conversation)
+        sidebar.rename_requested.connect(history.rename)
+        sidebar.pin_requested.connect(history.set_pinned)
+        sidebar.delete_requested.connect(self._delete_conversation)
+        sidebar.undo_requested.connect(history.restore)
+        sidebar.purge_requested.connect(history.purge)
+        sidebar.search_requested.connect(history.search)
+        sidebar.export_requested.connect(self.export_conversation)
+        self.lock_page.passphrase_entered.connect(history.unlock)
+        self.lock_page.new_history_requested.connect(history.start_new_history)
+        self.lock_page.continue_requested.connect(self._continue_without_history)
+        self.idle.idle.connect(self._auto_lock)
 
     # Layout and menus
     def _build_menus(self) -> None:
@@ -170,27 +225,41 @@ class MainWindow(QMainWindow):
         open_model.triggered.connect(self._choose_model)
         starter = QAction("Use the &starter model", self)
         starter.triggered.connect(lambda: self.load_model(None))
+        self.lock_action = QAction("&Lock history", self)
+        self.lock_action.setShortcut(QKeySequence("Ctrl+L"))
+        self.lock_action.triggered.connect(self.lock)
         quit_action = QAction("&Quit", self)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
-        for action in (open_model, starter, quit_action):
+        for action in (open_model, starter, self.lock_action, quit_action):
             file_menu.addAction(action)
         chat_menu = self.menuBar().addMenu("&Chat")
         new_chat = QAction("&New chat", self)
         new_chat.setShortcut(QKeySequence.StandardKey.New)
         new_chat.triggered.connect(self.new_chat)
+        search = QAction("S&earch conversations", self)
+        search.setShortcut(QKeySequence("Ctrl+K"))
+        search.triggered.connect(lambda: self.sidebar.search.setFocus())
         stop = QAction("&Stop", self)
         stop.setShortcut(QKeySequence("Esc"))
         stop.triggered.connect(self.stop)
         regenerate = QAction("&Regenerate", self)
         regenerate.setShortcut(QKeySequence("Ctrl+R"))
         regenerate.triggered.connect(self.regenerate)
-        for action in (new_chat, stop, regenerate):
+        export_md = QAction("Export as &Markdown…", self)
+        export_md.triggered.connect(lambda: self.export_conversation(None, "markdown"))
+        export_json = QAction("Export as &JSON…", self)
+        export_json.triggered.connect(lambda: self.export_conversation(None, "json"))
+        for action in (new_chat, search, stop, regenerate, export_md, export_json):
             chat_menu.addAction(action)
         prefs = QAction("&Settings…", self)
         prefs.setShortcut(QKeySequence.StandardKey.Preferences)
         prefs.triggered.connect(self.open_settings)
-        self.menuBar().addMenu("&Tools").addAction(prefs)
+        privacy = QAction("&Privacy and history…", self)
+        privacy.triggered.connect(self.open_privacy)
+        tools = self.menuBar().addMenu("&Tools")
+        tools.addAction(prefs)
+        tools.addAction(privacy)
         panel = self.info_panel.toggleViewAction()
         panel.setText("&Model info")
         panel.setShortcut(QKeySequence("Ctrl+I"))
@@ -211,12 +280,15 @@ class MainWindow(QMainWindow):
         layout = state.value("main/state")
         if layout is not None:
             self.restoreState(layout)
+        splitter = state.value("main/splitter")
+        if splitter is not None:
+            self.splitter.restoreState(splitter)
 
     # Model
     @property
     def busy(self) -> bool:
         """True while an answer is being generated."""
-        return self._answer_row is not None
+        return self.session.busy
 
     def load_model(self, path: Path | None) -> None:
         """Load `path` (None: the starter model) in the worker."""
@@ -238,11 +310,11 @@ class MainWindow(QMainWindow):
         self.load_progress.setValue(int(fraction * 100))
         self.model_label.setText(f"{stage}…")
 
+    def _model_name(self, loaded: LoadedModel) -> str:
+        return STARTER_DISPLAY_NAME if is_starter(loaded.info.path) else loaded.info.name
+
     def _model_text(self, loaded: LoadedModel | None) -> str:
-        if loaded is None:
-            return "No model"
-        name = STARTER_DISPLAY_NAME if is_starter(loaded.info.path) else loaded.info.name
-        return f"{name} · {loaded.n_ctx} ctx"
+        return "No model" if loaded is None else f"{self._model_name(loaded)} · {loaded.n_ctx} ctx"
 
     def _change_residency(self, mode: Residency) -> None:
         if mode != self._settings.residency():
@@ -252,11 +324,13 @@ class MainWindow(QMainWindow):
     def _show_model(self, loaded: LoadedModel | None) -> None:
         self.info_panel.show_model(loaded)
         self.memory_monitor.set_model(loaded)
+        self.session.model_name = self._model_name(loaded) if loaded else ""
+        self.session.n_ctx = loaded.n_ctx if loaded else 0
 
     def _on_model_loaded(self, loaded: LoadedModel) -> None:
         self._loaded = loaded
         self._show_model(loaded)
-        self._dropped = 0
+        self.session.clear_cut()
         self.load_progress.hide()
         self.model_label.setText(self._model_text(loaded))
         starter = is_starter(loaded.info.path)
@@ -287,33 +361,11 @@ class MainWindow(QMainWindow):
 
     def send_message(self, text: str) -> bool:
         """Add the user's message and ask for an answer; False (text kept) while one streams."""
-        text = text.strip()
-        if not text:
-            return False
-        if self.busy:
-            self.stats_label.setText("Wait for the answer to finish, or press Stop")
+        if not self.session.send(text):
             return False
         self.composer.clear()
-        self.model.append("user", text)
-        row = self.model.append("assistant", streaming=True)
         self.view.scroll_to_end()
-        self._start_turn(row)
         return True
-
-    def _start_turn(self, answer_row: int) -> None:
-        self._turn_id += 1
-        self._answer_row = answer_row
-        self._stream_started = time.perf_counter()
-        self._stream_pieces = 0
-        request = TurnRequest(
-            turn_id=self._turn_id,
-            history=self.model.history(upto=answer_row),
-            system_prompt=self._settings.get(opts.SYSTEM_PROMPT),
-            sampling=self._settings.sampling(),
-            previous_dropped=self._dropped,
-        )
-        self._inference.submit(request)
-        self._set_busy(True)
 
     def _set_busy(self, busy: bool) -> None:
         self.send_button.setText("Stop" if busy else "Send")
@@ -324,27 +376,19 @@ class MainWindow(QMainWindow):
 
     def stop(self) -> None:
         """Stop the answer before its next token; the text so far stays."""
-        if self.busy:
-            self._inference.cancel()
+        self.session.stop()
 
     def regenerate(self) -> None:
-        """Replace the last answer with a new one."""
-        last = self.model.rowCount() - 1
-        if self.busy or last < 1 or self.model.item(last).role != "assistant":
-            return
-        self.model.reset_message(last)
+        """A new version of the last answer; the old one stays as a version."""
+        self.session.regenerate()
         self.view.scroll_to_end()
-        self._start_turn(last)
 
     def edit_message(self, row: int) -> None:
-        """Put a user message back in the composer, dropping it and what followed."""
-        if self.busy or self.model.item(row).role != "user":
-            return
-        text = self.model.item(row).text
-        self.model.truncate(row)
-        self.composer.setPlainText(text)
-        self.composer.setFocus()
-        self._set_busy(False)
+        """Put a user message back in the composer; sending it makes a new version."""
+        text = self.session.edit(row)
+        if text:
+            self.composer.setPlainText(text)
+            self.composer.setFocus()
 
     def _recall_last(self) -> None:
         for row in range(self.model.rowCount() - 1, -1, -1):
@@ -354,73 +398,125 @@ class MainWindow(QMainWindow):
 
     def new_chat(self) -> None:
         """Start an empty conversation, abandoning an answer in progress."""
-        if self.busy:
-            self.stop()
-            self._turn_id += 1  # late chunks and results of the old turn are ignored
-            self._answer_row = None
-            self.stream_buffer.discard()
-        self.model.clear()
-        self._dropped = 0
-        self._set_busy(False)
+        self.session.new_conversation()
+        self.composer.setFocus()
 
-    def _on_chunk(self, turn_id: int, text: str) -> None:
-        if turn_id != self._turn_id or self._answer_row is None:
-            return
-        self.stream_buffer.add(self._answer_row, text)
-        self._stream_pieces += 1
-        if self._stream_pieces % 8 == 0:
-            elapsed = time.perf_counter() - self._stream_started
-            self.stats_label.setText(f"Generating… {elapsed:.0f} s")
+    def open_conversation(self, conversation_id: int, message_id: int | None = None) -> None:
+        """Show a stored conversation (at `message_id` when given)."""
+        self.session.clear()
+        self.history.open_conversation(conversation_id, message_id)
 
-    def _on_turn_finished(self, result: TurnResult) -> None:
-        if result.turn_id != self._turn_id or self._answer_row is None:
+    def _conversation_shown(self, conversation_id: int | None) -> None:
+        self.sidebar.set_current(conversation_id)
+        self._settings.set(opts.LAST_CONVERSATION, conversation_id or 0)
+
+    def _scroll_to_row(self, row: int) -> None:
+        if row >= self.model.rowCount() - 1:
+            self.view.scroll_to_end()
+        elif row >= 0:
+            self.view.scroll_to_row(row)
+
+    def _delete_conversation(self, conversation_id: int) -> None:
+        if self.history.conversation.value == conversation_id:
+            self.session.new_conversation()
+        self.history.delete(conversation_id)
+
+    def export_conversation(self, conversation_id: int | None, fmt: str) -> None:
+        """Ask where, then write a conversation (default: the open one) as Markdown or JSON."""
+        conversation_id = conversation_id or self.history.conversation.value
+        if conversation_id is None:
+            self.stats_label.setText("Nothing to export yet")
             return
-        self.stream_buffer.flush()
-        notice = ""
-        if result.dropped_messages:
-            notice = (
-                f"{result.dropped_messages} earlier messages were left out to fit the "
-                f"{self._loaded.n_ctx if self._loaded else ''}-token context window."
+        suffix, kind = (".json", "JSON (*.json)") if fmt == "json" else (".md", "Markdown (*.md)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export conversation", str(Path.home() / f"conversation{suffix}"), kind
+        )
+        if path:
+            self.history.export(conversation_id, Path(path), fmt)
+
+    # History: open, lock
+    def _history_ready(self) -> None:
+        self.pages.setCurrentWidget(self.splitter)
+        self.sidebar.setEnabled(True)
+        self.history.refresh()
+        self.history.open_latest(self._settings.get(opts.LAST_CONVERSATION) or None)
+        self.lock_action.setEnabled(self.history.uses_passphrase)
+        self.idle.set_minutes(self._settings.get(opts.AUTO_LOCK_MINUTES) if self.history.uses_passphrase else 0)
+        self.composer.setFocus()
+
+    def _history_unavailable(self, error: StoreError | None) -> None:
+        """Show the lock page: unlock, choose a passphrase, or decide about a problem."""
+        self.session.new_conversation()
+        self.sidebar.set_conversations([])
+        self.idle.set_minutes(0)
+        if isinstance(error, WrongKeyError) and self.history.uses_passphrase:
+            self.lock_page.show_error("That passphrase does not open your history. Nothing was changed; try again.")
+        elif error is None or (isinstance(error, KeyringUnavailableError) and not self.history.exists):
+            self.lock_page.show_mode(LockMode.UNLOCK if self.history.uses_passphrase else LockMode.CREATE)
+        else:
+            self.lock_page.show_mode(
+                LockMode.PROBLEM,
+                f"{error} You can start a new history (the old file is kept), or chat without saving.",
             )
-        self._dropped = result.dropped_messages
-        self.model.finish(self._answer_row, result.stats, notice)
-        s = result.stats
-        self.stats_label.setText(f"{stats_line(s)} · prompt {s.prompt_tokens} tokens ({s.prompt_evaluated} new)")
-        self._answer_row = None
-        self._set_busy(False)
-        self.answer_finished.emit(result)
+        self.pages.setCurrentWidget(self.lock_page)
 
-    def _on_turn_failed(self, turn_id: int, message: str) -> None:
-        if turn_id != self._turn_id or self._answer_row is None:
-            return
-        self.stream_buffer.flush()
-        self.model.finish(self._answer_row, None, message or "Stopped before the first token.")
-        self._answer_row = None
-        self._set_busy(False)
-        if message:
-            self.stats_label.setText("The answer failed (see the note under it)")
+    def _continue_without_history(self) -> None:
+        self.pages.setCurrentWidget(self.splitter)
+        self.sidebar.setEnabled(False)
+        self.notice.show_text("History is off: this conversation will not be saved.", warning=True)
+        self.composer.setFocus()
+
+    def lock(self) -> None:
+        """Close the history until the passphrase is entered again."""
+        if self.history.uses_passphrase and self.history.is_open:
+            self.session.stop()
+            self.history.lock()
+
+    def _auto_lock(self) -> None:
+        if self.busy:
+            self.idle.set_minutes(self._settings.get(opts.AUTO_LOCK_MINUTES))  # try again later
+        else:
+            self.lock()
 
     # Dialogs
     def open_settings(self) -> None:
         """Edit preferences; reload the model when the context size or threads changed."""
         training = self._loaded.info.context_length if self._loaded else 0
+        prompt = self._settings.get(opts.SYSTEM_PROMPT)
         dialog = SettingsDialog(self._settings, training, self)
-        if dialog.exec() and dialog.reload_needed:
+        if not dialog.exec():
+            return
+        if self._settings.get(opts.SYSTEM_PROMPT) != prompt:
+            self.history.set_system_prompt(self._settings.get(opts.SYSTEM_PROMPT))
+        if dialog.reload_needed:
             self.info_panel.set_residency(self._settings.residency())
             self.load_model(self._requested_model)
+
+    def open_privacy(self) -> None:
+        """Where the history lives, its encryption, passphrase, backup, restore and delete."""
+        PrivacyDialog(self.history, self._settings, self).exec()
+        self.lock_action.setEnabled(self.history.uses_passphrase)
+        if self.history.is_open:
+            self.idle.set_minutes(self._settings.get(opts.AUTO_LOCK_MINUTES) if self.history.uses_passphrase else 0)
 
     def show_crash_notice(self, crash_log: Path) -> None:
         """Tell the user the previous run ended abnormally."""
         self.notice.show_text(f"{APP_NAME} closed unexpectedly last time. Details were saved to {crash_log}.", True)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
-        """Save the layout, stop generation and join the worker thread."""
+        """Save the layout, stop generation, save the answer so far, and join the workers."""
         state = QSettings(str(self._paths.window_state_file), QSettings.Format.IniFormat)
         state.setValue("main/geometry", self.saveGeometry())
         state.setValue("main/state", self.saveState())
+        state.setValue("main/splitter", self.splitter.saveState())
         state.sync()
         self._settings.sync()
-        self.stream_buffer.discard()
+        app = QApplication.instance()
+        if app is not None:
+            app.removeEventFilter(self.idle)
+        self.session.close()
+        self.sidebar.finish_deletions()
         self.memory_monitor.shutdown()
         self._inference.shutdown()
+        self.history.writer.shutdown()
         super().closeEvent(event)

@@ -24,10 +24,14 @@ log = logging.getLogger("tern.store")
 
 # A request: (tag, function of the store). The result comes back with the tag.
 Request = tuple[str, Callable[[ConversationStore], Any]]
+# What `open` needs: the key, or a function that fetches it (a keychain call may block, so it runs here too).
+KeySource = bytes | Callable[[], bytes]
 
 
 class _Writer(QObject):
     opened = Signal()
+    open_failed = Signal(object)  # the StoreError, so the window can tell a wrong key from a missing one
+    closed = Signal()
     done = Signal(str, object)  # tag, result
     failed = Signal(str, str)  # tag, message for the user
 
@@ -37,11 +41,13 @@ class _Writer(QObject):
         self._conn: Any = None
 
     @Slot(object, object)
-    def open(self, path: Path, key: bytes) -> None:
+    def open(self, path: Path, key_source: KeySource) -> None:
+        self.close()
         try:
+            key = key_source if isinstance(key_source, bytes) else key_source()
             self._conn = open_database(path, key)
         except StoreError as exc:
-            self.failed.emit("open", str(exc))
+            self.open_failed.emit(exc)
             return
         self._store = ConversationStore(self._conn)
         self.opened.emit()
@@ -52,8 +58,18 @@ class _Writer(QObject):
         if self._store is None:
             self.failed.emit(tag, "Your history is not open.")
             return
+        self._call(tag, job, self._store)
+
+    @Slot(object)
+    def run_closed(self, request: Request) -> None:
+        """Close the database, then run a file operation on it (restore, delete); reopening is separate."""
+        tag, job = request
+        self.close()
+        self._call(tag, job, None)
+
+    def _call(self, tag: str, job: Callable[[Any], Any], store: ConversationStore | None) -> None:
         try:
-            result = job(self._store)
+            result = job(store)
         except StoreError as exc:
             self.failed.emit(tag, str(exc))
         except sqlite.Error as exc:
@@ -69,21 +85,27 @@ class _Writer(QObject):
     def flush(self) -> None:
         """Nothing to do: reaching this slot means every earlier request has run."""
 
+    @Slot()
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
             self._store = None
+            self.closed.emit()
 
 
 class StoreWriter(QObject):
     """GUI-side handle: `submit(tag, job)` runs `job(store)` on the writer thread."""
 
     opened = Signal()
+    open_failed = Signal(object)
+    closed = Signal()
     done = Signal(str, object)
     failed = Signal(str, str)
     _open_requested = Signal(object, object)
     _run_requested = Signal(object)
+    _run_closed_requested = Signal(object)
+    _close_requested = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -93,18 +115,30 @@ class StoreWriter(QObject):
         self._writer.moveToThread(self._thread)
         self._open_requested.connect(self._writer.open)
         self._run_requested.connect(self._writer.run)
+        self._run_closed_requested.connect(self._writer.run_closed)
+        self._close_requested.connect(self._writer.close)
         self._writer.opened.connect(self.opened)
+        self._writer.open_failed.connect(self.open_failed)
+        self._writer.closed.connect(self.closed)
         self._writer.done.connect(self.done)
         self._writer.failed.connect(self.failed)
         self._thread.start()
 
-    def open(self, path: Path, key: bytes) -> None:
-        """Open the database on the writer thread."""
-        self._open_requested.emit(path, key)
+    def open(self, path: Path, key_source: KeySource) -> None:
+        """Open the database on the writer thread (closing one already open)."""
+        self._open_requested.emit(path, key_source)
+
+    def close(self) -> None:
+        """Close the database (lock); queued requests before this still run."""
+        self._close_requested.emit()
 
     def submit(self, tag: str, job: Callable[[ConversationStore], Any]) -> None:
         """Queue `job`; requests run in the order they were submitted."""
         self._run_requested.emit((tag, job))
+
+    def submit_closed(self, tag: str, job: Callable[[None], Any]) -> None:
+        """Close the database and queue a file operation `job(None)`; call `open` after it to reopen."""
+        self._run_closed_requested.emit((tag, job))
 
     def shutdown(self) -> None:
         """Finish queued requests, close the database and join the thread."""

@@ -16,6 +16,7 @@ from app.core.engine.generation import StopReason
 from app.core.paths import AppPaths
 from app.core.turn import TurnResult
 from app.settings import Settings
+from app.ui.chat_model import MessageRole
 from app.ui.conversation_view import _MARGIN
 from app.ui.main_window import MainWindow
 from app.workers.inference_worker import InferenceThread
@@ -44,6 +45,13 @@ def window(qtbot: QtBot, app_paths: AppPaths, settings: Settings, starter_model:
     assert inference.shutdown()
 
 
+def start_streaming(qtbot: QtBot, w: MainWindow, text: str) -> None:
+    """Send `text` and return once the answer's first words are on screen."""
+    assert w.send_message(text)
+    row = w.model.rowCount() - 1
+    qtbot.waitUntil(lambda: bool(w.model.item(row).text), timeout=LONG)
+
+
 def send(qtbot: QtBot, w: MainWindow, text: str) -> TurnResult:
     with qtbot.waitSignal(w.answer_finished, timeout=LONG) as done:
         w.composer.setPlainText(text)
@@ -57,7 +65,9 @@ def test_send_streams_an_answer_into_the_view(qtbot: QtBot, window: MainWindow) 
     assert window.info_panel.headline.text() == "268M parameters loaded · no PLE"
     assert window.info_panel.family.text().startswith("Gemma 3 270M")
     changes: list[int] = []
-    window.model.dataChanged.connect(lambda a, _b, _r: changes.append(a.row()))
+    window.model.dataChanged.connect(
+        lambda a, _b, roles: changes.append(a.row()) if MessageRole.TEXT in roles else None
+    )
     result = send(qtbot, window, "What is the tallest mountain?")
     assert window.model.rowCount() == 2
     user, answer = window.model.item(0), window.model.item(1)
@@ -79,8 +89,7 @@ def test_shift_enter_adds_a_line_instead_of_sending(qtbot: QtBot, window: MainWi
 
 def test_composer_stays_usable_while_streaming(qtbot: QtBot, window: MainWindow, settings: Settings) -> None:
     settings.set(opts.MAX_TOKENS, 400)
-    with qtbot.waitSignal(window.model.dataChanged, timeout=LONG):
-        window.send_message("Write a long story about a cat.")
+    start_streaming(qtbot, window, "Write a long story about a cat.")
     assert window.busy and window.send_button.text() == "Stop"
     assert window.composer.isEnabled()
     qtbot.keyClicks(window.composer, "next question")
@@ -93,8 +102,7 @@ def test_composer_stays_usable_while_streaming(qtbot: QtBot, window: MainWindow,
 
 def test_stop_keeps_the_partial_answer(qtbot: QtBot, window: MainWindow, settings: Settings) -> None:
     settings.set(opts.MAX_TOKENS, 2000)
-    with qtbot.waitSignal(window.model.dataChanged, timeout=LONG):
-        window.send_message("Tell me everything about the ocean.")
+    start_streaming(qtbot, window, "Tell me everything about the ocean.")
     with qtbot.waitSignal(window.answer_finished, timeout=LONG) as done:
         qtbot.mouseClick(window.send_button, Qt.MouseButton.LeftButton)  # it reads "Stop" now
     result: TurnResult = done.args[0]
@@ -170,8 +178,7 @@ def test_copy_link_copies_the_code_block(qtbot: QtBot, window: MainWindow) -> No
 
 def test_closing_mid_answer_stops_the_worker(qtbot: QtBot, window: MainWindow, settings: Settings) -> None:
     settings.set(opts.MAX_TOKENS, 5000)
-    with qtbot.waitSignal(window.model.dataChanged, timeout=LONG):
-        window.send_message("Write a very long essay about everything.")
+    start_streaming(qtbot, window, "Write a very long essay about everything.")
     window.close()
     assert not window._inference._thread.isRunning()
     assert window.model.item(1).text  # what streamed so far is still there

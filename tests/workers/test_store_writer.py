@@ -10,6 +10,7 @@ from pytestqt.qtbot import QtBot
 
 from app.core.store.conversation_store import ConversationStore
 from app.core.store.database import open_database
+from app.core.store.errors import WrongKeyError
 from app.workers.store_writer import StoreWriter
 
 
@@ -41,9 +42,9 @@ def test_wrong_key_is_reported(qtbot: QtBot, tmp_path: Path) -> None:
     open_database(tmp_path / "h.db", secrets.token_bytes(32)).close()
     writer = StoreWriter()
     try:
-        with qtbot.waitSignal(writer.failed, timeout=10_000) as failed:
+        with qtbot.waitSignal(writer.open_failed, timeout=10_000) as failed:
             writer.open(tmp_path / "h.db", secrets.token_bytes(32))
-        assert failed.args[0] == "open" and "does not open" in failed.args[1]
+        assert isinstance(failed.args[0], WrongKeyError) and "does not open" in str(failed.args[0])
     finally:
         writer.shutdown()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from enum import Enum
 from typing import Any
 
@@ -46,3 +46,13 @@ class GenerationStats:
         d = asdict(self)
         d["stop_reason"] = self.stop_reason.value
         return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationStats | None:
+        """Read back `as_dict`'s form; None when it is missing or from an incompatible version."""
+        try:
+            values = {f.name: data[f.name] for f in fields(cls)}
+            values["stop_reason"] = StopReason(values["stop_reason"])
+            return cls(**values)
+        except (KeyError, ValueError, TypeError):
+            return None

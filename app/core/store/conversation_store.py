@@ -46,6 +46,24 @@ class StoredMessage:
 
 
 @dataclass(frozen=True)
+class BranchEntry:
+    """A message on the shown branch, with the ids of its versions (itself included, oldest first)."""
+
+    message: StoredMessage
+    versions: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class OpenedConversation:
+    """What the window needs to show a conversation."""
+
+    id: int
+    title: str
+    system_prompt: str
+    branch: list[BranchEntry]
+
+
+@dataclass(frozen=True)
 class SearchHit:
     """A search result: a message (or a title, when `message_id` is None) with a highlighted snippet."""
 
@@ -96,6 +114,11 @@ class ConversationStore:
     def __init__(self, conn: Connection) -> None:
         self._db = conn
 
+    @property
+    def connection(self) -> Connection:
+        """The open database (for backup and re-keying)."""
+        return self._db
+
     # Conversations
     def create_conversation(
         self, title: str = "", system_prompt: str = "", settings: dict[str, Any] | None = None
@@ -135,6 +158,10 @@ class ConversationStore:
     def rename(self, conversation_id: int, title: str) -> None:
         """Set a conversation's title."""
         self._db.execute("UPDATE conversations SET title = ? WHERE id = ?", (title.strip(), conversation_id))
+
+    def set_system_prompt(self, conversation_id: int, text: str) -> None:
+        """The system prompt this conversation's turns use."""
+        self._db.execute("UPDATE conversations SET system_prompt = ? WHERE id = ?", (text, conversation_id))
 
     def set_pinned(self, conversation_id: int, pinned: bool) -> None:
         """Pin or unpin."""
@@ -233,6 +260,33 @@ class ConversationStore:
             (msg.conversation_id, msg.parent_id),
         ).fetchall()
         return [r[0] for r in rows]
+
+    def branch(self, leaf_id: int | None) -> list[BranchEntry]:
+        """The path to `leaf_id`, each message with its versions (two queries, whatever the length)."""
+        if leaf_id is None:
+            return []
+        path = self.path_to(leaf_id)
+        if not path:
+            return []
+        versions: dict[int | None, list[int]] = {}
+        rows = self._db.execute(
+            "SELECT parent_id, id FROM messages WHERE conversation_id = ? AND "
+            "(parent_id IS NULL OR parent_id IN (SELECT value FROM json_each(?))) ORDER BY id",
+            (path[0].conversation_id, json.dumps([m.id for m in path])),
+        ).fetchall()
+        for parent, message_id in rows:
+            versions.setdefault(parent, []).append(message_id)
+        return [BranchEntry(m, tuple(versions.get(m.parent_id, [m.id]))) for m in path]
+
+    def open(self, conversation_id: int, message_id: int | None = None) -> OpenedConversation:
+        """A conversation with its shown branch, or the branch through `message_id` (which becomes shown)."""
+        meta = self.conversation(conversation_id)
+        if message_id is not None:
+            leaf: int | None = self.newest_leaf(message_id)
+            self._db.execute("UPDATE conversations SET current_leaf = ? WHERE id = ?", (leaf, conversation_id))
+        else:
+            leaf = meta["current_leaf"]
+        return OpenedConversation(conversation_id, meta["title"], meta["system_prompt"], self.branch(leaf))
 
     def newest_leaf(self, message_id: int) -> int:
         """Follow the newest child down from `message_id` to a leaf."""

@@ -7,6 +7,7 @@ file stays byte-identical. The file is created with mode 0600.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from sqlcipher3 import dbapi2 as sqlite
@@ -67,3 +68,14 @@ def open_database(path: Path, key: bytes) -> Connection:
         if side.exists():
             os.chmod(side, 0o600)
     return conn
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a history that cannot be opened (and its side files) out of the way; returns its new name."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.stem}-unopened-{stamp}{path.suffix}")
+    for suffix in ("", "-wal", "-shm", ".salt"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            os.replace(side, target.with_name(target.name + suffix))
+    return target

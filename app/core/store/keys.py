@@ -51,12 +51,14 @@ def load_or_create_key(db_path: Path) -> bytes:
             "Your conversation history is encrypted, and its key is no longer in the system keychain, "
             "so it cannot be opened. You can start a new history; the old file is kept."
         )
-    key = secrets.token_bytes(KEY_BYTES)
-    try:
-        keyring.set_password(APP_NAME, _account(db_path), key.hex())
-    except keyring.errors.KeyringError as exc:
-        raise KeyringUnavailableError(f"The system keychain refused to store the key: {exc}") from exc
+    key = new_key()
+    store_key(db_path, key)
     return key
+
+
+def new_key() -> bytes:
+    """A random 256-bit key."""
+    return secrets.token_bytes(KEY_BYTES)
 
 
 def forget_key(db_path: Path) -> None:
@@ -65,18 +67,47 @@ def forget_key(db_path: Path) -> None:
         keyring.delete_password(APP_NAME, _account(db_path))
 
 
-def _salt_path(db_path: Path) -> Path:
+def store_key(db_path: Path, key: bytes) -> None:
+    """Put `key` in the keychain for `db_path` (when a passphrase is removed)."""
+    try:
+        keyring.set_password(APP_NAME, _account(db_path), key.hex())
+    except keyring.errors.KeyringError as exc:
+        raise KeyringUnavailableError(f"The system keychain refused to store the key: {exc}") from exc
+
+
+def salt_path(db_path: Path) -> Path:
+    """Where the passphrase salt of `db_path` lives (it is not secret)."""
     return db_path.with_name(db_path.name + ".salt")
 
 
+def derive_key(passphrase: str, salt: bytes) -> bytes:
+    """scrypt(passphrase, salt): memory-hard, so guessing costs 32 MiB and ~0.1 s a try."""
+    return hashlib.scrypt(passphrase.encode("utf-8"), salt=salt, **_SCRYPT)
+
+
+def new_salt() -> bytes:
+    """A fresh random salt."""
+    return secrets.token_bytes(16)
+
+
+def save_salt(db_path: Path, salt: bytes) -> None:
+    """Write the salt beside the database atomically (mode 0600)."""
+    target = salt_path(db_path)
+    tmp = target.with_name(target.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(salt)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
+
+
 def key_from_passphrase(db_path: Path, passphrase: str) -> bytes:
-    """Derive the key with scrypt; the (non-secret) salt lives beside the database."""
-    salt_file = _salt_path(db_path)
+    """The key for `db_path` from a passphrase; the salt file is created with a new history."""
+    salt_file = salt_path(db_path)
     if salt_file.exists():
         salt = salt_file.read_bytes()
     else:
-        salt = secrets.token_bytes(16)
-        fd = os.open(salt_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(salt)
-    return hashlib.scrypt(passphrase.encode("utf-8"), salt=salt, **_SCRYPT)
+        salt = new_salt()
+        save_salt(db_path, salt)
+    return derive_key(passphrase, salt)

@@ -1,0 +1,346 @@
+"""The window's link to the encrypted history: which conversation is open, and every save.
+
+Every read and write runs on the store writer thread and answers with a
+signal or a callback on the GUI thread. Message and conversation ids are
+`Ref`s: a request fills one in on the writer thread and requests queued after
+it read it there, so the window never waits for an id before its next save.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from app.core.store import backup, keys
+from app.core.store.conversation_store import ConversationStore, OpenedConversation
+from app.core.store.database import set_aside
+from app.core.store.errors import StoreError
+from app.workers.store_writer import StoreWriter
+
+log = logging.getLogger("tern.history")
+
+
+class Ref:
+    """An id that a queued store request fills in."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: int | None = None) -> None:
+        self.value = value
+
+
+class History(QObject):
+    """Opens, locks and saves the history; the main window drives it."""
+
+    ready = Signal()  # open and usable
+    unavailable = Signal(object)  # the StoreError that keeps it closed (no keychain, wrong key, …)
+    locked = Signal()
+    conversations = Signal(list)  # [ConversationSummary]
+    conversation_opened = Signal(object, object)  # OpenedConversation, message id to show (or None)
+    branch_switched = Signal(int, object)  # first row that changed, OpenedConversation
+    search_results = Signal(str, list)  # text, [SearchHit]
+    message_saved = Signal(object, tuple)  # Ref, ids of the message's versions
+    error = Signal(str)  # a store failure, written for the user
+    finished = Signal(str, str)  # an operation that reports back (backup, export, …), its message
+
+    def __init__(self, db_path: Path, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.db_path = db_path
+        self.conversation = Ref()
+        self.is_open = False
+        self._key: bytes | None = None  # set on the writer thread while open
+        self._seq = 0
+        self._callbacks: dict[str, tuple[Callable[[Any], None] | None, Callable[[str], None] | None]] = {}
+        self.writer = StoreWriter(self)
+        self.writer.opened.connect(self._on_opened)
+        self.writer.open_failed.connect(self._on_open_failed)
+        self.writer.done.connect(self._on_done)
+        self.writer.failed.connect(self._on_failed)
+
+    # Opening, locking
+    @property
+    def uses_passphrase(self) -> bool:
+        """True when the key comes from a passphrase rather than the keychain."""
+        return keys.salt_path(self.db_path).exists()
+
+    @property
+    def exists(self) -> bool:
+        """True when there is a history file."""
+        return self.db_path.exists() and self.db_path.stat().st_size > 0
+
+    def start(self) -> None:
+        """Open with the keychain's key; a passphrase history waits for `unlock`."""
+        if self.uses_passphrase:
+            self.unavailable.emit(None)
+            return
+        self._open(lambda: keys.load_or_create_key(self.db_path))
+
+    def unlock(self, passphrase: str) -> None:
+        """Open (or create) a passphrase-protected history."""
+        self._open(lambda: keys.key_from_passphrase(self.db_path, passphrase))
+
+    def _open(self, key_source: Callable[[], bytes]) -> None:
+        def fetch() -> bytes:
+            self._key = key_source()
+            return self._key
+
+        self.writer.open(self.db_path, fetch)
+
+    def _on_opened(self) -> None:
+        self.is_open = True
+        self._request(lambda s: s.purge_deleted())  # deletions left from last time are final
+        self.ready.emit()
+
+    def _on_open_failed(self, exc: StoreError) -> None:
+        self.is_open = False
+        self._key = None
+        log.warning("History not opened: %s", exc)
+        self.unavailable.emit(exc)
+
+    def lock(self) -> None:
+        """Close the database; it opens again only with the passphrase."""
+        self.writer.close()
+        self.is_open = False
+        self._key = None
+        self.conversation = Ref()
+        self.locked.emit()
+
+    def start_new_history(self) -> None:
+        """Move an unopenable history aside (kept, never deleted) and open a new one."""
+        old = set_aside(self.db_path)
+        self.finished.emit("set-aside", f"Your previous history file was kept as {old}.")
+        self.start()
+
+    # Requests
+    def _request(
+        self,
+        job: Callable[[ConversationStore], Any],
+        on_done: Callable[[Any], None] | None = None,
+        on_fail: Callable[[str], None] | None = None,
+        closed: bool = False,
+    ) -> None:
+        self._seq += 1
+        tag = f"r{self._seq}"
+        self._callbacks[tag] = (on_done, on_fail)
+        if closed:
+            self.writer.submit_closed(tag, job)  # type: ignore[arg-type]
+        elif self.is_open:
+            self.writer.submit(tag, job)
+        else:
+            self._callbacks.pop(tag)
+            if on_fail is not None:
+                on_fail("")
+
+    def _on_done(self, tag: str, result: object) -> None:
+        on_done, _ = self._callbacks.pop(tag, (None, None))
+        if on_done is not None:
+            on_done(result)
+
+    def _on_failed(self, tag: str, message: str) -> None:
+        _, on_fail = self._callbacks.pop(tag, (None, None))
+        self.error.emit(message)
+        if on_fail is not None:
+            on_fail(message)
+
+    # Conversations
+    def refresh(self) -> None:
+        """Ask for the sidebar's list."""
+        self._request(lambda s: s.conversations(), self.conversations.emit)
+
+    def new_conversation(self) -> None:
+        """The next message starts a new conversation."""
+        self.conversation = Ref()
+
+    def open_conversation(self, conversation_id: int, message_id: int | None = None) -> None:
+        """Load a conversation (at `message_id`'s branch when given)."""
+        self.conversation = Ref(conversation_id)
+        self._request(
+            lambda s: s.open(conversation_id, message_id),
+            lambda c: self.conversation_opened.emit(c, message_id),
+        )
+
+    def open_latest(self, preferred: int | None) -> None:
+        """Open `preferred` if it still exists, else the most recently used conversation, else nothing."""
+
+        def job(store: ConversationStore) -> OpenedConversation | None:
+            live = {c.id: c for c in store.conversations()}
+            if preferred in live:
+                return store.open(preferred)
+            latest = max(live.values(), key=lambda c: c.updated_at, default=None)
+            return store.open(latest.id) if latest else None
+
+        def done(opened: OpenedConversation | None) -> None:
+            if opened is not None:
+                self.conversation = Ref(opened.id)
+                self.conversation_opened.emit(opened, None)
+
+        self._request(job, done)
+
+    def switch_branch(self, row: int, message_id: int) -> None:
+        """Show another version of the message at `row`."""
+        conversation = self.conversation
+        self._request(
+            lambda s: s.open(conversation.value or 0, message_id), lambda c: self.branch_switched.emit(row, c)
+        )
+
+    def rename(self, conversation_id: int, title: str) -> None:
+        self._request(lambda s: s.rename(conversation_id, title), lambda _: self.refresh())
+
+    def set_pinned(self, conversation_id: int, pinned: bool) -> None:
+        self._request(lambda s: s.set_pinned(conversation_id, pinned), lambda _: self.refresh())
+
+    def delete(self, conversation_id: int) -> None:
+        """Hide a conversation; `restore` undoes it until `purge`."""
+        if self.conversation.value == conversation_id:
+            self.conversation = Ref()
+        self._request(lambda s: s.delete(conversation_id), lambda _: self.refresh())
+
+    def restore(self, conversation_ids: list[int]) -> None:
+        """Undo deletions."""
+
+        def job(store: ConversationStore) -> None:
+            for cid in conversation_ids:
+                store.restore(cid)
+
+        self._request(job, lambda _: self.refresh())
+
+    def purge(self) -> None:
+        """Erase deleted conversations for good."""
+        self._request(lambda s: s.purge_deleted())
+
+    def search(self, text: str) -> None:
+        self._request(lambda s: s.search(text), lambda hits: self.search_results.emit(text, hits))
+
+    def set_system_prompt(self, text: str) -> None:
+        """The open conversation's system prompt."""
+        conversation = self.conversation
+        self._request(lambda s: s.set_system_prompt(conversation.value, text) if conversation.value else None)
+
+    # Messages
+    def save_message(
+        self,
+        parent: Ref | None,
+        role: str,
+        text: str = "",
+        model: str | None = None,
+        system_prompt: str = "",
+        then: Callable[[], None] | None = None,
+    ) -> Ref:
+        """Add a message under `parent` (a new conversation when none is open); `then` runs after, saved or not."""
+        ref, conversation = Ref(), self.conversation
+
+        def job(store: ConversationStore) -> tuple[int, ...]:
+            if parent is not None and parent.value is None:
+                return ()  # the parent was never saved: nothing to hang this on
+            if conversation.value is None:
+                conversation.value = store.create_conversation(system_prompt=system_prompt)
+            ref.value = store.add_message(
+                conversation.value,
+                parent.value if parent else None,
+                role,
+                text,
+                model=model,
+                complete=role == "user",
+            )
+            return tuple(store.siblings(ref.value))
+
+        def done(versions: tuple[int, ...]) -> None:
+            self.message_saved.emit(ref, versions)
+            if then is not None:
+                then()
+
+        self._request(job, done, lambda _msg: then() if then is not None else None)
+        return ref
+
+    def checkpoint(self, ref: Ref, text: str) -> None:
+        """Save a streaming answer so far."""
+        self._request(lambda s: s.update_message(ref.value, text, complete=False) if ref.value else None)
+
+    def finish_answer(self, ref: Ref, text: str, stats: dict[str, Any] | None, after: Callable[[], None]) -> None:
+        """Save the final answer, then refresh the sidebar through `after`."""
+        self._request(lambda s: s.update_message(ref.value, text, stats) if ref.value else None, lambda _: after())
+
+    # Whole-history operations
+    def export(self, conversation_id: int, path: Path, fmt: str) -> None:
+        """Write a conversation to `path` as "markdown" or "json"."""
+
+        def job(store: ConversationStore) -> str:
+            if fmt == "json":
+                text = json.dumps(store.export_json(conversation_id), ensure_ascii=False, indent=2)
+            else:
+                text = store.export_markdown(conversation_id)
+            try:
+                path.write_text(text, encoding="utf-8")
+            except OSError as exc:
+                raise StoreError(f"The conversation could not be written to {path}: {exc.strerror}.") from exc
+            return f"Saved the conversation to {path}."
+
+        self._request(job, lambda msg: self.finished.emit("export", msg))
+
+    def write_backup(self, dest: Path, passphrase: str) -> None:
+        """An encrypted copy of the whole history, opened by `passphrase` alone."""
+        self._request(
+            lambda s: backup.write_backup(s.connection, dest, passphrase),
+            lambda _: self.finished.emit("backup", f"Backed up your history to {dest}."),
+        )
+
+    def restore_backup(self, src: Path, passphrase: str) -> None:
+        """Replace the history with a backup; the current file is kept beside it."""
+        key = self._key
+
+        def job(_store: object) -> str:
+            if key is None:
+                raise StoreError("Your history is locked; unlock it before restoring.")
+            kept = backup.restore_backup(src, passphrase, self.db_path, key)
+            return f"Restored your history from {src}." + (f" The previous one was kept as {kept}." if kept else "")
+
+        def reopen(message: str | None = None) -> None:
+            self.is_open = False
+            self.conversation = Ref()
+            if key is not None:
+                self._open(lambda: key)
+            if message is not None:
+                self.finished.emit("restore", message)
+
+        self._request(job, reopen, lambda _msg: reopen(), closed=True)
+
+    def change_passphrase(self, passphrase: str | None) -> None:
+        """Protect the history with `passphrase`, or (None) go back to a key in the keychain."""
+
+        def job(store: ConversationStore) -> str:
+            if passphrase:
+                salt = keys.new_salt()
+                new_key = keys.derive_key(passphrase, salt)
+                backup.change_key(store.connection, new_key)
+                keys.save_salt(self.db_path, salt)
+                keys.forget_key(self.db_path)
+                self._key = new_key
+                return "Your history now needs your passphrase to open."
+            new_key = keys.new_key()
+            keys.store_key(self.db_path, new_key)  # first, so a failure leaves the passphrase working
+            backup.change_key(store.connection, new_key)
+            keys.salt_path(self.db_path).unlink(missing_ok=True)
+            self._key = new_key
+            return "Your history's key is back in the system keychain; no passphrase is needed."
+
+        self._request(job, lambda msg: self.finished.emit("passphrase", msg))
+
+    def delete_everything(self) -> None:
+        """Erase every conversation and the key, then start an empty history."""
+
+        def job(_store: object) -> None:
+            backup.delete_history(self.db_path)
+            keys.forget_key(self.db_path)
+
+        def reopen(_result: object) -> None:
+            self.is_open = False
+            self.conversation = Ref()
+            self.finished.emit("delete-all", "All history was deleted.")
+            self.start()
+
+        self._request(job, reopen, closed=True)

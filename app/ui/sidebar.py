@@ -1,0 +1,404 @@
+"""The conversation sidebar: new chat, search, and conversations grouped by when they were last used.
+
+One list shows either the conversations (under Pinned / Today / This week /
+Older headers) or, while the search box has text, the search hits with their
+highlighted snippets. Deleting shows an Undo bar for a few seconds before the
+deletion becomes final.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QPoint,
+    QSize,
+    Qt,
+    QTimer,
+    Signal,
+)
+from PySide6.QtGui import QAction, QFont, QPainter, QPalette, QTextDocument
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QMenu,
+    QPushButton,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core.store.conversation_store import HIGHLIGHT_END, HIGHLIGHT_START, ConversationSummary, SearchHit
+
+Index = QModelIndex | QPersistentModelIndex
+UNDO_SECONDS = 8
+SEARCH_DELAY_MS = 120
+DAY = 86_400
+
+
+def group_of(summary: ConversationSummary, now: float) -> str:
+    """The sidebar heading a conversation goes under."""
+    if summary.pinned:
+        return "Pinned"
+    midnight = time.mktime((*time.localtime(now)[:3], 0, 0, 0, 0, 0, -1))
+    if summary.updated_at >= midnight:
+        return "Today"
+    if summary.updated_at >= midnight - 6 * DAY:
+        return "This week"
+    return "Older"
+
+
+def snippet_html(snippet: str) -> str:
+    """A search snippet with its match markers as bold text."""
+    escaped = html.escape(snippet.replace("\n", " "))
+    return escaped.replace(HIGHLIGHT_START, "<b>").replace(HIGHLIGHT_END, "</b>")
+
+
+class Kind(IntEnum):
+    """What a sidebar row is."""
+
+    HEADER = 0
+    CONVERSATION = 1
+    HIT = 2
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the sidebar."""
+
+    kind: Kind
+    title: str
+    conversation_id: int = 0
+    message_id: int | None = None
+    snippet: str = ""  # HTML, for hits
+    pinned: bool = False
+
+
+class SidebarRole(IntEnum):
+    """Item data roles."""
+
+    KIND = Qt.ItemDataRole.UserRole + 1
+    CONVERSATION_ID = Qt.ItemDataRole.UserRole + 2
+    MESSAGE_ID = Qt.ItemDataRole.UserRole + 3
+    SNIPPET = Qt.ItemDataRole.UserRole + 4
+    PINNED = Qt.ItemDataRole.UserRole + 5
+
+
+class SidebarModel(QAbstractListModel):
+    """Rows of the sidebar; conversation titles are editable (rename)."""
+
+    renamed = Signal(int, str)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.rows: list[Row] = []
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008, N802
+        """Number of rows."""
+        return 0 if parent.isValid() else len(self.rows)
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        """Role data of a row."""
+        if not index.isValid() or not 0 <= index.row() < len(self.rows):
+            return None
+        row = self.rows[index.row()]
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
+            return row.title
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return row.title if row.kind == Kind.CONVERSATION else None
+        return {
+            SidebarRole.KIND: row.kind,
+            SidebarRole.CONVERSATION_ID: row.conversation_id,
+            SidebarRole.MESSAGE_ID: row.message_id,
+            SidebarRole.SNIPPET: row.snippet,
+            SidebarRole.PINNED: row.pinned,
+        }.get(role)  # type: ignore[call-overload]
+
+    def flags(self, index: Index) -> Qt.ItemFlag:
+        """Headers are inert; conversations can be renamed in place."""
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        kind = self.rows[index.row()].kind
+        if kind == Kind.HEADER:
+            return Qt.ItemFlag.ItemIsEnabled
+        flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+        return flags | Qt.ItemFlag.ItemIsEditable if kind == Kind.CONVERSATION else flags
+
+    def setData(self, index: Index, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:  # noqa: N802
+        """A rename typed in place."""
+        title = str(value).strip()
+        if role != Qt.ItemDataRole.EditRole or not index.isValid() or not title:
+            return False
+        row = self.rows[index.row()]
+        self.rows[index.row()] = Row(row.kind, title, row.conversation_id, pinned=row.pinned)
+        self.dataChanged.emit(index, index)
+        self.renamed.emit(row.conversation_id, title)
+        return True
+
+    def set_rows(self, rows: list[Row]) -> None:
+        """Replace every row."""
+        self.beginResetModel()
+        self.rows = rows
+        self.endResetModel()
+
+    def row_of(self, conversation_id: int) -> int:
+        """The row of a conversation, or -1."""
+        return next(
+            (
+                i
+                for i, r in enumerate(self.rows)
+                if r.kind == Kind.CONVERSATION and r.conversation_id == conversation_id
+            ),
+            -1,
+        )
+
+
+class SidebarDelegate(QStyledItemDelegate):
+    """Headers in small grey capitals, conversations on one line, hits with a two-line snippet."""
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: Index) -> QSize:  # noqa: N802
+        """Fixed heights per kind, so ten thousand rows lay out at once."""
+        line = option.fontMetrics.height()
+        kind = index.data(SidebarRole.KIND)
+        height = {Kind.HEADER: line + 14, Kind.CONVERSATION: line + 16, Kind.HIT: 3 * line + 18}[kind]
+        return QSize(200, height)
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
+        """Paint one row."""
+        kind = index.data(SidebarRole.KIND)
+        rect = option.rect.adjusted(10, 0, -8, 0)
+        palette = option.palette
+        painter.save()
+        if kind == Kind.HEADER:
+            font = QFont(option.font)
+            font.setPointSizeF(font.pointSizeF() * 0.85)
+            font.setBold(True)
+            painter.setFont(font)
+            painter.setPen(palette.color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text))
+            painter.drawText(rect.adjusted(0, 6, 0, 0), Qt.AlignmentFlag.AlignVCenter, index.data().upper())
+            painter.restore()
+            return
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        hovered = bool(option.state & QStyle.StateFlag.State_MouseOver)
+        if selected or hovered:
+            colour = palette.color(QPalette.ColorRole.Highlight)
+            colour.setAlpha(70 if selected else 28)
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(colour)
+            painter.drawRoundedRect(option.rect.adjusted(4, 1, -4, -1), 6, 6)
+        painter.setPen(palette.color(QPalette.ColorRole.Text))
+        title = index.data() or "New chat"
+        if kind == Kind.CONVERSATION:
+            if index.data(SidebarRole.PINNED):
+                title = "📌 " + title
+            elided = option.fontMetrics.elidedText(title, Qt.TextElideMode.ElideRight, rect.width())
+            painter.drawText(rect, Qt.AlignmentFlag.AlignVCenter, elided)
+        else:
+            doc = QTextDocument()
+            doc.setDefaultFont(option.font)
+            muted = palette.color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text).name()
+            doc.setHtml(
+                f"<div><b>{html.escape(title)}</b></div>"
+                f'<div style="color:{muted};">{index.data(SidebarRole.SNIPPET)}</div>'
+            )
+            doc.setTextWidth(rect.width())
+            painter.translate(rect.left() - 4, rect.top() + 2)
+            painter.setClipRect(0, 0, rect.width() + 4, rect.height() - 4)
+            doc.drawContents(painter)
+        painter.restore()
+
+
+class Sidebar(QWidget):
+    """New chat button, search box, the list, and an Undo bar after a delete."""
+
+    new_chat_requested = Signal()
+    conversation_selected = Signal(int, object)  # conversation id, message id to show (or None)
+    rename_requested = Signal(int, str)
+    pin_requested = Signal(int, bool)
+    delete_requested = Signal(int)
+    undo_requested = Signal(list)  # ids to restore
+    purge_requested = Signal()
+    export_requested = Signal(int, str)  # conversation id, "markdown" | "json"
+    search_requested = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.new_button = QPushButton("New chat")
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search conversations")
+        self.search.setClearButtonEnabled(True)
+        self.model = SidebarModel(self)
+        self.list = QListView()
+        self.list.setModel(self.model)
+        self.list.setItemDelegate(SidebarDelegate(self.list))
+        self.list.setMouseTracking(True)
+        self.list.setFrameShape(QListView.Shape.NoFrame)
+        self.list.setEditTriggers(
+            QAbstractItemView.EditTrigger.EditKeyPressed | QAbstractItemView.EditTrigger.DoubleClicked
+        )
+        self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.empty_label = QLabel()
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_label.setWordWrap(True)
+        self.empty_label.setEnabled(False)
+        self.undo_label = QLabel()
+        self.undo_button = QPushButton("Undo")
+        undo_bar = QWidget()
+        undo_layout = QHBoxLayout(undo_bar)
+        undo_layout.setContentsMargins(8, 4, 8, 4)
+        undo_layout.addWidget(self.undo_label, 1)
+        undo_layout.addWidget(self.undo_button)
+        self.undo_bar = undo_bar
+        undo_bar.hide()
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 8, 0, 6)
+        layout.addWidget(self.new_button)
+        layout.addWidget(self.search)
+        layout.addWidget(self.list, 1)
+        layout.addWidget(self.empty_label)
+        layout.addWidget(undo_bar)
+        self.setMinimumWidth(200)
+
+        self._conversations: list[ConversationSummary] = []
+        self._current: int | None = None
+        self._deleted: list[int] = []
+        self._search_timer = QTimer(self)
+        self._search_timer.setSingleShot(True)
+        self._search_timer.setInterval(SEARCH_DELAY_MS)
+        self._search_timer.timeout.connect(self._emit_search)
+        self._undo_timer = QTimer(self)
+        self._undo_timer.setSingleShot(True)
+        self._undo_timer.setInterval(UNDO_SECONDS * 1000)
+        self._undo_timer.timeout.connect(self.finish_deletions)
+
+        self.new_button.clicked.connect(self.new_chat_requested)
+        self.search.textChanged.connect(self._search_edited)
+        self.list.clicked.connect(self._activated)
+        self.list.activated.connect(self._activated)
+        self.list.customContextMenuRequested.connect(self._menu)
+        self.model.renamed.connect(self.rename_requested)
+        self.undo_button.clicked.connect(self._undo)
+
+    # Contents
+    @property
+    def searching(self) -> bool:
+        """True while the list shows search hits."""
+        return bool(self.search.text().strip())
+
+    def set_conversations(self, conversations: list[ConversationSummary], now: float | None = None) -> None:
+        """Show the conversation list (unless a search is showing)."""
+        self._conversations = conversations
+        if self.searching:
+            return
+        now = time.time() if now is None else now
+        rows: list[Row] = []
+        heading = ""
+        for c in conversations:
+            group = group_of(c, now)
+            if group != heading:
+                rows.append(Row(Kind.HEADER, group))
+                heading = group
+            rows.append(Row(Kind.CONVERSATION, c.title or "New chat", c.id, pinned=c.pinned))
+        self.model.set_rows(rows)
+        self.empty_label.setText("Your conversations will appear here." if not rows else "")
+        self.empty_label.setVisible(not rows)
+        self.set_current(self._current)
+
+    def set_search_results(self, text: str, hits: list[SearchHit]) -> None:
+        """Show hits for `text`, if it is still what the search box says."""
+        if text != self.search.text().strip():
+            return
+        rows = [
+            Row(Kind.HIT, h.title or "New chat", h.conversation_id, h.message_id, snippet_html(h.snippet)) for h in hits
+        ]
+        self.model.set_rows(rows)
+        self.empty_label.setText(f"Nothing matches “{text}”." if not rows else "")
+        self.empty_label.setVisible(not rows)
+
+    def set_current(self, conversation_id: int | None) -> None:
+        """Highlight the open conversation."""
+        self._current = conversation_id
+        row = self.model.row_of(conversation_id) if conversation_id is not None else -1
+        if self.searching:
+            return
+        if row < 0:
+            self.list.clearSelection()
+        else:
+            self.list.setCurrentIndex(self.model.index(row))
+
+    # Search
+    def _search_edited(self, text: str) -> None:
+        if text.strip():
+            self._search_timer.start()
+        else:
+            self._search_timer.stop()
+            self.set_conversations(self._conversations)
+
+    def _emit_search(self) -> None:
+        if self.searching:
+            self.search_requested.emit(self.search.text().strip())
+
+    # Actions
+    def _activated(self, index: QModelIndex) -> None:
+        kind = index.data(SidebarRole.KIND)
+        if kind in (Kind.CONVERSATION, Kind.HIT):
+            self.conversation_selected.emit(index.data(SidebarRole.CONVERSATION_ID), index.data(SidebarRole.MESSAGE_ID))
+
+    def _menu(self, pos: QPoint) -> None:
+        index = self.list.indexAt(pos)
+        if index.data(SidebarRole.KIND) != Kind.CONVERSATION:
+            return
+        cid = index.data(SidebarRole.CONVERSATION_ID)
+        pinned = bool(index.data(SidebarRole.PINNED))
+        menu = QMenu(self)
+        entries: list[tuple[str, Any]] = [
+            ("Rename", lambda: self.list.edit(index)),
+            ("Unpin" if pinned else "Pin", lambda: self.pin_requested.emit(cid, not pinned)),
+            ("Export as Markdown…", lambda: self.export_requested.emit(cid, "markdown")),
+            ("Export as JSON…", lambda: self.export_requested.emit(cid, "json")),
+            ("Delete", lambda: self.delete(cid)),
+        ]
+        for text, slot in entries:
+            action = QAction(text, menu)
+            action.triggered.connect(slot)
+            menu.addAction(action)
+        menu.exec(self.list.viewport().mapToGlobal(pos))
+
+    def delete(self, conversation_id: int) -> None:
+        """Delete with an Undo bar; it becomes final when the bar goes."""
+        title = next((c.title for c in self._conversations if c.id == conversation_id), "")
+        self._deleted.append(conversation_id)
+        self.delete_requested.emit(conversation_id)
+        count = len(self._deleted)
+        self.undo_label.setText(f"Deleted “{title or 'New chat'}”" if count == 1 else f"Deleted {count} conversations")
+        self.undo_bar.show()
+        self._undo_timer.start()
+
+    def _undo(self) -> None:
+        ids, self._deleted = self._deleted, []
+        self._undo_timer.stop()
+        self.undo_bar.hide()
+        self.undo_requested.emit(ids)
+
+    def finish_deletions(self) -> None:
+        """Make pending deletions final now."""
+        self._undo_timer.stop()
+        self.undo_bar.hide()
+        if self._deleted:
+            self._deleted = []
+            self.purge_requested.emit()
