@@ -217,9 +217,12 @@ def change_key(conn: Connection, new_key: bytes) -> None:
 
 
 def delete_history(db_path: Path) -> None:
-    """Remove the (closed) history file and its `-wal`, `-shm` and `.salt` side files."""
+    """Remove the (closed) history with its side files, and the copies kept by restores and set-asides."""
+    copies = [db_path.with_name(db_path.name + ".before-restore")]
+    copies += db_path.parent.glob(f"{db_path.stem}-unopened-*{db_path.suffix}")
     try:
-        _remove(db_path)
-        db_path.with_name(db_path.name + ".salt").unlink(missing_ok=True)
+        for path in [db_path, *copies]:
+            _remove(path)
+            path.with_name(path.name + ".salt").unlink(missing_ok=True)
     except OSError as exc:
         raise StoreError(f"The history could not be deleted: {exc.strerror or exc}.") from exc

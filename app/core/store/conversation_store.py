@@ -189,9 +189,10 @@ class ConversationStore:
         model: str | None = None,
         stats: dict[str, Any] | None = None,
         complete: bool = True,
+        created_at: float | None = None,
     ) -> int:
         """Append a message under `parent_id` and make it the conversation's current leaf."""
-        now = time.time()
+        now = time.time() if created_at is None else created_at
         self._db.execute("BEGIN IMMEDIATE")
         try:
             cur = self._db.execute(
@@ -359,5 +360,13 @@ class ConversationStore:
         conversation_id = self.create_conversation(data.get("title", ""), data.get("system_prompt", ""))
         parent: int | None = None
         for m in data.get("messages", []):
-            parent = self.add_message(conversation_id, parent, m["role"], m["content"], m.get("model"), m.get("stats"))
+            parent = self.add_message(
+                conversation_id,
+                parent,
+                m["role"],
+                m["content"],
+                m.get("model"),
+                m.get("stats"),
+                created_at=m.get("created_at"),
+            )
         return conversation_id

@@ -1,0 +1,413 @@
+"""The history in the window: persistence across restarts, versions, sidebar, search, lock, backup.
+
+Real parts throughout: the starter model in the inference thread, SQLCipher on
+the store writer thread, and the Secret Service that ./test.sh starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import keyring
+import pytest
+from keyring.backends import fail
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtWidgets import QFileDialog
+from pytestqt.qtbot import QtBot
+
+from app import settings as opts
+from app.core.paths import AppPaths
+from app.core.store.conversation_store import ConversationStore
+from app.core.store.database import open_database
+from app.core.store.keys import forget_key, load_or_create_key
+from app.settings import Settings
+from app.ui.lock_page import LockMode
+from app.ui.main_window import MainWindow
+from app.ui.sidebar import Kind, SidebarRole
+from app.workers.inference_worker import InferenceThread
+
+LONG = 60_000
+pytestmark = pytest.mark.skipif(
+    os.environ.get("TERN_TEST_KEYRING") != "1",
+    reason="needs the Secret Service (gnome-keyring under dbus) that ./test.sh starts",
+)
+
+
+@pytest.fixture
+def settings(app_paths: AppPaths) -> Settings:
+    s = Settings(app_paths.settings_file)
+    s.set(opts.CONTEXT_SIZE, 2048)
+    s.set(opts.MAX_TOKENS, 24)
+    s.set(opts.TEMPERATURE, 0.0)
+    return s
+
+
+OpenWindow = Callable[..., MainWindow]
+
+
+@pytest.fixture
+def open_window(qtbot: QtBot, app_paths: AppPaths, settings: Settings, starter_model: Path) -> Iterator[OpenWindow]:
+    """Start a window like the app does; `load=True` also loads the starter model; `ready` waits for the history."""
+    opened: list[MainWindow] = []
+
+    def start(load: bool = False, ready: bool = True) -> MainWindow:
+        inference = InferenceThread(app_paths.models)
+        inference.start()
+        w = MainWindow(settings, inference, app_paths, show_dialogs=False)
+        qtbot.addWidget(w)
+        opened.append(w)
+        w.show()
+        if ready:
+            qtbot.waitSignal(w.history.ready, timeout=LONG).wait()
+        if load:
+            with qtbot.waitSignal(w.model_ready, timeout=LONG):
+                w.load_model(starter_model)
+        return w
+
+    yield start
+    for w in opened:
+        w.close()
+
+
+def send(qtbot: QtBot, w: MainWindow, text: str) -> None:
+    with qtbot.waitSignal(w.answer_finished, timeout=LONG):
+        assert w.send_message(text)
+    settle(qtbot, w)
+
+
+def settle(qtbot: QtBot, w: MainWindow) -> None:
+    """Wait until every queued store request has run and its answer has arrived."""
+    with qtbot.waitSignal(w.history.conversations, timeout=LONG):
+        w.history.refresh()
+
+
+def rows(w: MainWindow) -> list[tuple[str, str]]:
+    return [(w.model.item(r).role, w.model.item(r).text) for r in range(w.model.rowCount())]
+
+
+def sidebar_rows(w: MainWindow) -> list[tuple[Kind, str]]:
+    m = w.sidebar.model
+    return [(m.rows[r].kind, m.rows[r].title) for r in range(m.rowCount())]
+
+
+def click_anchor(qtbot: QtBot, w: MainWindow, row: int, text: str) -> None:
+    """Click the link `text` in message `row`, where it is drawn."""
+    w.view.doItemsLayout()
+    index = w.model.index(row)
+    w.view.scrollTo(index)
+    rendered = w.view.delegate.rendered(index)
+    cursor = rendered.doc.find(text)
+    assert not cursor.isNull(), f"{text!r} not in message {row}"
+    block = rendered.doc.documentLayout().blockBoundingRect(cursor.block())
+    line = cursor.block().layout().lineForTextPosition(cursor.positionInBlock() - 1)
+    x = block.x() + line.cursorToX(cursor.positionInBlock() - 1)[0] + 2
+    y = block.y() + line.y() + line.height() / 2
+    origin = w.view.delegate._doc_origin(0, 0, index, rendered)
+    rect = w.view.visualRect(index)
+    qtbot.mouseClick(
+        w.view.viewport(),
+        Qt.MouseButton.LeftButton,
+        pos=QPoint(int(rect.left() + origin.x() + x), int(rect.top() + origin.y() + y)),
+    )
+
+
+def test_conversations_survive_a_restart(qtbot: QtBot, open_window: OpenWindow) -> None:
+    w = open_window(load=True)
+    send(qtbot, w, "Name three rivers in Europe.")
+    shown = rows(w)
+    stats_before = w.model.item(1).stats
+    assert sidebar_rows(w) == [(Kind.HEADER, "Today"), (Kind.CONVERSATION, "Name three rivers in Europe.")]
+    w.close()
+
+    again = open_window()  # no model needed to read the history
+    qtbot.waitUntil(lambda: again.model.rowCount() == 2, timeout=LONG)
+    assert rows(again) == shown
+    assert again.model.item(1).stats == stats_before  # tokens, speed and stop reason persist
+    assert sidebar_rows(again)[1] == (Kind.CONVERSATION, "Name three rivers in Europe.")
+    assert again.sidebar.list.currentIndex().data(SidebarRole.CONVERSATION_ID) == again.history.conversation.value
+
+
+def test_regenerate_keeps_the_old_answer_as_a_version(
+    qtbot: QtBot, open_window: OpenWindow, settings: Settings
+) -> None:
+    w = open_window(load=True)
+    send(qtbot, w, "Describe a forest.")
+    first = w.model.item(1).text
+    settings.set(opts.TEMPERATURE, 1.5)  # a different second answer
+    settings.set(opts.MAX_TOKENS, 12)
+    with qtbot.waitSignal(w.answer_finished, timeout=LONG):
+        w.regenerate()
+    settle(qtbot, w)
+    second = w.model.item(1).text
+    assert w.model.item(1).version_position == 2 and len(w.model.item(1).versions) == 2
+    assert "2/2" in w.view.delegate.rendered(w.model.index(1)).doc.toPlainText()
+
+    with qtbot.waitSignal(w.history.branch_switched, timeout=LONG):
+        click_anchor(qtbot, w, 1, "‹")
+    assert w.model.item(1).text == first and w.model.item(1).version_position == 1
+    assert "1/2" in w.view.delegate.rendered(w.model.index(1)).doc.toPlainText()
+    w.close()
+
+    again = open_window()  # the chosen version is the one shown next time
+    qtbot.waitUntil(lambda: again.model.rowCount() == 2, timeout=LONG)
+    assert again.model.item(1).text == first
+    with qtbot.waitSignal(again.history.branch_switched, timeout=LONG):
+        click_anchor(qtbot, again, 1, "›")
+    assert again.model.item(1).text == second
+
+
+def test_editing_a_question_branches_the_conversation(qtbot: QtBot, open_window: OpenWindow) -> None:
+    w = open_window(load=True)
+    send(qtbot, w, "What is a comet?")
+    original = rows(w)
+    w.edit_message(0)
+    assert w.composer.toPlainText() == "What is a comet?"
+    send(qtbot, w, "What is an asteroid?")
+    assert w.model.item(0).text == "What is an asteroid?" and w.model.item(0).version_position == 2
+    with qtbot.waitSignal(w.history.branch_switched, timeout=LONG):
+        click_anchor(qtbot, w, 0, "‹")
+    assert rows(w) == original  # the first question with its own answer
+
+
+def populate(paths: AppPaths, conversations: dict[str, list[str]]) -> dict[str, int]:
+    """Write conversations straight into the history (the key from the keychain, as the app gets it)."""
+    db = paths.history_db
+    conn = open_database(db, load_or_create_key(db))
+    store = ConversationStore(conn)
+    ids = {}
+    for title, messages in conversations.items():
+        cid = store.create_conversation(title)
+        parent = None
+        for i, text in enumerate(messages):
+            parent = store.add_message(cid, parent, "user" if i % 2 == 0 else "assistant", text)
+        ids[title] = cid
+    conn.close()
+    return ids
+
+
+def test_search_highlights_and_opens_the_conversation_at_the_hit(
+    qtbot: QtBot, open_window: OpenWindow, app_paths: AppPaths
+) -> None:
+    filler = [f"Filler message number {i} about nothing in particular." for i in range(60)]
+    ids = populate(
+        app_paths,
+        {
+            "Garden plans": ["When should I plant tulips?", "Plant tulip bulbs in autumn."],
+            "Long chat": [*filler, "The spinnaker is the big sail for downwind runs.", "Noted."],
+        },
+    )
+    w = open_window()
+    qtbot.keyClicks(w.sidebar.search, "spinn")
+    qtbot.waitUntil(lambda: any(r.kind == Kind.HIT for r in w.sidebar.model.rows), timeout=5000)
+    hit = w.sidebar.model.rows[0]
+    assert (hit.conversation_id, hit.title) == (ids["Long chat"], "Long chat")
+    assert "<b>spinnaker</b>" in hit.snippet
+
+    with qtbot.waitSignal(w.session.message_shown, timeout=LONG) as shown:
+        qtbot.mouseClick(
+            w.sidebar.list.viewport(),
+            Qt.MouseButton.LeftButton,
+            pos=w.sidebar.list.visualRect(w.sidebar.model.index(0)).center(),
+        )
+    row = shown.args[0]
+    assert w.model.item(row).text.startswith("The spinnaker")
+    assert w.history.conversation.value == ids["Long chat"]
+    qtbot.waitUntil(lambda: w.view.viewport().rect().intersects(w.view.visualRect(w.model.index(row))), timeout=5000)
+
+    w.sidebar.search.clear()  # back to the grouped list
+    assert [t for k, t in sidebar_rows(w) if k == Kind.CONVERSATION] == ["Long chat", "Garden plans"]
+    qtbot.keyClicks(w.sidebar.search, "zzzz")
+    qtbot.waitUntil(lambda: w.sidebar.empty_label.isVisible(), timeout=5000)
+    assert "Nothing matches" in w.sidebar.empty_label.text()
+
+
+def test_rename_pin_delete_and_undo(qtbot: QtBot, open_window: OpenWindow, app_paths: AppPaths) -> None:
+    ids = populate(app_paths, {"First": ["a", "b"], "Second": ["c", "d"]})
+    w = open_window()
+    qtbot.waitUntil(lambda: len(sidebar_rows(w)) == 3, timeout=5000)
+    sidebar = w.sidebar
+    with qtbot.waitSignal(w.history.conversations, timeout=5000):
+        sidebar.model.setData(sidebar.model.index(sidebar.model.row_of(ids["First"])), "Renamed")
+    with qtbot.waitSignal(w.history.conversations, timeout=5000):
+        sidebar.pin_requested.emit(ids["First"], True)
+    assert sidebar_rows(w)[:2] == [(Kind.HEADER, "Pinned"), (Kind.CONVERSATION, "Renamed")]
+
+    with qtbot.waitSignal(w.history.conversations, timeout=5000):
+        sidebar.delete(ids["Second"])
+    assert "Second" not in [t for _, t in sidebar_rows(w)]
+    assert sidebar.undo_bar.isVisible() and "Second" in sidebar.undo_label.text()
+    with qtbot.waitSignal(w.history.conversations, timeout=5000):
+        qtbot.mouseClick(sidebar.undo_button, Qt.MouseButton.LeftButton)
+    assert "Second" in [t for _, t in sidebar_rows(w)]
+
+    with qtbot.waitSignal(w.history.conversations, timeout=5000):
+        sidebar.delete(ids["Second"])
+    sidebar.finish_deletions()  # the undo time ran out
+    w.close()
+    conn = open_database(app_paths.history_db, load_or_create_key(app_paths.history_db))
+    titles = [c.title for c in ConversationStore(conn).conversations()]
+    assert titles == ["Renamed"]
+    assert conn.execute("SELECT count(*) FROM conversations").fetchone()[0] == 1  # erased, not just hidden
+    conn.close()
+
+
+def test_export_round_trip_from_the_menu(
+    qtbot: QtBot, open_window: OpenWindow, app_paths: AppPaths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    populate(app_paths, {"Trip": ["Where to?", "To the **coast**, with `code`."]})
+    w = open_window()
+    qtbot.waitUntil(lambda: w.model.rowCount() == 2, timeout=5000)
+    for fmt, name in (("json", "trip.json"), ("markdown", "trip.md")):
+        # The platform's file dialog cannot be driven headless; it only supplies the path.
+        monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, n=name, **k: (str(tmp_path / n), ""))
+        with qtbot.waitSignal(w.history.finished, timeout=5000):
+            w.export_conversation(None, fmt)
+    data = json.loads((tmp_path / "trip.json").read_text(encoding="utf-8"))
+    assert data["title"] == "Trip"
+    assert [(m["role"], m["content"]) for m in data["messages"]] == rows(w)
+    markdown = (tmp_path / "trip.md").read_text(encoding="utf-8")
+    assert markdown.startswith("# Trip") and "To the **coast**, with `code`." in markdown
+
+    conn = open_database(app_paths.history_db, load_or_create_key(app_paths.history_db))
+    copy = ConversationStore(conn).import_json(data)
+    assert ConversationStore(conn).export_json(copy)["messages"] == data["messages"]
+    conn.close()
+
+
+@pytest.fixture
+def no_keyring() -> Iterator[None]:
+    previous = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    try:
+        yield
+    finally:
+        keyring.set_keyring(previous)
+
+
+def test_without_a_keychain_a_passphrase_protects_the_history(
+    qtbot: QtBot, open_window: OpenWindow, app_paths: AppPaths, no_keyring: None
+) -> None:
+    w = open_window(ready=False)
+    qtbot.waitUntil(lambda: w.pages.currentWidget() is w.lock_page, timeout=LONG)
+    assert w.lock_page.mode == LockMode.CREATE and not app_paths.history_db.exists()  # never unencrypted
+    qtbot.keyClicks(w.lock_page.passphrase, "short")
+    qtbot.keyClicks(w.lock_page.confirm, "short")
+    qtbot.mouseClick(w.lock_page.submit_button, Qt.MouseButton.LeftButton)
+    assert "at least" in w.lock_page.error.text()
+    w.lock_page.show_mode(LockMode.CREATE)
+    qtbot.keyClicks(w.lock_page.passphrase, "correct horse battery")
+    qtbot.keyClicks(w.lock_page.confirm, "correct horse battery")
+    with qtbot.waitSignal(w.history.ready, timeout=LONG):
+        qtbot.keyClick(w.lock_page.confirm, Qt.Key.Key_Return)
+    assert w.pages.currentWidget() is w.splitter
+    with qtbot.waitSignal(w.session.conversation_shown, timeout=LONG):
+        w.send_message("A private note about the garden.")  # no model: the answer fails, the question is kept
+    settle(qtbot, w)
+    w.close()
+
+    again = open_window(ready=False)
+    qtbot.waitUntil(lambda: again.lock_page.mode == LockMode.UNLOCK and again.lock_page.isVisible(), timeout=LONG)
+    digest = hashlib.sha256(app_paths.history_db.read_bytes()).hexdigest()
+    with qtbot.waitSignal(again.history.unavailable, timeout=LONG):
+        qtbot.keyClicks(again.lock_page.passphrase, "wrong passphrase")
+        qtbot.keyClick(again.lock_page.passphrase, Qt.Key.Key_Return)
+    assert "does not open" in again.lock_page.error.text()
+    assert hashlib.sha256(app_paths.history_db.read_bytes()).hexdigest() == digest
+    again.lock_page.passphrase.clear()
+    qtbot.keyClicks(again.lock_page.passphrase, "correct horse battery")
+    with qtbot.waitSignal(again.history.ready, timeout=LONG):
+        qtbot.keyClick(again.lock_page.passphrase, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: again.model.rowCount() >= 1, timeout=LONG)
+    assert again.model.item(0).text == "A private note about the garden."
+
+
+def test_a_vanished_key_offers_a_new_history_and_keeps_the_old_file(
+    qtbot: QtBot, open_window: OpenWindow, app_paths: AppPaths
+) -> None:
+    populate(app_paths, {"Old": ["kept", "safe"]})
+    forget_key(app_paths.history_db)
+    w = open_window(ready=False)
+    qtbot.waitUntil(lambda: w.lock_page.isVisible(), timeout=LONG)
+    assert w.lock_page.mode == LockMode.PROBLEM
+    assert "no longer in the system keychain" in w.lock_page.message.text()
+    old_bytes = app_paths.history_db.read_bytes()
+    with qtbot.waitSignal(w.history.ready, timeout=LONG):
+        qtbot.mouseClick(w.lock_page.new_button, Qt.MouseButton.LeftButton)
+    kept = [p for p in app_paths.history_db.parent.glob("history-unopened-*.db")]
+    assert len(kept) == 1 and kept[0].read_bytes() == old_bytes
+    assert "kept as" in w.notice.label.text()
+    assert w.sidebar.model.rowCount() == 0
+
+
+def test_lock_and_auto_lock_with_a_passphrase(qtbot: QtBot, open_window: OpenWindow, app_paths: AppPaths) -> None:
+    populate(app_paths, {"Secret plans": ["the plan", "noted"]})
+    w = open_window()
+    qtbot.waitUntil(lambda: w.model.rowCount() == 2, timeout=5000)
+    assert not w.lock_action.isEnabled()  # the keychain would reopen it at once: nothing to lock
+    with qtbot.waitSignal(w.history.finished, timeout=LONG):
+        w.history.change_passphrase("a long passphrase")
+    assert w.history.uses_passphrase and keyring.get_password("Tern", f"history:{app_paths.history_db}") is None
+    w.lock_action.setEnabled(True)
+    w.lock_action.trigger()
+    assert w.lock_page.isVisible() and w.lock_page.mode == LockMode.UNLOCK
+    assert w.model.rowCount() == 0 and w.sidebar.model.rowCount() == 0  # nothing readable stays on screen
+    qtbot.keyClicks(w.lock_page.passphrase, "a long passphrase")
+    with qtbot.waitSignal(w.history.ready, timeout=LONG):
+        qtbot.keyClick(w.lock_page.passphrase, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: w.model.rowCount() == 2, timeout=5000)
+
+    w.idle.set_minutes(0.002)  # ~0.1 s without input
+    with qtbot.waitSignal(w.history.locked, timeout=5000):
+        pass
+    assert w.lock_page.isVisible()
+
+    qtbot.keyClicks(w.lock_page.passphrase, "a long passphrase")
+    with qtbot.waitSignal(w.history.ready, timeout=LONG):
+        qtbot.keyClick(w.lock_page.passphrase, Qt.Key.Key_Return)
+    with qtbot.waitSignal(w.history.finished, timeout=LONG):
+        w.history.change_passphrase(None)  # back to the keychain
+    assert not w.history.uses_passphrase
+    w.close()
+    conn = open_database(app_paths.history_db, load_or_create_key(app_paths.history_db))
+    assert [c.title for c in ConversationStore(conn).conversations()] == ["Secret plans"]
+    conn.close()
+
+
+def test_backup_restore_and_delete_everything(
+    qtbot: QtBot, open_window: OpenWindow, app_paths: AppPaths, tmp_path: Path
+) -> None:
+    populate(app_paths, {"Before backup": ["one", "two"]})
+    w = open_window()
+    qtbot.waitUntil(lambda: len(sidebar_rows(w)) == 2, timeout=5000)
+    backup = tmp_path / "history.backup"
+    with qtbot.waitSignal(w.history.finished, timeout=LONG) as done:
+        w.history.write_backup(backup, "backup passphrase")
+    assert "Backed up" in done.args[1] and b"Before backup" not in backup.read_bytes()
+
+    with qtbot.waitSignal(w.history.conversations, timeout=LONG):
+        w.history.rename(w.history.conversation.value or 0, "Changed after backup")
+    digest = hashlib.sha256(backup.read_bytes()).hexdigest()
+    with qtbot.waitSignal(w.history.ready, timeout=LONG):  # refused, and the history reopened unchanged
+        w.history.restore_backup(backup, "wrong passphrase")
+    assert "does not open the backup" in w.notice.label.text()
+    assert hashlib.sha256(backup.read_bytes()).hexdigest() == digest
+    settle(qtbot, w)
+    assert [t for k, t in sidebar_rows(w) if k == Kind.CONVERSATION] == ["Changed after backup"]
+
+    with qtbot.waitSignal(w.history.finished, timeout=LONG) as done:
+        w.history.restore_backup(backup, "backup passphrase")
+    assert "Restored" in done.args[1]
+    qtbot.waitUntil(lambda: w.history.is_open, timeout=LONG)
+    settle(qtbot, w)
+    assert [t for k, t in sidebar_rows(w) if k == Kind.CONVERSATION] == ["Before backup"]
+
+    with qtbot.waitSignal(w.history.ready, timeout=LONG):
+        w.history.delete_everything()
+    settle(qtbot, w)
+    assert w.sidebar.model.rowCount() == 0
+    left = {p.name for p in app_paths.history_db.parent.iterdir()}
+    assert left <= {"history.db", "history.db-wal", "history.db-shm", "models"}  # the new, empty history
