@@ -4,13 +4,17 @@
 
 Prints one JSON object with, for both databases: insert throughput, open time,
 search latency p50/p95 over 50 queries, and the time to load a 1,000-message
-conversation from the store; plus the encryption overhead ratios.
+conversation from the store and into the conversation view (read, rows built,
+laid out and painted); plus the encryption overhead ratios. For the encrypted
+database it also times search as the user sees it: from typing in the sidebar
+to the hits on screen, through the store writer thread.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import secrets
 import sqlite3
@@ -22,10 +26,19 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import QEventLoop, QTimer
+from PySide6.QtWidgets import QApplication
 
 from app.core.store.conversation_store import ConversationStore
 from app.core.store.database import open_database
 from app.core.store.schema import migrate
+from app.ui.chat_model import MessageListModel
+from app.ui.chat_session import chat_items
+from app.ui.conversation_view import ConversationView
+from app.ui.history import History
+from app.ui.sidebar import Sidebar
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,10 +111,7 @@ def measure(conn_factory: Any, path: Path, args: argparse.Namespace, words: list
     store = ConversationStore(conn)
     store.conversations()
     open_ms = (time.perf_counter() - started) * 1000
-    rng = random.Random(7)
-    queries = [
-        " ".join(rng.choice(words) for _ in range(rng.randint(1, 2)))[: rng.choice([3, 5, 40])] for _ in range(50)
-    ]
+    queries = queries_for(words)
     latencies = []
     for q in queries:
         t0 = time.perf_counter()
@@ -113,6 +123,7 @@ def measure(conn_factory: Any, path: Path, args: argparse.Namespace, words: list
         path_messages = store.current_path(long_id)
         loads.append((time.perf_counter() - t0) * 1000)
     assert len(path_messages) == 1000
+    view_loads = [load_into_view(store, long_id) for _ in range(5)]
     conn.close()
     latencies.sort()
     return {
@@ -121,8 +132,61 @@ def measure(conn_factory: Any, path: Path, args: argparse.Namespace, words: list
         "search_p50_ms": round(statistics.median(latencies), 2),
         "search_p95_ms": round(latencies[int(0.95 * len(latencies)) - 1], 2),
         "load_1000_store_ms": round(statistics.median(loads), 2),
+        "load_1000_view_ms": round(statistics.median(view_loads), 2),
         "db_mb": round(path.stat().st_size / 1e6, 1),
     }
+
+
+def load_into_view(store: ConversationStore, conversation_id: int) -> float:
+    """Milliseconds from reading the conversation to its newest messages painted in a fresh view."""
+    view = ConversationView()
+    model = MessageListModel(view)
+    view.setModel(model)
+    view.resize(900, 700)
+    view.show()
+    QApplication.processEvents()
+    t0 = time.perf_counter()
+    opened = store.open(conversation_id)
+    model.extend(chat_items(opened, 0))
+    view.scroll_to_end()
+    view.doItemsLayout()
+    view.viewport().repaint()
+    elapsed = (time.perf_counter() - t0) * 1000
+    assert model.rowCount() == 1000
+    view.close()
+    view.deleteLater()
+    QApplication.processEvents()
+    return elapsed
+
+
+def search_in_sidebar(path: Path, key: bytes, queries: list[str]) -> list[float]:
+    """Milliseconds from typing a query in the sidebar to its hits in the list, via the store writer thread."""
+    history = History(path)
+    sidebar = Sidebar()
+    history.search_results.connect(sidebar.set_search_results)
+    sidebar.search_requested.connect(history.search)
+    loop = QEventLoop()
+    history.ready.connect(loop.quit)
+    history._open(lambda: key)  # the bench has its own key, not one in the keychain
+    loop.exec()
+    latencies = []
+    for q in queries:
+        shown = QEventLoop()
+        sidebar.model.modelReset.connect(shown.quit)
+        QTimer.singleShot(10_000, shown.quit)
+        t0 = time.perf_counter()
+        sidebar.search.setText(q)
+        shown.exec()
+        latencies.append((time.perf_counter() - t0) * 1000)
+        sidebar.model.modelReset.disconnect(shown.quit)
+        sidebar.search.clear()
+    history.writer.shutdown()
+    return sorted(latencies)
+
+
+def queries_for(words: list[str]) -> list[str]:
+    rng = random.Random(7)
+    return [" ".join(rng.choice(words) for _ in range(rng.randint(1, 2)))[: rng.choice([3, 5, 40])] for _ in range(50)]
 
 
 def main() -> None:
@@ -132,9 +196,11 @@ def main() -> None:
     args = parser.parse_args()
     words = vocabulary()
     key = secrets.token_bytes(32)
+    QApplication([])
     with tempfile.TemporaryDirectory(prefix="tern-history-") as tmp:
         encrypted = measure(lambda p: open_database(p, key), Path(tmp) / "encrypted.db", args, words)
         plain = measure(open_plain, Path(tmp) / "plain.db", args, words)
+        ui = search_in_sidebar(Path(tmp) / "encrypted.db", key, queries_for(words))
     print(
         json.dumps(
             {
@@ -143,10 +209,13 @@ def main() -> None:
                 "encrypted": encrypted,
                 "plain": plain,
                 "search_p95_ms": encrypted["search_p95_ms"],
-                "load_1000_ms": encrypted["load_1000_store_ms"],
+                "search_in_sidebar_p50_ms": round(statistics.median(ui), 2),
+                "search_in_sidebar_p95_ms": round(ui[int(0.95 * len(ui)) - 1], 2),
+                "load_1000_ms": encrypted["load_1000_view_ms"],
                 "encryption_overhead": {
                     "search_p95": round(encrypted["search_p95_ms"] / plain["search_p95_ms"], 3),
                     "load_1000": round(encrypted["load_1000_store_ms"] / plain["load_1000_store_ms"], 3),
+                    "load_1000_view": round(encrypted["load_1000_view_ms"] / plain["load_1000_view_ms"], 3),
                     "insert": round(plain["insert_msgs_per_s"] / encrypted["insert_msgs_per_s"], 3),
                     "open": round(encrypted["open_ms"] / plain["open_ms"], 3),
                 },

@@ -252,7 +252,7 @@ class ChatSession(QObject):
 
     def _show_conversation(self, opened: OpenedConversation, focus: int | None) -> None:
         self.clear()
-        self.model.extend(_items(opened, 0))
+        self.model.extend(chat_items(opened, 0))
         self.conversation_shown.emit(opened.id)
         focus_row = next((i for i, e in enumerate(opened.branch) if e.message.id == focus), -1)
         self.message_shown.emit(focus_row if focus_row >= 0 else self.model.rowCount() - 1)
@@ -261,12 +261,12 @@ class ChatSession(QObject):
         if self.busy or opened.id != self.history.conversation.value:
             return
         self.model.truncate(row)
-        self.model.extend(_items(opened, row))
+        self.model.extend(chat_items(opened, row))
         self._dropped = 0
         self.busy_changed.emit(False)
 
 
-def _items(opened: OpenedConversation, start: int) -> list[ChatItem]:
+def chat_items(opened: OpenedConversation, start: int) -> list[ChatItem]:
     """View rows for a stored branch, from `start` on."""
     items = []
     for entry in opened.branch[start:]:

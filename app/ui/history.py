@@ -189,9 +189,11 @@ class History(QObject):
         )
 
     def rename(self, conversation_id: int, title: str) -> None:
+        """Retitle a conversation."""
         self._request(lambda s: s.rename(conversation_id, title), lambda _: self.refresh())
 
     def set_pinned(self, conversation_id: int, pinned: bool) -> None:
+        """Pin or unpin a conversation."""
         self._request(lambda s: s.set_pinned(conversation_id, pinned), lambda _: self.refresh())
 
     def delete(self, conversation_id: int) -> None:
@@ -214,7 +216,12 @@ class History(QObject):
         self._request(lambda s: s.purge_deleted())
 
     def search(self, text: str) -> None:
-        self._request(lambda s: s.search(text), lambda hits: self.search_results.emit(text, hits))
+        """Search titles and messages; the answer (empty on failure) comes as `search_results`."""
+        self._request(
+            lambda s: s.search(text),
+            lambda hits: self.search_results.emit(text, hits),
+            lambda _msg: self.search_results.emit(text, []),
+        )
 
     def set_system_prompt(self, text: str) -> None:
         """The open conversation's system prompt."""

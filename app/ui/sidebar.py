@@ -45,7 +45,6 @@ from app.core.store.conversation_store import HIGHLIGHT_END, HIGHLIGHT_START, Co
 
 Index = QModelIndex | QPersistentModelIndex
 UNDO_SECONDS = 8
-SEARCH_DELAY_MS = 120
 DAY = 86_400
 
 
@@ -277,10 +276,7 @@ class Sidebar(QWidget):
         self._conversations: list[ConversationSummary] = []
         self._current: int | None = None
         self._deleted: list[int] = []
-        self._search_timer = QTimer(self)
-        self._search_timer.setSingleShot(True)
-        self._search_timer.setInterval(SEARCH_DELAY_MS)
-        self._search_timer.timeout.connect(self._emit_search)
+        self._searching_for: str | None = None  # the query in flight; one at a time, the latest text wins
         self._undo_timer = QTimer(self)
         self._undo_timer.setSingleShot(True)
         self._undo_timer.setInterval(UNDO_SECONDS * 1000)
@@ -320,8 +316,10 @@ class Sidebar(QWidget):
         self.set_current(self._current)
 
     def set_search_results(self, text: str, hits: list[SearchHit]) -> None:
-        """Show hits for `text`, if it is still what the search box says."""
+        """Show hits for `text`, if it is still what the search box says (else search for that)."""
+        self._searching_for = None
         if text != self.search.text().strip():
+            self._emit_search()
             return
         rows = [
             Row(Kind.HIT, h.title or "New chat", h.conversation_id, h.message_id, snippet_html(h.snippet)) for h in hits
@@ -344,14 +342,15 @@ class Sidebar(QWidget):
     # Search
     def _search_edited(self, text: str) -> None:
         if text.strip():
-            self._search_timer.start()
+            if self._searching_for is None:  # else the answer to the query in flight asks again
+                self._emit_search()
         else:
-            self._search_timer.stop()
             self.set_conversations(self._conversations)
 
     def _emit_search(self) -> None:
         if self.searching:
-            self.search_requested.emit(self.search.text().strip())
+            self._searching_for = self.search.text().strip()
+            self.search_requested.emit(self._searching_for)
 
     # Actions
     def _activated(self, index: QModelIndex) -> None:
