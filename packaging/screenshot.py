@@ -1,30 +1,91 @@
-"""Screenshot of the real app mid-answer, for the README.
+"""Screenshots of the real app for the README: mid-answer, and searching the history.
 
-    xvfb-run -s "-screen 0 1280x800x24" .venv/bin/python packaging/screenshot.py resources/screenshot.png [--model PATH]
+    packaging/screenshot.sh resources/screenshot.png resources/history.png [--model PATH]
 
-Starts Tern as usual, asks two questions, and grabs the X screen while the
-second answer is still streaming, after the model panel's meter has updated.
+Runs Tern with a throwaway profile whose history holds a few sample
+conversations (pinned, today, this week, older; one with two answer versions),
+asks two questions and grabs the screen while the second answer streams; then
+types a search in the sidebar, opens the hit, and grabs that too. Needs an X
+display and a Secret Service, which the wrapper script provides.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QGuiApplication
-
-from app.bootstrap import parse_args, shutdown, start
 
 QUESTIONS = [
     "Write a haiku about the sea.",
     "Explain what a lighthouse does.",
 ]
 GRAB_AFTER_UPDATES = 25  # view updates (~30 ms apart) into the second answer
+DAY = 86_400
+SAMPLES: list[tuple[str, float, bool, list[str]]] = [  # title, age in days, pinned, messages (user, assistant, …)
+    ("Packing list for the Alps trip", 9, True, ["What should I pack for a week of hiking?", "Layers, a rain shell…"]),
+    ("Regex for ISO dates", 0.1, False, ["A regex for 2026-11-28?", r"`^\d{4}-\d{2}-\d{2}$` matches it."]),
+    (
+        "Lighthouse history notes",
+        2,
+        False,
+        [
+            "When was the first lighthouse built?",
+            "The **Pharos of Alexandria**, finished around 280 BC, is the first recorded lighthouse. "
+            "It stood about 100 m tall and guided ships into the harbour for centuries.",
+        ],
+    ),
+    ("Sourdough starter schedule", 4, False, ["How often do I feed a starter?", "Once or twice a day at room…"]),
+    ("Quarterly budget summary", 40, False, ["Summarise these numbers", "Spending rose 4 % on travel…"]),
+    ("asyncio or threads?", 75, False, ["asyncio or threads for a crawler?", "asyncio: the work is I/O-bound…"]),
+]
+SECOND_VERSION = (
+    "The earliest known lighthouse is the **Pharos of Alexandria** in Egypt, completed around 280 BC under "
+    "Ptolemy II. Its fire, reflected by mirrors, could reportedly be seen from far out at sea."
+)
 
 
-def main(out: Path, model: Path | None) -> int:
+def populate(db: Path) -> None:
+    """Write the sample conversations with the key the app will fetch from the keychain."""
+    from app.core.store.conversation_store import ConversationStore
+    from app.core.store.database import open_database
+    from app.core.store.keys import load_or_create_key
+
+    conn = open_database(db, load_or_create_key(db))
+    store = ConversationStore(conn)
+    now = time.time()
+    for title, age, pinned, messages in reversed(SAMPLES):
+        cid = store.create_conversation(title)
+        parent = None
+        for i, text in enumerate(messages):
+            parent = store.add_message(cid, parent, "user" if i % 2 == 0 else "assistant", text, model="Gemma 3 270M")
+        if title.startswith("Lighthouse"):
+            question = store.path_to(parent)[0].id
+            store.add_message(cid, question, "assistant", SECOND_VERSION, model="Gemma 3 270M")
+        store.set_pinned(cid, pinned)
+        conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now - age * DAY, cid))
+    conn.close()
+
+
+def main(out: Path, history_out: Path, model: Path | None) -> int:
+    profile = Path(tempfile.mkdtemp(prefix="tern-screenshot-"))
+    for var in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+        os.environ[var] = str(profile / var.lower())
+    from app.bootstrap import parse_args, shutdown, start
+    from app.core.paths import AppPaths
+
+    paths = AppPaths.default()
+    paths.create()
+    populate(paths.history_db)
+    from app import settings as opts
+    from app.settings import Settings
+
+    Settings(paths.settings_file).set(opts.MAX_TOKENS, 160)
     args = ["--no-err-windows"] + (["--model", str(model)] if model else [])
     session = start(parse_args(args))
     window = session.window
@@ -32,25 +93,33 @@ def main(out: Path, model: Path | None) -> int:
     window.move(0, 0)
     pending = list(QUESTIONS)
     pieces = 0
+    readings = 0
+    shots: list[Path] = []
 
     def ask(*_: object) -> None:
+        if len(pending) == len(QUESTIONS):
+            window.new_chat()  # the live chat starts fresh, under "Today"
         if pending:
             window.composer.setPlainText(pending.pop(0))
             window.composer.submit()
 
-    grabbed = False
-
-    def grab() -> None:
-        nonlocal grabbed
-        if grabbed:
-            return
-        grabbed = True
+    def grab(path: Path) -> None:
         frame = window.frameGeometry()
         shot = QGuiApplication.primaryScreen().grabWindow(0, frame.x(), frame.y(), frame.width(), frame.height())
-        shot.save(str(out))
-        session.app.quit()
+        shot.save(str(path))
+        shots.append(path)
 
-    readings = 0
+    def search_history() -> None:
+        window.stop()
+        window.sidebar.search.setText("lighthouse")
+        QTimer.singleShot(400, open_hit)
+
+    def open_hit() -> None:
+        rows = window.sidebar.model.rows
+        row = next(i for i, r in enumerate(rows) if "earliest" in r.snippet)  # the lighthouse answer's 2nd version
+        window.sidebar.list.setCurrentIndex(window.sidebar.model.index(row))
+        window.open_conversation(rows[row].conversation_id, rows[row].message_id)
+        QTimer.singleShot(600, lambda: (grab(history_out), session.app.quit()))
 
     def on_reading(*_: object) -> None:
         nonlocal readings
@@ -58,10 +127,11 @@ def main(out: Path, model: Path | None) -> int:
 
     def on_update(*_: object) -> None:
         nonlocal pieces
-        if not pending and window.busy:
+        if not pending and window.busy and not shots:
             pieces += 1
             if pieces >= GRAB_AFTER_UPDATES and readings >= 3:
-                grab()
+                grab(out)
+                QTimer.singleShot(0, search_history)
 
     window.model_ready.connect(ask)
     window.answer_finished.connect(lambda _r: QTimer.singleShot(300, ask))
@@ -72,12 +142,14 @@ def main(out: Path, model: Path | None) -> int:
         session.app.exec()
     finally:
         shutdown(session)
-    return 0 if out.exists() else 1
+    return 0 if out.exists() and history_out.exists() else 1
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path, nargs="?", default=Path("screenshot.png"))
+    parser.add_argument("history_out", type=Path, nargs="?", default=Path("history.png"))
     parser.add_argument("--model", type=Path)
     options = parser.parse_args()
-    sys.exit(main(options.out, options.model))
+    sys.exit(main(options.out, options.history_out, options.model))

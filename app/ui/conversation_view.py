@@ -73,9 +73,10 @@ VERSION_SCHEME = "version"
 
 def version_switcher(position: int, count: int) -> str:
     """ "‹ 2/3 ›" with links to the neighbouring versions (HTML)."""
-    prev = f'<a href="{VERSION_SCHEME}:-1">‹</a>' if position > 1 else "‹"
-    nxt = f'<a href="{VERSION_SCHEME}:1">›</a>' if position < count else "›"
-    return f"{prev}&nbsp;{position}/{count}&nbsp;{nxt}"
+    style = "text-decoration:none; font-weight:bold;"
+    prev = f'<a style="{style}" href="{VERSION_SCHEME}:-1">&nbsp;‹&nbsp;</a>' if position > 1 else "&nbsp;‹&nbsp;"
+    nxt = f'<a style="{style}" href="{VERSION_SCHEME}:1">&nbsp;›&nbsp;</a>' if position < count else "&nbsp;›&nbsp;"
+    return f"{prev}{position}/{count}{nxt}"
 
 
 @dataclass
@@ -135,9 +136,9 @@ class MessageDelegate(QStyledItemDelegate):
         if count > 1 and position and not streaming:
             line.append(version_switcher(position, count))
         if stats is not None and role == "assistant":
-            line.append(html.escape(stats_line(stats)))
+            line.append(f'<span style="font-size:small;">{html.escape(stats_line(stats))}</span>')
         if line:
-            footer.append(f'<p style="color:{muted}; font-size:small;">{" · ".join(line)}</p>')
+            footer.append(f'<p style="color:{muted};">{"&nbsp;&nbsp;".join(line)}</p>')
         doc = QTextDocument()
         doc.setDocumentMargin(_PAD)
         doc.setDefaultFont(self._view.font())

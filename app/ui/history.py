@@ -164,8 +164,11 @@ class History(QObject):
             lambda c: self.conversation_opened.emit(c, message_id),
         )
 
-    def open_latest(self, preferred: int | None) -> None:
-        """Open `preferred` if it still exists, else the most recently used conversation, else nothing."""
+    def open_latest(self, preferred: int | None, still_wanted: Callable[[], bool]) -> None:
+        """Open `preferred` if it still exists, else the most recently used conversation, else nothing.
+
+        `still_wanted` is asked when the answer arrives: the user may have started typing meanwhile.
+        """
 
         def job(store: ConversationStore) -> OpenedConversation | None:
             live = {c.id: c for c in store.conversations()}
@@ -175,7 +178,7 @@ class History(QObject):
             return store.open(latest.id) if latest else None
 
         def done(opened: OpenedConversation | None) -> None:
-            if opened is not None:
+            if opened is not None and still_wanted():
                 self.conversation = Ref(opened.id)
                 self.conversation_opened.emit(opened, None)
 

@@ -439,7 +439,11 @@ class MainWindow(QMainWindow):
         self.pages.setCurrentWidget(self.splitter)
         self.sidebar.setEnabled(True)
         self.history.refresh()
-        self.history.open_latest(self._settings.get(opts.LAST_CONVERSATION) or None)
+        wanted = self.history.conversation
+        self.history.open_latest(
+            self._settings.get(opts.LAST_CONVERSATION) or None,
+            lambda: self.history.conversation is wanted and self.model.rowCount() == 0,  # nothing started since
+        )
         self.lock_action.setEnabled(self.history.uses_passphrase)
         self.idle.set_minutes(self._settings.get(opts.AUTO_LOCK_MINUTES) if self.history.uses_passphrase else 0)
         self.composer.setFocus()

@@ -9,6 +9,7 @@ deletion becomes final.
 from __future__ import annotations
 
 import html
+import re
 import time
 from dataclasses import dataclass
 from enum import IntEnum
@@ -60,10 +61,14 @@ def group_of(summary: ConversationSummary, now: float) -> str:
     return "Older"
 
 
+MATCH_STYLE = "background-color:#fde68a; color:#111827;"  # matched words, as a highlighter pen would mark them
+
+
 def snippet_html(snippet: str) -> str:
-    """A search snippet with its match markers as bold text."""
-    escaped = html.escape(snippet.replace("\n", " "))
-    return escaped.replace(HIGHLIGHT_START, "<b>").replace(HIGHLIGHT_END, "</b>")
+    """A search snippet with its matched words highlighted."""
+    plain = re.sub(r"\*\*|__|`|^#+ ", "", snippet.replace("\n", " "))  # Markdown marks are noise here
+    escaped = html.escape(plain)
+    return escaped.replace(HIGHLIGHT_START, f'<span style="{MATCH_STYLE}">').replace(HIGHLIGHT_END, "</span>")
 
 
 class Kind(IntEnum):
@@ -82,7 +87,7 @@ class Row:
     title: str
     conversation_id: int = 0
     message_id: int | None = None
-    snippet: str = ""  # HTML, for hits
+    snippet: str = ""  # HTML, for hits: the matching passage, or the highlighted title for a title match
     pinned: bool = False
 
 
@@ -172,7 +177,11 @@ class SidebarDelegate(QStyledItemDelegate):
         """Fixed heights per kind, so ten thousand rows lay out at once."""
         line = option.fontMetrics.height()
         kind = index.data(SidebarRole.KIND)
-        height = {Kind.HEADER: line + 14, Kind.CONVERSATION: line + 16, Kind.HIT: 3 * line + 18}[kind]
+        height = {
+            Kind.HEADER: line + 14,
+            Kind.CONVERSATION: line + 16,
+            Kind.HIT: 3 * option.fontMetrics.lineSpacing() + 14,
+        }[kind]
         return QSize(200, height)
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
@@ -202,21 +211,22 @@ class SidebarDelegate(QStyledItemDelegate):
         painter.setPen(palette.color(QPalette.ColorRole.Text))
         title = index.data() or "New chat"
         if kind == Kind.CONVERSATION:
-            if index.data(SidebarRole.PINNED):
-                title = "📌 " + title
             elided = option.fontMetrics.elidedText(title, Qt.TextElideMode.ElideRight, rect.width())
             painter.drawText(rect, Qt.AlignmentFlag.AlignVCenter, elided)
         else:
+            dark = palette.color(QPalette.ColorRole.Base).lightness() < 128
+            muted = "#9aa3b2" if dark else "#6b7280"
             doc = QTextDocument()
+            doc.setDocumentMargin(0)
             doc.setDefaultFont(option.font)
-            muted = palette.color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text).name()
             doc.setHtml(
                 f"<div><b>{html.escape(title)}</b></div>"
                 f'<div style="color:{muted};">{index.data(SidebarRole.SNIPPET)}</div>'
             )
             doc.setTextWidth(rect.width())
-            painter.translate(rect.left() - 4, rect.top() + 2)
-            painter.setClipRect(0, 0, rect.width() + 4, rect.height() - 4)
+            line = option.fontMetrics.lineSpacing()
+            painter.translate(rect.left(), rect.top() + 6)
+            painter.setClipRect(0, 0, rect.width(), 3 * line)  # the title and two lines of the passage
             doc.drawContents(painter)
         painter.restore()
 
@@ -322,7 +332,14 @@ class Sidebar(QWidget):
             self._emit_search()
             return
         rows = [
-            Row(Kind.HIT, h.title or "New chat", h.conversation_id, h.message_id, snippet_html(h.snippet)) for h in hits
+            Row(
+                Kind.HIT,
+                h.title or "New chat",
+                h.conversation_id,
+                h.message_id,
+                snippet_html(h.snippet) if h.message_id is not None else "Title: " + snippet_html(h.snippet),
+            )
+            for h in hits
         ]
         self.model.set_rows(rows)
         self.empty_label.setText(f"Nothing matches “{text}”." if not rows else "")

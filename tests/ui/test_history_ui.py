@@ -27,7 +27,7 @@ from app.core.store.keys import forget_key, load_or_create_key
 from app.settings import Settings
 from app.ui.lock_page import LockMode
 from app.ui.main_window import MainWindow
-from app.ui.sidebar import Kind, SidebarRole
+from app.ui.sidebar import MATCH_STYLE, Kind, SidebarRole
 from app.workers.inference_worker import InferenceThread
 
 LONG = 60_000
@@ -205,7 +205,7 @@ def test_search_highlights_and_opens_the_conversation_at_the_hit(
     qtbot.waitUntil(lambda: any(r.kind == Kind.HIT for r in w.sidebar.model.rows), timeout=5000)
     hit = w.sidebar.model.rows[0]
     assert (hit.conversation_id, hit.title) == (ids["Long chat"], "Long chat")
-    assert "<b>spinnaker</b>" in hit.snippet
+    assert f'<span style="{MATCH_STYLE}">spinnaker</span>' in hit.snippet
 
     with qtbot.waitSignal(w.session.message_shown, timeout=LONG) as shown:
         qtbot.mouseClick(
