@@ -43,6 +43,7 @@ class ChatItem:
     streaming: bool = False
     stats: GenerationStats | None = None
     notice: str = ""
+    model: str = ""  # the model that wrote an answer
     id: int = field(default_factory=lambda: next(_ids))
     version: int = 0  # bumped on every change, so views can cache by (id, version)
     store: Ref = field(default_factory=Ref)  # the message's id in the history, once saved
@@ -135,10 +136,10 @@ class MessageListModel(QAbstractListModel):
         item.notice = notice
         self._changed(row, MessageRole.STREAMING, MessageRole.STATS, MessageRole.NOTICE)
 
-    def reset_message(self, row: int, store: Ref) -> None:
-        """Clear an answer so a new version can be generated (saved as `store`)."""
+    def reset_message(self, row: int, store: Ref, model: str) -> None:
+        """Clear an answer so a new version can be generated (by `model`, saved as `store`)."""
         item = self._items[row]
-        item.text, item.streaming, item.stats, item.notice, item.store = "", True, None, "", store
+        item.text, item.streaming, item.stats, item.notice, item.store, item.model = "", True, None, "", store, model
         self._changed(
             row,
             MessageRole.TEXT,

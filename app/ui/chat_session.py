@@ -44,6 +44,7 @@ class ChatSession(QObject):
         self.model = MessageListModel(self)
         self.stream_buffer = StreamBuffer(self.model, self)
         self.model_name = ""  # recorded with each answer
+        self.system_prompt = settings.get(opts.SYSTEM_PROMPT)  # the open conversation's own
         self.n_ctx = 0
         self._turn_id = 0
         self._request: TurnRequest | None = None
@@ -81,13 +82,12 @@ class ChatSession(QObject):
         rows = self.model.rowCount()
         parent = self.model.item(rows - 1).store if rows else None
         user = ChatItem("user", text)
-        answer = ChatItem("assistant", streaming=True)
+        answer = ChatItem("assistant", streaming=True, model=self.model_name)
         row = self.model.extend([user, answer])
         request = self._prepare_turn(row)
         if self.history.is_open:
-            system_prompt = self._settings.get(opts.SYSTEM_PROMPT)
             user.store = self.history.save_message(
-                parent, "user", text, system_prompt=system_prompt, then=lambda: self._submit(request)
+                parent, "user", text, system_prompt=self.system_prompt, then=lambda: self._submit(request)
             )
             answer.store = self.history.save_message(user.store, "assistant", model=self.model_name)
         else:
@@ -101,7 +101,7 @@ class ChatSession(QObject):
             return
         parent = self.model.item(last - 1).store
         store = self.history.save_message(parent, "assistant", model=self.model_name) if self.history.is_open else Ref()
-        self.model.reset_message(last, store)
+        self.model.reset_message(last, store, self.model_name)
         self._submit(self._prepare_turn(last))
 
     def edit(self, row: int) -> str:
@@ -146,6 +146,7 @@ class ChatSession(QObject):
     def new_conversation(self) -> None:
         """Start a new, empty conversation."""
         self.clear()
+        self.system_prompt = self._settings.get(opts.SYSTEM_PROMPT)
         self.history.new_conversation()
         self.conversation_shown.emit(None)
 
@@ -171,7 +172,7 @@ class ChatSession(QObject):
         self._request = TurnRequest(
             turn_id=self._turn_id,
             history=self.model.history(upto=answer_row),
-            system_prompt=self._settings.get(opts.SYSTEM_PROMPT),
+            system_prompt=self.system_prompt,
             sampling=self._settings.sampling(),
             previous_dropped=self._dropped,
         )
@@ -252,6 +253,7 @@ class ChatSession(QObject):
 
     def _show_conversation(self, opened: OpenedConversation, focus: int | None) -> None:
         self.clear()
+        self.system_prompt = opened.system_prompt
         self.model.extend(chat_items(opened, 0))
         self.conversation_shown.emit(opened.id)
         focus_row = next((i for i, e in enumerate(opened.branch) if e.message.id == focus), -1)
@@ -281,6 +283,7 @@ def chat_items(opened: OpenedConversation, start: int) -> list[ChatItem]:
                 m.content,
                 stats=GenerationStats.from_dict(stats),
                 notice=notice,
+                model=m.model or "",
                 store=Ref(m.id),
                 versions=entry.versions,
             )

@@ -135,8 +135,11 @@ class MessageDelegate(QStyledItemDelegate):
         line = []
         if count > 1 and position and not streaming:
             line.append(version_switcher(position, count))
+        facts = [item.model] if item.model and role == "assistant" and not streaming else []
         if stats is not None and role == "assistant":
-            line.append(f'<span style="font-size:small;">{html.escape(stats_line(stats))}</span>')
+            facts.append(stats_line(stats))
+        if facts:
+            line.append(f'<span style="font-size:small;">{html.escape(" · ".join(facts))}</span>')
         if line:
             footer.append(f'<p style="color:{muted};">{"&nbsp;&nbsp;".join(line)}</p>')
         doc = QTextDocument()

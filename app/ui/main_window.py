@@ -455,6 +455,13 @@ class MainWindow(QMainWindow):
         self.idle.set_minutes(0)
         if isinstance(error, WrongKeyError) and self.history.uses_passphrase:
             self.lock_page.show_error("That passphrase does not open your history. Nothing was changed; try again.")
+        elif isinstance(error, WrongKeyError):  # the keychain's own key fails: the file is damaged or replaced
+            self.lock_page.show_mode(
+                LockMode.PROBLEM,
+                "Your history file cannot be decrypted with its key from the system keychain: it is damaged, "
+                "or was replaced by another file. Nothing was changed. You can start a new history "
+                "(the old file is kept), or chat without saving.",
+            )
         elif error is None or (isinstance(error, KeyringUnavailableError) and not self.history.exists):
             self.lock_page.show_mode(LockMode.UNLOCK if self.history.uses_passphrase else LockMode.CREATE)
         else:
@@ -490,8 +497,9 @@ class MainWindow(QMainWindow):
         dialog = SettingsDialog(self._settings, training, self)
         if not dialog.exec():
             return
-        if self._settings.get(opts.SYSTEM_PROMPT) != prompt:
-            self.history.set_system_prompt(self._settings.get(opts.SYSTEM_PROMPT))
+        if self._settings.get(opts.SYSTEM_PROMPT) != prompt:  # for this conversation and new ones
+            self.session.system_prompt = self._settings.get(opts.SYSTEM_PROMPT)
+            self.history.set_system_prompt(self.session.system_prompt)
         if dialog.reload_needed:
             self.info_panel.set_residency(self._settings.residency())
             self.load_model(self._requested_model)

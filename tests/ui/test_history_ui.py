@@ -411,3 +411,68 @@ def test_backup_restore_and_delete_everything(
     assert w.sidebar.model.rowCount() == 0
     left = {p.name for p in app_paths.history_db.parent.iterdir()}
     assert left <= {"history.db", "history.db-wal", "history.db-shm", "models"}  # the new, empty history
+
+
+def test_a_full_disk_is_a_message_and_the_chat_goes_on(
+    qtbot: QtBot, open_window: OpenWindow, app_paths: AppPaths
+) -> None:
+    populate(app_paths, {"Notes": ["first", "second"]})
+    w = open_window()
+    qtbot.waitUntil(lambda: w.model.rowCount() == 2, timeout=5000)
+    # Cap the file at its current size: SQLite then fails exactly as on a full disk (SQLITE_FULL).
+    with qtbot.waitSignal(w.history.conversations, timeout=5000):
+        w.history.writer.submit("cap", lambda s: s.connection.execute("PRAGMA max_page_count = 1"))
+        w.history.refresh()
+    with qtbot.waitSignal(w.history.error, timeout=LONG) as failed:
+        w.send_message("x" * 200_000)  # needs new pages
+    assert "disk is full" in failed.args[0]
+    assert "not updated" in w.notice.label.text()
+    assert w.model.item(2).text == "x" * 200_000  # still on screen; nothing else was lost
+    w.close()
+    conn = open_database(app_paths.history_db, load_or_create_key(app_paths.history_db))
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert [r[0] for r in conn.execute("SELECT content FROM messages ORDER BY id")] == ["first", "second"]
+    conn.close()
+
+
+def test_a_damaged_history_file_is_kept_and_a_new_one_offered(
+    qtbot: QtBot, open_window: OpenWindow, app_paths: AppPaths
+) -> None:
+    populate(app_paths, {"Notes": ["first", "second"]})
+    damaged = os.urandom(8192)
+    app_paths.history_db.write_bytes(damaged)
+    w = open_window(ready=False)
+    qtbot.waitUntil(lambda: w.lock_page.isVisible(), timeout=LONG)
+    assert w.lock_page.mode == LockMode.PROBLEM and "damaged" in w.lock_page.message.text()
+    assert app_paths.history_db.read_bytes() == damaged  # untouched
+    qtbot.mouseClick(w.lock_page.continue_button, Qt.MouseButton.LeftButton)  # chat without history
+    assert w.pages.currentWidget() is w.splitter and not w.sidebar.isEnabled()
+    assert "History is off" in w.notice.label.text()
+
+
+def test_each_conversation_keeps_its_system_prompt(
+    qtbot: QtBot, open_window: OpenWindow, app_paths: AppPaths, settings: Settings
+) -> None:
+    db = app_paths.history_db
+    conn = open_database(db, load_or_create_key(db))
+    store = ConversationStore(conn)
+    pirate = store.create_conversation("Pirate", system_prompt="Talk like a pirate.")
+    store.add_message(pirate, None, "user", "Ahoy")
+    conn.close()
+    settings.set(opts.SYSTEM_PROMPT, "Be brief.")
+    w = open_window()
+    qtbot.waitUntil(lambda: w.model.rowCount() == 1, timeout=5000)
+    assert w.session.system_prompt == "Talk like a pirate."
+    w.new_chat()
+    assert w.session.system_prompt == "Be brief."
+
+
+def test_privacy_settings_show_where_and_how_the_history_is_kept(qtbot: QtBot, open_window: OpenWindow) -> None:
+    from app.ui.privacy_dialog import PrivacyDialog
+
+    w = open_window()
+    dialog = PrivacyDialog(w.history, w._settings, w)
+    qtbot.addWidget(dialog)
+    assert dialog.location.text() == str(w.history.db_path)
+    assert "SQLCipher (AES-256)" in dialog.encryption.text() and "system keychain" in dialog.encryption.text()
+    assert not dialog.auto_lock.isEnabled() and dialog.passphrase_button.text() == "Require a passphrase…"

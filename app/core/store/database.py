@@ -46,6 +46,7 @@ def open_database(path: Path, key: bytes) -> Connection:
             raise WrongKeyError(
                 "This key or passphrase does not open your history. Nothing was changed; try again."
             ) from exc
+        conn.execute("PRAGMA busy_timeout = 3000")  # another Tern writing: wait briefly before "busy"
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA secure_delete = ON")
         conn.execute("PRAGMA foreign_keys = ON")
