@@ -109,6 +109,10 @@ class MessageListModel(QAbstractListModel):
             self.endInsertRows()
         return len(self._items) - 1
 
+    def refs(self, upto: int) -> list[Ref]:
+        """The store ids of the messages before row `upto`."""
+        return [item.store for item in self._items[:upto]]
+
     def row_of(self, ref: Ref) -> int:
         """The row of the message saved as `ref`, or -1."""
         return next((row for row, item in enumerate(self._items) if item.store is ref), -1)

@@ -79,17 +79,16 @@ class ChatSession(QObject):
         if self.busy:
             self.status.emit("Wait for the answer to finish, or press Stop")
             return False
-        rows = self.model.rowCount()
-        parent = self.model.item(rows - 1).store if rows else None
+        above = self.model.refs(self.model.rowCount())
         user = ChatItem("user", text)
         answer = ChatItem("assistant", streaming=True, model=self.model_name)
         row = self.model.extend([user, answer])
         request = self._prepare_turn(row)
         if self.history.is_open:
             user.store = self.history.save_message(
-                parent, "user", text, system_prompt=self.system_prompt, then=lambda: self._submit(request)
+                above, "user", text, system_prompt=self.system_prompt, then=lambda: self._submit(request)
             )
-            answer.store = self.history.save_message(user.store, "assistant", model=self.model_name)
+            answer.store = self.history.save_message([*above, user.store], "assistant", model=self.model_name)
         else:
             self._submit(request)
         return True
@@ -99,8 +98,8 @@ class ChatSession(QObject):
         last = self.model.rowCount() - 1
         if self.busy or last < 1 or self.model.item(last).role != "assistant":
             return
-        parent = self.model.item(last - 1).store
-        store = self.history.save_message(parent, "assistant", model=self.model_name) if self.history.is_open else Ref()
+        above = self.model.refs(last)
+        store = self.history.save_message(above, "assistant", model=self.model_name) if self.history.is_open else Ref()
         self.model.reset_message(last, store, self.model_name)
         self._submit(self._prepare_turn(last))
 

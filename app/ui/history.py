@@ -39,6 +39,7 @@ class History(QObject):
 
     ready = Signal()  # open and usable
     unavailable = Signal(object)  # the StoreError that keeps it closed (no keychain, wrong key, …)
+    closing = Signal()  # about to close (lock, restore, delete all): save what is in progress, forget what is shown
     locked = Signal()
     conversations = Signal(list)  # [ConversationSummary]
     conversation_opened = Signal(object, object)  # OpenedConversation, message id to show (or None)
@@ -55,7 +56,7 @@ class History(QObject):
         self.is_open = False
         self._key: bytes | None = None  # set on the writer thread while open
         self._seq = 0
-        self._callbacks: dict[str, tuple[Callable[[Any], None] | None, Callable[[str], None] | None]] = {}
+        self._callbacks: dict[str, tuple[Callable[[Any], None] | None, Callable[[str], None] | None, bool]] = {}
         self.writer = StoreWriter(self)
         self.writer.opened.connect(self._on_opened)
         self.writer.open_failed.connect(self._on_open_failed)
@@ -102,17 +103,27 @@ class History(QObject):
         log.warning("History not opened: %s", exc)
         self.unavailable.emit(exc)
 
+    def _close(self) -> None:
+        """Let the window save and forget what it shows, then stop answering earlier requests."""
+        self.closing.emit()  # saves queued now still run: they are ahead of the close
+        self.is_open = False
+        self.conversation = Ref()
+        self._callbacks.clear()  # answers to earlier requests are about a history no longer shown
+
     def lock(self) -> None:
         """Close the database; it opens again only with the passphrase."""
+        self._close()
         self.writer.close()
-        self.is_open = False
         self._key = None
-        self.conversation = Ref()
         self.locked.emit()
 
     def start_new_history(self) -> None:
         """Move an unopenable history aside (kept, never deleted) and open a new one."""
-        old = set_aside(self.db_path)
+        try:
+            old = set_aside(self.db_path)
+        except OSError as exc:
+            self.error.emit(f"The old history file could not be moved aside: {exc.strerror or exc}.")
+            return
         self.finished.emit("set-aside", f"Your previous history file was kept as {old}.")
         self.start()
 
@@ -123,10 +134,11 @@ class History(QObject):
         on_done: Callable[[Any], None] | None = None,
         on_fail: Callable[[str], None] | None = None,
         closed: bool = False,
+        quiet: bool = False,
     ) -> None:
         self._seq += 1
         tag = f"r{self._seq}"
-        self._callbacks[tag] = (on_done, on_fail)
+        self._callbacks[tag] = (on_done, on_fail, quiet)
         if closed:
             self.writer.submit_closed(tag, job)  # type: ignore[arg-type]
         elif self.is_open:
@@ -137,13 +149,14 @@ class History(QObject):
                 on_fail("")
 
     def _on_done(self, tag: str, result: object) -> None:
-        on_done, _ = self._callbacks.pop(tag, (None, None))
+        on_done, _, _ = self._callbacks.pop(tag, (None, None, False))
         if on_done is not None:
             on_done(result)
 
     def _on_failed(self, tag: str, message: str) -> None:
-        _, on_fail = self._callbacks.pop(tag, (None, None))
-        self.error.emit(message)
+        _, on_fail, quiet = self._callbacks.pop(tag, (None, None, False))
+        if not quiet:
+            self.error.emit(message)
         if on_fail is not None:
             on_fail(message)
 
@@ -158,11 +171,13 @@ class History(QObject):
 
     def open_conversation(self, conversation_id: int, message_id: int | None = None) -> None:
         """Load a conversation (at `message_id`'s branch when given)."""
-        self.conversation = Ref(conversation_id)
-        self._request(
-            lambda s: s.open(conversation_id, message_id),
-            lambda c: self.conversation_opened.emit(c, message_id),
-        )
+        self.conversation = conversation = Ref(conversation_id)
+
+        def done(opened: OpenedConversation) -> None:
+            if self.conversation is conversation:  # else the user moved on (new chat, another conversation)
+                self.conversation_opened.emit(opened, message_id)
+
+        self._request(lambda s: s.open(conversation_id, message_id), done)
 
     def open_latest(self, preferred: int | None, still_wanted: Callable[[], bool]) -> None:
         """Open `preferred` if it still exists, else the most recently used conversation, else nothing.
@@ -187,9 +202,14 @@ class History(QObject):
     def switch_branch(self, row: int, message_id: int) -> None:
         """Show another version of the message at `row`."""
         conversation = self.conversation
-        self._request(
-            lambda s: s.open(conversation.value or 0, message_id), lambda c: self.branch_switched.emit(row, c)
-        )
+        if conversation.value is None:
+            return
+
+        def done(opened: OpenedConversation) -> None:
+            if self.conversation is conversation:
+                self.branch_switched.emit(row, opened)
+
+        self._request(lambda s: s.open(conversation.value or 0, message_id), done)
 
     def rename(self, conversation_id: int, title: str) -> None:
         """Retitle a conversation."""
@@ -201,8 +221,6 @@ class History(QObject):
 
     def delete(self, conversation_id: int) -> None:
         """Hide a conversation; `restore` undoes it until `purge`."""
-        if self.conversation.value == conversation_id:
-            self.conversation = Ref()
         self._request(lambda s: s.delete(conversation_id), lambda _: self.refresh())
 
     def restore(self, conversation_ids: list[int]) -> None:
@@ -224,6 +242,7 @@ class History(QObject):
             lambda s: s.search(text),
             lambda hits: self.search_results.emit(text, hits),
             lambda _msg: self.search_results.emit(text, []),
+            quiet=True,
         )
 
     def set_system_prompt(self, text: str) -> None:
@@ -234,24 +253,27 @@ class History(QObject):
     # Messages
     def save_message(
         self,
-        parent: Ref | None,
+        above: list[Ref],
         role: str,
         text: str = "",
         model: str | None = None,
         system_prompt: str = "",
         then: Callable[[], None] | None = None,
     ) -> Ref:
-        """Add a message under `parent` (a new conversation when none is open); `then` runs after, saved or not."""
+        """Add a message after the messages `above` it (a new conversation when none is open).
+
+        It hangs under the nearest one that was saved, so one failed save (a
+        moment of full disk) does not orphan the rest. `then` runs after, saved or not.
+        """
         ref, conversation = Ref(), self.conversation
 
         def job(store: ConversationStore) -> tuple[int, ...]:
-            if parent is not None and parent.value is None:
-                return ()  # the parent was never saved: nothing to hang this on
             if conversation.value is None:
                 conversation.value = store.create_conversation(system_prompt=system_prompt)
+            parent = next((r.value for r in reversed(above) if r.value is not None), None)
             ref.value = store.add_message(
                 conversation.value,
-                parent.value if parent else None,
+                parent,
                 role,
                 text,
                 model=model,
@@ -302,6 +324,7 @@ class History(QObject):
     def restore_backup(self, src: Path, passphrase: str) -> None:
         """Replace the history with a backup; the current file is kept beside it."""
         key = self._key
+        self._close()
 
         def job(_store: object) -> str:
             if key is None:
@@ -310,8 +333,6 @@ class History(QObject):
             return f"Restored your history from {src}." + (f" The previous one was kept as {kept}." if kept else "")
 
         def reopen(message: str | None = None) -> None:
-            self.is_open = False
-            self.conversation = Ref()
             if key is not None:
                 self._open(lambda: key)
             if message is not None:
@@ -326,8 +347,11 @@ class History(QObject):
             if passphrase:
                 salt = keys.new_salt()
                 new_key = keys.derive_key(passphrase, salt)
+                # The new salt is written (and synced) first, so a full disk fails before anything changed;
+                # the rename after the re-encryption cannot fail for lack of space.
+                pending = keys.save_salt(self.db_path, salt, suffix=".new")
                 backup.change_key(store.connection, new_key)
-                keys.save_salt(self.db_path, salt)
+                pending.replace(keys.salt_path(self.db_path))
                 keys.forget_key(self.db_path)
                 self._key = new_key
                 return "Your history now needs your passphrase to open."
@@ -348,9 +372,8 @@ class History(QObject):
             keys.forget_key(self.db_path)
 
         def reopen(_result: object) -> None:
-            self.is_open = False
-            self.conversation = Ref()
             self.finished.emit("delete-all", "All history was deleted.")
             self.start()
 
-        self._request(job, reopen, closed=True)
+        self._close()
+        self._request(job, reopen, lambda _msg: self.start(), closed=True)

@@ -198,11 +198,12 @@ class MainWindow(QMainWindow):
 
         history.ready.connect(self._history_ready)
         history.unavailable.connect(self._history_unavailable)
+        history.closing.connect(self._history_closing)
         history.locked.connect(lambda: self._history_unavailable(None))
         history.conversations.connect(sidebar.set_conversations)
         history.search_results.connect(sidebar.set_search_results)
         history.error.connect(lambda msg: self.notice.show_text(f"Your history was not updated. {msg}", warning=True))
-        history.finished.connect(lambda _what, msg: self.notice.show_text(msg))
+        history.finished.connect(self._history_reported)
         sidebar.new_chat_requested.connect(self.new_chat)
         sidebar.conversation_selected.connect(self.open_conversation)
         sidebar.rename_requested.connect(history.rename)
@@ -417,6 +418,7 @@ class MainWindow(QMainWindow):
             self.view.scroll_to_row(row)
 
     def _delete_conversation(self, conversation_id: int) -> None:
+        """Leave the conversation if it is open, then delete it (the sidebar offers Undo)."""
         if self.history.conversation.value == conversation_id:
             self.session.new_conversation()
         self.history.delete(conversation_id)
@@ -444,9 +446,23 @@ class MainWindow(QMainWindow):
             self._settings.get(opts.LAST_CONVERSATION) or None,
             lambda: self.history.conversation is wanted and self.model.rowCount() == 0,  # nothing started since
         )
-        self.lock_action.setEnabled(self.history.uses_passphrase)
-        self.idle.set_minutes(self._settings.get(opts.AUTO_LOCK_MINUTES) if self.history.uses_passphrase else 0)
+        self._update_locking()
         self.composer.setFocus()
+
+    def _history_closing(self) -> None:
+        self.session.close()  # the answer so far is saved before the database closes
+        self.session.new_conversation()
+        self.sidebar.set_conversations([])
+
+    def _history_reported(self, what: str, message: str) -> None:
+        self.notice.show_text(message)
+        if what == "passphrase":
+            self._update_locking()
+
+    def _update_locking(self) -> None:
+        passphrase = self.history.uses_passphrase
+        self.lock_action.setEnabled(passphrase)
+        self.idle.set_minutes(self._settings.get(opts.AUTO_LOCK_MINUTES) if passphrase else 0)
 
     def _history_unavailable(self, error: StoreError | None) -> None:
         """Show the lock page: unlock, choose a passphrase, or decide about a problem."""
@@ -480,7 +496,6 @@ class MainWindow(QMainWindow):
     def lock(self) -> None:
         """Close the history until the passphrase is entered again."""
         if self.history.uses_passphrase and self.history.is_open:
-            self.session.stop()
             self.history.lock()
 
     def _auto_lock(self) -> None:
@@ -507,9 +522,8 @@ class MainWindow(QMainWindow):
     def open_privacy(self) -> None:
         """Where the history lives, its encryption, passphrase, backup, restore and delete."""
         PrivacyDialog(self.history, self._settings, self).exec()
-        self.lock_action.setEnabled(self.history.uses_passphrase)
         if self.history.is_open:
-            self.idle.set_minutes(self._settings.get(opts.AUTO_LOCK_MINUTES) if self.history.uses_passphrase else 0)
+            self._update_locking()
 
     def show_crash_notice(self, crash_log: Path) -> None:
         """Tell the user the previous run ended abnormally."""

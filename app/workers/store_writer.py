@@ -1,9 +1,10 @@
 """The store writer: one thread owns the encrypted history connection.
 
 Every read and write of the history goes through it as a queued request, so
-the GUI thread never waits on the disk or on decryption. Results and known
-failures come back as signals; a store error is a message for the user, any
-other exception is a bug for the crash log.
+the GUI thread never waits on the disk or on decryption. Results and failures
+come back as signals: a store error carries its message for the user; any
+other exception is a bug, logged with its traceback, and still answered with
+`failed`, so whoever waits on the request (a turn about to start) never hangs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from sqlcipher3 import dbapi2 as sqlite
 from app.core.store.conversation_store import ConversationStore
 from app.core.store.database import open_database, translate
 from app.core.store.errors import StoreError
+
+UNEXPECTED = "An unexpected error stopped this change to your history; the details are in Tern's log."
 
 log = logging.getLogger("tern.store")
 
@@ -49,6 +52,10 @@ class _Writer(QObject):
         except StoreError as exc:
             self.open_failed.emit(exc)
             return
+        except Exception:
+            log.exception("Opening the history failed")
+            self.open_failed.emit(StoreError(UNEXPECTED))
+            return
         self._store = ConversationStore(self._conn)
         self.opened.emit()
 
@@ -75,9 +82,13 @@ class _Writer(QObject):
         except sqlite.Error as exc:
             known = translate(exc)
             if known is None:
-                raise  # a bug: the crash handler records it
-            log.warning("Store request %s failed: %s", tag, known)
-            self.failed.emit(tag, str(known))
+                log.exception("Store request %s failed", tag)
+            else:
+                log.warning("Store request %s failed: %s", tag, known)
+            self.failed.emit(tag, str(known or UNEXPECTED))
+        except Exception:
+            log.exception("Store request %s failed", tag)
+            self.failed.emit(tag, UNEXPECTED)
         else:
             self.done.emit(tag, result)
 

@@ -124,9 +124,12 @@ def test_branches_keep_every_version(store: ConversationStore) -> None:
     assert store.siblings(a2) == [a1, a2]
     assert [m.content for m in store.current_path(cid)] == ["Question", "Second answer"]
     follow = store.add_message(cid, a1, "user", "Follow-up on the first")
-    assert [m.content for m in store.switch_to(cid, a1)] == ["Question", "First answer", "Follow-up on the first"]
+    shown = store.open(cid, a1).branch
+    assert [e.message.content for e in shown] == ["Question", "First answer", "Follow-up on the first"]
+    assert [e.versions for e in shown] == [(q,), (a1, a2), (follow,)]
     assert store.conversation(cid)["current_leaf"] == follow
-    assert [m.content for m in store.switch_to(cid, a2)] == ["Question", "Second answer"]
+    assert [e.message.content for e in store.open(cid, a2).branch] == ["Question", "Second answer"]
+    assert [e.message.content for e in store.open(cid).branch] == ["Question", "Second answer"]
 
 
 def test_streaming_checkpoints_update_the_answer(store: ConversationStore) -> None:

@@ -324,6 +324,12 @@ def test_without_a_keychain_a_passphrase_protects_the_history(
     qtbot.waitUntil(lambda: again.model.rowCount() >= 1, timeout=LONG)
     assert again.model.item(0).text == "A private note about the garden."
 
+    with qtbot.waitSignal(again.history.finished, timeout=LONG):  # no keychain to clean up: still fine
+        again.history.change_passphrase("another long passphrase")
+    with qtbot.waitSignal(again.history.unavailable, timeout=LONG):
+        again.history.delete_everything()
+    assert again.lock_page.mode == LockMode.CREATE and not app_paths.history_db.exists()
+
 
 def test_a_vanished_key_offers_a_new_history_and_keeps_the_old_file(
     qtbot: QtBot, open_window: OpenWindow, app_paths: AppPaths
@@ -351,7 +357,7 @@ def test_lock_and_auto_lock_with_a_passphrase(qtbot: QtBot, open_window: OpenWin
     with qtbot.waitSignal(w.history.finished, timeout=LONG):
         w.history.change_passphrase("a long passphrase")
     assert w.history.uses_passphrase and keyring.get_password("Tern", f"history:{app_paths.history_db}") is None
-    w.lock_action.setEnabled(True)
+    assert w.lock_action.isEnabled()
     w.lock_action.trigger()
     assert w.lock_page.isVisible() and w.lock_page.mode == LockMode.UNLOCK
     assert w.model.rowCount() == 0 and w.sidebar.model.rowCount() == 0  # nothing readable stays on screen
@@ -431,7 +437,8 @@ def test_a_full_disk_is_a_message_and_the_chat_goes_on(
     w.close()
     conn = open_database(app_paths.history_db, load_or_create_key(app_paths.history_db))
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    assert [r[0] for r in conn.execute("SELECT content FROM messages ORDER BY id")] == ["first", "second"]
+    texts = [r[0] for r in conn.execute("SELECT content FROM messages ORDER BY id")]
+    assert texts[:2] == ["first", "second"] and "x" * 200_000 not in texts  # what did not fit is the only loss
     conn.close()
 
 
@@ -476,3 +483,70 @@ def test_privacy_settings_show_where_and_how_the_history_is_kept(qtbot: QtBot, o
     assert dialog.location.text() == str(w.history.db_path)
     assert "SQLCipher (AES-256)" in dialog.encryption.text() and "system keychain" in dialog.encryption.text()
     assert not dialog.auto_lock.isEnabled() and dialog.passphrase_button.text() == "Require a passphrase…"
+
+
+def stream_a_while(qtbot: QtBot, w: MainWindow, settings: Settings, text: str) -> None:
+    settings.set(opts.MAX_TOKENS, 2000)
+    assert w.send_message(text)
+    qtbot.waitUntil(lambda: len(w.model.item(w.model.rowCount() - 1).text) > 20, timeout=LONG)
+
+
+def test_a_late_load_never_replaces_a_new_chat(qtbot: QtBot, open_window: OpenWindow, app_paths: AppPaths) -> None:
+    ids = populate(app_paths, {"Old": ["old question", "old answer"]})
+    w = open_window()
+    qtbot.waitUntil(lambda: w.model.rowCount() == 2, timeout=5000)
+    w.open_conversation(ids["Old"])
+    w.new_chat()  # before the load above has answered
+    settle(qtbot, w)
+    assert w.model.rowCount() == 0 and w.history.conversation.value is None
+    with qtbot.waitSignal(w.session.conversation_shown, timeout=LONG):
+        w.send_message("A fresh start")
+    settle(qtbot, w)
+    assert w.history.conversation.value not in (None, ids["Old"])
+    assert [t for k, t in sidebar_rows(w) if k == Kind.CONVERSATION] == ["A fresh start", "Old"]
+
+
+def test_locking_mid_answer_saves_it(
+    qtbot: QtBot, open_window: OpenWindow, app_paths: AppPaths, settings: Settings
+) -> None:
+    w = open_window(load=True)
+    with qtbot.waitSignal(w.history.finished, timeout=LONG):
+        w.history.change_passphrase("a long passphrase")
+    stream_a_while(qtbot, w, settings, "Write a long story about a dragon.")
+    w.lock()
+    on_screen = w.lock_page.isVisible()
+    qtbot.keyClicks(w.lock_page.passphrase, "a long passphrase")
+    with qtbot.waitSignal(w.history.ready, timeout=LONG):
+        qtbot.keyClick(w.lock_page.passphrase, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: w.model.rowCount() == 2, timeout=5000)
+    assert on_screen and not w.busy
+    answer = w.model.item(1)
+    assert len(answer.text) > 20 and answer.notice  # saved up to the lock, marked as interrupted
+
+
+def test_restoring_mid_answer_keeps_the_answer_out_of_the_restored_history(
+    qtbot: QtBot, open_window: OpenWindow, app_paths: AppPaths, settings: Settings, tmp_path: Path
+) -> None:
+    populate(app_paths, {"In the backup": ["backup question", "backup answer"]})
+    w = open_window(load=True)
+    backup = tmp_path / "h.backup"
+    with qtbot.waitSignal(w.history.finished, timeout=LONG):
+        w.history.write_backup(backup, "backup passphrase")
+    w.new_chat()
+    stream_a_while(qtbot, w, settings, "Write a long story about a dragon.")
+    with qtbot.waitSignal(w.history.ready, timeout=LONG):
+        w.history.restore_backup(backup, "backup passphrase")
+    assert not w.busy and w.model.rowCount() == 0
+    qtbot.wait(1200)  # past two checkpoint intervals: nothing may write into the restored file
+    w.close()
+    key = load_or_create_key(app_paths.history_db)
+    conn = open_database(app_paths.history_db, key)
+    assert [r[0] for r in conn.execute("SELECT content FROM messages ORDER BY id")] == [
+        "backup question",
+        "backup answer",
+    ]
+    conn.close()
+    kept = open_database(app_paths.history_db.with_name("history.db.before-restore"), key)
+    texts = [r[0] for r in kept.execute("SELECT content FROM messages ORDER BY id")]
+    assert texts[-2] == "Write a long story about a dragon." and len(texts[-1]) > 20  # saved in the old file
+    kept.close()

@@ -61,3 +61,22 @@ def test_shutdown_writes_everything_queued(qtbot: QtBot, tmp_path: Path) -> None
     store = ConversationStore(open_database(tmp_path / "h.db", key))
     count = store._db.execute("SELECT count(*) FROM messages").fetchone()[0]
     assert count == 200
+
+
+def test_a_bug_in_a_request_is_answered_not_swallowed(qtbot: QtBot, tmp_path: Path) -> None:
+    writer = StoreWriter()
+    try:
+        with qtbot.waitSignal(writer.opened, timeout=10_000):
+            writer.open(tmp_path / "h.db", secrets.token_bytes(32))
+
+        def broken(store: ConversationStore) -> None:
+            raise RuntimeError("a bug")
+
+        with qtbot.waitSignal(writer.failed, timeout=10_000) as failed:
+            writer.submit("broken", broken)
+        assert failed.args[0] == "broken" and "unexpected error" in failed.args[1]
+        with qtbot.waitSignal(writer.done, timeout=10_000) as done:  # the writer carries on
+            writer.submit("next", lambda store: store.create_conversation("after"))
+        assert done.args[0] == "next"
+    finally:
+        writer.shutdown()

@@ -26,14 +26,13 @@ from pathlib import Path
 
 from sqlcipher3 import dbapi2 as sqlite
 
-from app.core.store.database import Connection, open_database, translate
+from app.core.store.database import SIDE_SUFFIXES, Connection, open_database, translate
 from app.core.store.errors import CorruptStoreError, DiskFullError, StoreError, WrongKeyError
 from app.core.store.keys import derive_key
 from app.core.store.schema import SCHEMA_VERSION
 
 _SALT_BYTES = 16
 _PAGE_SIZE = 4096  # SQLCipher 4's default; every backup is written with it
-_SIDE_SUFFIXES = ("-wal", "-shm")
 _NOT_OPENED = "This passphrase does not open the backup, or the file is not a Tern backup. Nothing was changed."
 _DAMAGED = "This file is not a Tern backup, or it is damaged and cannot be read."
 
@@ -59,7 +58,7 @@ def _failure(exc: sqlite.Error | OSError, what: str) -> StoreError:
 
 
 def _remove(path: Path) -> None:
-    for p in (path, *(path.with_name(path.name + s) for s in _SIDE_SUFFIXES)):
+    for p in (path, *(path.with_name(path.name + s) for s in SIDE_SUFFIXES)):
         p.unlink(missing_ok=True)
 
 
@@ -190,7 +189,7 @@ def restore_backup(src: Path, passphrase: str, db_path: Path, key: bytes) -> Pat
         if db_path.exists():
             old = kept
             _remove(kept)
-            for suffix in ("", *_SIDE_SUFFIXES):
+            for suffix in ("", *SIDE_SUFFIXES):
                 side = db_path.with_name(db_path.name + suffix)
                 if side.exists():
                     os.replace(side, kept.with_name(kept.name + suffix))

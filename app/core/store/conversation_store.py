@@ -298,12 +298,6 @@ class ConversationStore:
                 return current
             current = row[0]
 
-    def switch_to(self, conversation_id: int, message_id: int) -> list[StoredMessage]:
-        """Show the branch through `message_id` (its newest continuation) and return it."""
-        leaf = self.newest_leaf(message_id)
-        self._db.execute("UPDATE conversations SET current_leaf = ? WHERE id = ?", (leaf, conversation_id))
-        return self.path_to(leaf)
-
     # Search and export
     def search(self, text: str, limit: int = 50) -> list[SearchHit]:
         """Titles and messages matching every word of `text` (the last as a prefix), best first."""

@@ -18,14 +18,17 @@ from app.core.store.schema import migrate
 Connection = sqlite.Connection
 
 
+SIDE_SUFFIXES = ("-wal", "-shm")  # SQLite's companions of a WAL database
+
+
 def translate(exc: sqlite.Error) -> StoreError | None:
     """The user-facing error for a known SQLite failure, or None for a bug."""
-    text = str(exc).lower()
-    if "database or disk is full" in text or "disk i/o error" in text:
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith(("SQLITE_FULL", "SQLITE_IOERR")):
         return DiskFullError("The disk is full; the last change to your history was not saved.")
-    if "database is locked" in text or "busy" in text:
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
         return StoreBusyError("Another program is using your history file; close other Tern windows and retry.")
-    if "malformed" in text or "corrupt" in text:
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
         return CorruptStoreError("Your history file is damaged and cannot be read.")
     return None
 
@@ -64,7 +67,7 @@ def open_database(path: Path, key: bytes) -> Connection:
     except StoreError:
         conn.close()
         raise
-    for suffix in ("-wal", "-shm"):
+    for suffix in SIDE_SUFFIXES:
         side = path.with_name(path.name + suffix)
         if side.exists():
             os.chmod(side, 0o600)
@@ -75,7 +78,7 @@ def set_aside(path: Path) -> Path:
     """Rename a history that cannot be opened (and its side files) out of the way; returns its new name."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     target = path.with_name(f"{path.stem}-unopened-{stamp}{path.suffix}")
-    for suffix in ("", "-wal", "-shm", ".salt"):
+    for suffix in ("", *SIDE_SUFFIXES, ".salt"):
         side = path.with_name(path.name + suffix)
         if side.exists():
             os.replace(side, target.with_name(target.name + suffix))

@@ -63,7 +63,7 @@ def new_key() -> bytes:
 
 def forget_key(db_path: Path) -> None:
     """Remove the keychain entry (when the history is deleted or replaced)."""
-    with contextlib.suppress(keyring.errors.PasswordDeleteError):
+    with contextlib.suppress(keyring.errors.KeyringError):  # not there, or no keychain at all
         keyring.delete_password(APP_NAME, _account(db_path))
 
 
@@ -90,9 +90,9 @@ def new_salt() -> bytes:
     return secrets.token_bytes(16)
 
 
-def save_salt(db_path: Path, salt: bytes) -> None:
-    """Write the salt beside the database atomically (mode 0600)."""
-    target = salt_path(db_path)
+def save_salt(db_path: Path, salt: bytes, suffix: str = "") -> Path:
+    """Write the salt beside the database atomically (mode 0600); `suffix` names a pending one."""
+    target = salt_path(db_path).with_name(salt_path(db_path).name + suffix)
     tmp = target.with_name(target.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -100,6 +100,7 @@ def save_salt(db_path: Path, salt: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, target)
+    return target
 
 
 def key_from_passphrase(db_path: Path, passphrase: str) -> bytes:
