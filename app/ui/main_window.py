@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
@@ -30,7 +30,10 @@ from PySide6.QtWidgets import (
 
 from app import APP_NAME
 from app import settings as opts
+from app.core.engine.gguf_info import GgufError
 from app.core.engine.llama_engine import LoadedModel, Residency
+from app.core.models.hub import load_token
+from app.core.models.registry import ModelRegistry
 from app.core.models.starter import STARTER_DISPLAY_NAME, STARTER_NOTICE, is_starter
 from app.core.paths import AppPaths
 from app.core.store.errors import KeyringUnavailableError, StoreError, WrongKeyError
@@ -40,10 +43,13 @@ from app.ui.composer import Composer
 from app.ui.conversation_view import ConversationView
 from app.ui.history import History
 from app.ui.lock_page import IdleWatcher, LockMode, LockPage
+from app.ui.menus import build_menus
 from app.ui.model_info_panel import ModelInfoPanel
+from app.ui.model_manager import ModelManager, judge_fit
 from app.ui.privacy_dialog import PrivacyDialog
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.sidebar import Sidebar
+from app.workers.download_worker import DownloadManager
 from app.workers.inference_worker import InferenceThread, LoadRequest
 from app.workers.memory_monitor import MemoryMonitor
 
@@ -163,17 +169,25 @@ class MainWindow(QMainWindow):
         self.memory_monitor = MemoryMonitor(parent=self)
         self.memory_monitor.reading.connect(self.info_panel.show_reading)
         self.memory_monitor.start()
+        self.registry = ModelRegistry(paths.data / "models.json")
+        self.downloads = DownloadManager(paths.data / "downloads.json", load_token, parent=self)
+        self.downloads.installed.connect(
+            lambda m: self.notice.show_text(f"{m.name} is installed; load it from Tools → Models.")
+        )
+        self._manager: ModelManager | None = None
+        self.setAcceptDrops(True)
         self.idle = IdleWatcher(self)
         app = QApplication.instance()
         if app is not None:
             app.installEventFilter(self.idle)
 
-        self._build_menus()
+        self.lock_action = build_menus(self)
         self._connect()
         self._restore_geometry()
         self.composer.setFocus()
         if open_history:
             self.history.start()
+        self.downloads.start()  # downloads the user queued before the last quit carry on
 
     def _connect(self) -> None:
         session, history, sidebar = self.session, self.history, self.sidebar
@@ -219,53 +233,6 @@ class MainWindow(QMainWindow):
         self.idle.idle.connect(self._auto_lock)
 
     # Layout and menus
-    def _build_menus(self) -> None:
-        file_menu = self.menuBar().addMenu("&File")
-        open_model = QAction("&Open model file…", self)
-        open_model.setShortcut(QKeySequence.StandardKey.Open)
-        open_model.triggered.connect(self._choose_model)
-        starter = QAction("Use the &starter model", self)
-        starter.triggered.connect(lambda: self.load_model(None))
-        self.lock_action = QAction("&Lock history", self)
-        self.lock_action.setShortcut(QKeySequence("Ctrl+L"))
-        self.lock_action.triggered.connect(self.lock)
-        quit_action = QAction("&Quit", self)
-        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
-        quit_action.triggered.connect(self.close)
-        for action in (open_model, starter, self.lock_action, quit_action):
-            file_menu.addAction(action)
-        chat_menu = self.menuBar().addMenu("&Chat")
-        new_chat = QAction("&New chat", self)
-        new_chat.setShortcut(QKeySequence.StandardKey.New)
-        new_chat.triggered.connect(self.new_chat)
-        search = QAction("S&earch conversations", self)
-        search.setShortcut(QKeySequence("Ctrl+K"))
-        search.triggered.connect(lambda: self.sidebar.search.setFocus())
-        stop = QAction("&Stop", self)
-        stop.setShortcut(QKeySequence("Esc"))
-        stop.triggered.connect(self.stop)
-        regenerate = QAction("&Regenerate", self)
-        regenerate.setShortcut(QKeySequence("Ctrl+R"))
-        regenerate.triggered.connect(self.regenerate)
-        export_md = QAction("Export as &Markdown…", self)
-        export_md.triggered.connect(lambda: self.export_conversation(None, "markdown"))
-        export_json = QAction("Export as &JSON…", self)
-        export_json.triggered.connect(lambda: self.export_conversation(None, "json"))
-        for action in (new_chat, search, stop, regenerate, export_md, export_json):
-            chat_menu.addAction(action)
-        prefs = QAction("&Settings…", self)
-        prefs.setShortcut(QKeySequence.StandardKey.Preferences)
-        prefs.triggered.connect(self.open_settings)
-        privacy = QAction("&Privacy and history…", self)
-        privacy.triggered.connect(self.open_privacy)
-        tools = self.menuBar().addMenu("&Tools")
-        tools.addAction(prefs)
-        tools.addAction(privacy)
-        panel = self.info_panel.toggleViewAction()
-        panel.setText("&Model info")
-        panel.setShortcut(QKeySequence("Ctrl+I"))
-        self.menuBar().addMenu("&View").addAction(panel)
-
     def _placeholder(self) -> str:
         return (
             f'<h2 align="center">{APP_NAME}</h2>'
@@ -301,10 +268,48 @@ class MainWindow(QMainWindow):
         self.load_progress.show()
         self._inference.load(LoadRequest(path, self._settings.load_options()))
 
-    def _choose_model(self) -> None:
+    def choose_model(self) -> None:
+        """Pick a GGUF file, add it to the installed list (in place), and load it."""
         path, _ = QFileDialog.getOpenFileName(self, "Open a GGUF model", str(Path.home()), "GGUF models (*.gguf)")
         if path:
-            self.load_model(Path(path))
+            self.import_and_load(Path(path))
+
+    def import_and_load(self, path: Path) -> None:
+        """Validate and register a local GGUF without copying it, then load it."""
+        try:
+            self.registry.import_file(path)
+        except GgufError as exc:
+            self.notice.show_text(f"{path.name} is not a model Tern can load: {exc}", warning=True)
+            return
+        except OSError as exc:
+            self.notice.show_text(f"{path.name} could not be read: {exc.strerror or exc}.", warning=True)
+            return
+        if self._manager is not None:
+            self._manager.installed.refresh()
+        self.load_model(path)
+
+    def open_models(self) -> ModelManager:
+        """The model manager (one window, reused)."""
+        if self._manager is None:
+            self._manager = ModelManager(
+                self.downloads, self.registry, self._settings, self._paths.models, judge_fit, self
+            )
+            self._manager.load_requested.connect(self.load_model)
+        self._manager.show()
+        self._manager.raise_()
+        return self._manager
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+        """Accept GGUF files dropped on the window."""
+        if any(u.toLocalFile().lower().endswith(".gguf") for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        """A dropped GGUF is imported (validated, not copied) and loaded."""
+        models = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.toLocalFile().lower().endswith(".gguf")]
+        if models:
+            event.acceptProposedAction()
+            self.import_and_load(models[0])
 
     def _on_load_progress(self, stage: str, fraction: float) -> None:
         self.load_progress.show()
@@ -336,6 +341,7 @@ class MainWindow(QMainWindow):
         self.model_label.setText(self._model_text(loaded))
         starter = is_starter(loaded.info.path)
         self._settings.set(opts.MODEL_PATH, "" if starter else str(loaded.info.path))
+        self.registry.touch(loaded.info.path)
         if starter:
             self.notice.show_text(STARTER_NOTICE)
         elif self.notice.isVisible():
@@ -543,6 +549,7 @@ class MainWindow(QMainWindow):
         self.session.close()
         self.sidebar.finish_deletions()
         self.memory_monitor.shutdown()
+        self.downloads.shutdown()
         self._inference.shutdown()
         self.history.writer.shutdown()
         super().closeEvent(event)

@@ -1,0 +1,301 @@
+"""Downloading a model's files: resume, stall detection, retries with backoff, sha256, atomic install.
+
+Each file streams into `<name>.part` through huggingface_hub's HTTP session
+(inside `network.online`), with a `Range` request to continue whatever is
+already there, so a dropped connection, a sleep or an app restart resumes
+where it stopped. The bytes are hashed as they arrive; a file becomes usable
+only when its size and sha256 match the hub's LFS metadata, and the parts of a
+split model are renamed into place only when all of them are verified.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx2
+from huggingface_hub import hf_hub_url
+from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status  # type: ignore[attr-defined]
+
+from app.core.models import network
+from app.core.models.hub import DEFAULT_ENDPOINT, QuantOption, translate
+
+CHUNK = 256 * 1024
+DISK_MARGIN = 200 * 1024 * 1024  # left free after a download, for the rest of the system
+BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # waits between attempts that made no progress
+PROGRESS_EVERY_S = 0.2
+
+
+class DownloadError(Exception):
+    """A download that cannot go on, phrased for the user."""
+
+
+class Cancelled(Exception):  # noqa: N818 (a request, not an error)
+    """The user paused or cancelled."""
+
+
+@dataclass
+class JobFile:
+    """One file of a download."""
+
+    path: str  # in the repository
+    size: int
+    sha256: str | None
+    verified: bool = False  # its .part matched size and sha256
+
+
+@dataclass
+class DownloadJob:
+    """A model to download (one GGUF, or every part of a split one); saved in the queue file."""
+
+    repo_id: str
+    commit: str
+    label: str
+    files: list[JobFile]
+    dest_dir: str
+    endpoint: str = DEFAULT_ENDPOINT  # the hub (or mirror) it comes from
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    state: str = "queued"  # queued, downloading, paused, failed, done
+    error: str = ""
+    added: float = field(default_factory=time.time)
+
+    @classmethod
+    def for_option(
+        cls, repo_id: str, commit: str, option: QuantOption, models_dir: Path, endpoint: str = DEFAULT_ENDPOINT
+    ) -> DownloadJob:
+        """A job for a quantization option, into `models_dir/<org>/<name>/`."""
+        files = [JobFile(f.path, f.size, f.sha256) for f in option.files]
+        return cls(repo_id, commit, option.label, files, str(models_dir / repo_id), endpoint)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DownloadJob:
+        """Read back `as_dict`."""
+        files = [JobFile(**f) for f in data.pop("files")]
+        return cls(files=files, **data)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return asdict(self)
+
+    @property
+    def total(self) -> int:
+        """Bytes of all files."""
+        return sum(f.size for f in self.files)
+
+    def target(self, f: JobFile) -> Path:
+        """Where a file ends up."""
+        return Path(self.dest_dir) / f.path
+
+    def part(self, f: JobFile) -> Path:
+        """Where a file grows until it is verified."""
+        t = self.target(f)
+        return t.with_name(t.name + ".part")
+
+    def done_bytes(self) -> int:
+        """Bytes already on disk (finished files and parts)."""
+        total = 0
+        for f in self.files:
+            for p in (self.target(f), self.part(f)):
+                if p.exists():
+                    total += min(p.stat().st_size, f.size)
+                    break
+        return total
+
+    def remove_parts(self) -> None:
+        """Delete unfinished data (a cancelled download)."""
+        for f in self.files:
+            self.part(f).unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How a download is going."""
+
+    done: int
+    total: int
+    speed: float  # bytes per second, over the last few seconds
+    eta_s: float | None
+
+
+class _Meter:
+    """Speed over a sliding window, and rate-limited progress reports."""
+
+    def __init__(self, job: DownloadJob, report: Callable[[Progress], None]) -> None:
+        self._report = report
+        self._total = job.total
+        self._done = job.done_bytes()
+        self._samples: list[tuple[float, int]] = [(time.monotonic(), self._done)]
+        self._last = 0.0
+
+    def add(self, n: int, force: bool = False) -> None:
+        self._done += n
+        now = time.monotonic()
+        if not force and now - self._last < PROGRESS_EVERY_S:
+            return
+        self._last = now
+        self._samples.append((now, self._done))
+        self._samples = [s for s in self._samples if now - s[0] <= 5.0] or self._samples[-1:]
+        t0, d0 = self._samples[0]
+        speed = (self._done - d0) / (now - t0) if now > t0 else 0.0
+        eta = (self._total - self._done) / speed if speed > 0 else None
+        self._report(Progress(self._done, self._total, speed, eta))
+
+
+def _size(n: float) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+
+
+def check_disk(job: DownloadJob) -> None:
+    """Refuse to start when the rest of the download would not fit, with the numbers."""
+    folder = Path(job.dest_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    needed = job.total - job.done_bytes()
+    free = shutil.disk_usage(folder).free
+    if needed + DISK_MARGIN > free:
+        raise DownloadError(
+            f"Not enough disk space: {job.label} needs {_size(needed)} more, and {_size(free)} is free on that disk."
+        )
+
+
+def _hash_existing(path: Path, cancel: threading.Event) -> tuple[Any, int]:
+    digest = hashlib.sha256()
+    size = 0
+    if path.exists():
+        with path.open("rb") as f:
+            while block := f.read(4 * CHUNK):
+                if cancel.is_set():
+                    raise Cancelled
+                digest.update(block)
+                size += len(block)
+    return digest, size
+
+
+def _fetch(
+    job: DownloadJob,
+    f: JobFile,
+    url: str,
+    token: str | None,
+    cancel: threading.Event,
+    meter: _Meter,
+    stall_s: float,
+) -> None:
+    """Stream `f` into its .part until complete, resuming and retrying; verify its sha256."""
+    part = job.part(f)
+    part.parent.mkdir(parents=True, exist_ok=True)
+    digest, have = _hash_existing(part, cancel)
+    if have > f.size:  # longer than the file can be: start over
+        part.unlink()
+        digest, have = hashlib.sha256(), 0
+    attempt = 0
+    timeout = httpx2.Timeout(connect=15.0, read=stall_s, write=15.0, pool=15.0)
+    while have < f.size:
+        if cancel.is_set():
+            raise Cancelled
+        headers = build_hf_headers(token=token or False)
+        if have:
+            headers["Range"] = f"bytes={have}-"
+        received = 0
+        try:
+            with get_session().stream("GET", url, headers=headers, timeout=timeout) as response:
+                hf_raise_for_status(response)
+                if have and response.status_code == 200:  # the server ignored Range: start over
+                    digest, have = hashlib.sha256(), 0
+                    part.unlink(missing_ok=True)
+                with part.open("ab") as out:
+                    for chunk in response.iter_bytes():  # as received: a fixed size would drop a partial buffer
+                        if cancel.is_set():
+                            raise Cancelled
+                        out.write(chunk)
+                        digest.update(chunk)
+                        have += len(chunk)
+                        received += len(chunk)
+                        meter.add(len(chunk))
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise DownloadError("The disk filled up during the download; free some space and resume.") from exc
+            if not isinstance(exc, HfHubHTTPError):
+                raise
+            status = exc.response.status_code if exc.response is not None else 0
+            if status < 500 and status not in (408, 429):
+                raise DownloadError(str(translate(exc, job.repo_id))) from exc
+            problem = f"the hub answered {status}"
+        except httpx2.ConnectError as exc:
+            problem = str(translate(exc, job.repo_id))  # no network, or the name does not resolve
+        except (httpx2.TransportError, httpx2.StreamError) as exc:
+            problem = "the download stalled" if isinstance(exc, httpx2.TimeoutException) else "the connection dropped"
+        else:
+            if have < f.size:
+                problem = "the connection ended early"
+            else:
+                break
+        attempt = 0 if received else attempt + 1  # only attempts without progress count toward giving up
+        if attempt >= len(BACKOFF_S):
+            raise DownloadError(f"The download of {f.path} keeps failing: {problem.rstrip('.')}.")
+        if cancel.wait(BACKOFF_S[attempt - 1] if attempt else 0.5):
+            raise Cancelled
+    if have != f.size or (f.sha256 and digest.hexdigest() != f.sha256.lower()):
+        part.unlink(missing_ok=True)
+        raise DownloadError(
+            f"{f.path} arrived damaged (its checksum does not match the hub's), so it was deleted. "
+            "Retry to download it again."
+        )
+    f.verified = True
+
+
+def run_job(
+    job: DownloadJob,
+    cancel: threading.Event,
+    on_progress: Callable[[Progress], None],
+    token: str | None = None,
+    stall_s: float = 30.0,
+) -> list[Path]:
+    """Download, verify and install every file of `job`; returns the installed paths.
+
+    Raises DownloadError (with a message for the user) or Cancelled; the .part
+    files stay for a later resume either way, except a damaged one.
+    """
+    check_disk(job)
+    network.install()
+    meter = _Meter(job, on_progress)
+    with network.online(f"Download {job.repo_id} {job.label}"):
+        for f in job.files:
+            if job.target(f).exists() and job.target(f).stat().st_size == f.size:
+                continue
+            if f.verified and job.part(f).exists() and job.part(f).stat().st_size == f.size:
+                continue
+            url = hf_hub_url(job.repo_id, f.path, revision=job.commit or None, endpoint=job.endpoint)
+            _fetch(job, f, url, token, cancel, meter, stall_s)
+    for f in job.files:  # all verified: now they become usable, together
+        if job.part(f).exists():
+            os.replace(job.part(f), job.target(f))
+    meter.add(0, force=True)
+    return [job.target(f) for f in job.files]
+
+
+def load_queue(path: Path) -> list[DownloadJob]:
+    """The saved download queue (empty when missing or unreadable)."""
+    try:
+        return [DownloadJob.from_dict(d) for d in json.loads(path.read_text(encoding="utf-8"))]
+    except FileNotFoundError:
+        return []
+    except (ValueError, TypeError, KeyError):
+        return []
+
+
+def save_queue(path: Path, jobs: list[DownloadJob]) -> None:
+    """Write the queue atomically, so a restart resumes it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps([j.as_dict() for j in jobs], indent=1), encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,191 @@
+"""What a Hugging Face repository offers: its GGUF files grouped by quantization, with sizes and checksums.
+
+All hub I/O goes through huggingface_hub (`HfApi` for listings); every call
+here must run inside `network.online(...)`, which only a user's action enters.
+Hub failures become `HubError`s with a sentence the user can act on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+import httpx2
+import keyring
+import keyring.errors
+from huggingface_hub import HfApi
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    GatedRepoError,
+    HfHubHTTPError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from app import APP_NAME
+from app.core.models import network
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+TOKEN_ACCOUNT = "huggingface-token"  # the keychain entry of the user's hub access token
+_SPLIT = re.compile(r"^(?P<stem>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$")
+# Quantization names as they appear in file names: Q4_K_M, IQ4_XS, Q8_0, BF16, F16, QAT "q4_0" …
+_QUANT = re.compile(r"(?i)(?:^|[-_.])((?:UD-)?I?Q\d(?:_[A-Z0-9]+)*|BF16|F16|F32|MXFP4(?:_MOE)?)(?=[-_.]|$)")
+_SKIP = ("mmproj", "imatrix")
+
+
+class HubError(Exception):
+    """A hub failure, phrased for the user."""
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of a repository at a commit."""
+
+    path: str
+    size: int
+    sha256: str | None  # from the LFS pointer; None for small non-LFS files
+
+
+@dataclass(frozen=True)
+class QuantOption:
+    """One downloadable model in a repository: a GGUF, or all parts of a split GGUF."""
+
+    label: str  # e.g. "Q4_K_M"
+    files: tuple[RemoteFile, ...]
+
+    @property
+    def size(self) -> int:
+        """Bytes to download."""
+        return sum(f.size for f in self.files)
+
+    @property
+    def first(self) -> str:
+        """The file llama.cpp opens (the first part of a split model)."""
+        return self.files[0].path
+
+
+@dataclass(frozen=True)
+class RemoteModel:
+    """A repository as listed by the hub."""
+
+    repo_id: str
+    commit: str
+    gated: bool
+    license: str
+    options: list[QuantOption] = field(default_factory=list)
+
+
+def parse_repo_ref(text: str) -> str:
+    """A repo id from "org/name" or a hub URL (…/org/name, …/org/name/blob/main/x.gguf); raises HubError."""
+    text = text.strip()
+    if "://" in text:
+        parts = [p for p in urlparse(text).path.split("/") if p]
+        if parts[:1] == ["models"]:
+            parts = parts[1:]
+        text = "/".join(parts[:2])
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", text):
+        raise HubError(f"“{text}” is not a Hugging Face model id; use the form org/name or paste the model's URL.")
+    return text
+
+
+def quant_label(filename: str) -> str:
+    """The quantization named in a GGUF file name, e.g. "Q4_K_M" (or the file name without .gguf)."""
+    name = filename.rsplit("/", 1)[-1]
+    match = _SPLIT.match(name)
+    stem = match.group("stem") if match else name.removesuffix(".gguf")
+    found = _QUANT.findall(stem)
+    return found[-1].upper() if found else stem
+
+
+def group_options(files: list[RemoteFile]) -> list[QuantOption]:
+    """GGUF files as download options; the parts of a split model form one option, projectors are left out."""
+    singles: list[QuantOption] = []
+    splits: dict[tuple[str, str], list[tuple[int, RemoteFile]]] = {}
+    counts: dict[tuple[str, str], int] = {}
+    for f in files:
+        name = f.path.rsplit("/", 1)[-1]
+        if not name.endswith(".gguf") or any(s in name.lower() for s in _SKIP):
+            continue
+        match = _SPLIT.match(name)
+        if match is None:
+            singles.append(QuantOption(quant_label(f.path), (f,)))
+            continue
+        key = (f.path.rsplit("/", 1)[0] if "/" in f.path else "", match.group("stem"))
+        splits.setdefault(key, []).append((int(match.group("index")), f))
+        counts[key] = int(match.group("count"))
+    for key, parts in splits.items():
+        if len(parts) == counts[key]:  # an incomplete set cannot be loaded
+            ordered = tuple(f for _, f in sorted(parts, key=lambda p: p[0]))
+            singles.append(QuantOption(quant_label(ordered[0].path), ordered))
+    return sorted(singles, key=lambda o: o.size)
+
+
+def translate(exc: Exception, repo_id: str) -> HubError:
+    """A user-facing error for a hub or network failure."""
+    if isinstance(exc, GatedRepoError):
+        return HubError(
+            f"{repo_id} is gated: accept its licence on the model's page on Hugging Face, "
+            "then add your access token in the model manager's settings."
+        )
+    if isinstance(exc, RepositoryNotFoundError):
+        return HubError(f"There is no model {repo_id} on the hub (or it is private).")
+    if isinstance(exc, RevisionNotFoundError):
+        return HubError(f"{repo_id} has no such revision.")
+    if isinstance(exc, EntryNotFoundError):
+        return HubError(f"A file of {repo_id} is no longer on the hub; refresh the model's file list.")
+    if isinstance(exc, OfflineModeIsEnabled):
+        return HubError("Tern is offline; browsing and downloading only happen when you ask for them.")
+    if isinstance(exc, HfHubHTTPError):
+        status = exc.response.status_code if exc.response is not None else None
+        if status in (401, 403):
+            return HubError(f"The hub refused access to {repo_id} ({status}); check your access token.")
+        return HubError(f"The hub answered with an error ({status}); try again later.")
+    if isinstance(exc, httpx2.ConnectError):
+        text = str(exc).lower()
+        if "name or service" in text or "nodename" in text or "getaddrinfo" in text or "resolution" in text:
+            return HubError("The hub's address could not be found (DNS). Check the network or the hub address.")
+        return HubError("The hub could not be reached. Check the network connection and try again.")
+    if isinstance(exc, httpx2.TimeoutException):
+        return HubError("The hub did not answer in time. Check the network connection and try again.")
+    if isinstance(exc, httpx2.TransportError):
+        return HubError(f"The connection to the hub failed ({type(exc).__name__}); try again.")
+    raise exc
+
+
+def fetch_model(repo_id: str, endpoint: str = DEFAULT_ENDPOINT, token: str | None = None) -> RemoteModel:
+    """List a repository's GGUF options with sizes and sha256; needs `network.online`."""
+    network.install()
+    try:
+        info = HfApi(endpoint=endpoint, token=token or False).model_info(repo_id, files_metadata=True, timeout=20)
+    except (HfHubHTTPError, OfflineModeIsEnabled, httpx2.TransportError) as exc:
+        raise translate(exc, repo_id) from exc
+    files = [
+        RemoteFile(s.rfilename, int(s.size or (s.lfs.size if s.lfs else 0)), s.lfs.sha256 if s.lfs else None)
+        for s in info.siblings or []
+    ]
+    from_tags = next((t[8:] for t in info.tags or [] if t.startswith("license:")), "")
+    license_name = str(getattr(info.card_data, "license", None) or from_tags)
+    return RemoteModel(repo_id, info.sha or "", bool(info.gated), license_name, group_options(files))
+
+
+def load_token() -> str | None:
+    """The user's hub access token from the keychain, if any (never from settings or files)."""
+    try:
+        return keyring.get_password(APP_NAME, TOKEN_ACCOUNT) or None
+    except keyring.errors.KeyringError:
+        return None
+
+
+def save_token(token: str | None) -> None:
+    """Keep (or, with None, forget) the access token in the keychain; raises HubError without one."""
+    try:
+        if token:
+            keyring.set_password(APP_NAME, TOKEN_ACCOUNT, token.strip())
+        else:
+            with contextlib.suppress(keyring.errors.PasswordDeleteError):
+                keyring.delete_password(APP_NAME, TOKEN_ACCOUNT)
+    except keyring.errors.KeyringError as exc:
+        raise HubError(f"The system keychain could not store the token: {exc}") from exc

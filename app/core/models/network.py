@@ -1,0 +1,104 @@
+"""The only door to the network: Hugging Face Hub requests, allowed one user action at a time.
+
+The process runs with `HF_HUB_OFFLINE=1` and `HF_HUB_DISABLE_TELEMETRY=1`.
+huggingface_hub's HTTP client is replaced by one whose request hook refuses
+every request unless the calling thread is inside `online(...)`, which only an
+explicit user action (browse, download) enters, and which records every
+request and its answer in `ACTIVITY` for the model manager's network log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import httpx2
+from huggingface_hub.errors import OfflineModeIsEnabled
+from huggingface_hub.utils import _http as hf_http  # the client factory hook is public; its module is not
+
+_LOG_LIMIT = 500
+
+
+@dataclass
+class Activity:
+    """One request the app made."""
+
+    when: float
+    reason: str  # the user action that allowed it
+    method: str
+    url: str
+    status: int | None = None  # None until answered (or when it failed before an answer)
+    error: str = ""
+
+
+class ActivityLog:
+    """Every request, newest last; listeners hear about each change (from any thread)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.entries: list[Activity] = []
+        self.listeners: list[Callable[[Activity], None]] = []
+
+    def add(self, entry: Activity) -> None:
+        """Record a request."""
+        with self._lock:
+            self.entries.append(entry)
+            del self.entries[:-_LOG_LIMIT]
+        self._notify(entry)
+
+    def _notify(self, entry: Activity) -> None:
+        for listener in list(self.listeners):
+            listener(entry)
+
+    def snapshot(self) -> list[Activity]:
+        """A copy of the entries."""
+        with self._lock:
+            return list(self.entries)
+
+
+ACTIVITY = ActivityLog()
+_allowed = threading.local()
+
+
+@contextlib.contextmanager
+def online(reason: str) -> Iterator[None]:
+    """Let this thread reach the Hub for `reason` (a user action, shown in the network log)."""
+    previous = getattr(_allowed, "reason", None)
+    _allowed.reason = reason
+    try:
+        yield
+    finally:
+        _allowed.reason = previous
+
+
+def _on_request(request: httpx2.Request) -> None:
+    reason = getattr(_allowed, "reason", None)
+    if reason is None:
+        raise OfflineModeIsEnabled(f"Tern is offline; nothing asked to reach {request.url.host}.")
+    entry = Activity(time.time(), reason, request.method, str(request.url.copy_with(query=None)))
+    request.extensions["tern_activity"] = entry
+    ACTIVITY.add(entry)
+
+
+def _on_response(response: httpx2.Response) -> None:
+    entry = response.request.extensions.get("tern_activity")
+    if isinstance(entry, Activity):
+        entry.status = response.status_code
+        ACTIVITY._notify(entry)
+
+
+def _client() -> httpx2.Client:
+    return httpx2.Client(
+        event_hooks={"request": [_on_request], "response": [_on_response]},
+        follow_redirects=True,
+        timeout=None,
+    )
+
+
+def install() -> None:
+    """Route all of huggingface_hub's requests through the gate (idempotent)."""
+    if hf_http._GLOBAL_CLIENT_FACTORY is not _client:
+        hf_http.set_client_factory(_client)

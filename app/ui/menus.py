@@ -1,0 +1,63 @@
+"""The main window's menus and their shortcuts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PySide6.QtGui import QAction, QKeySequence
+
+if TYPE_CHECKING:
+    from app.ui.main_window import MainWindow
+
+
+def build_menus(window: MainWindow) -> QAction:
+    """File, Chat, Tools and View menus; returns the Lock action (enabled only with a passphrase)."""
+    file_menu = window.menuBar().addMenu("&File")
+    open_model = QAction("&Open model file…", window)
+    open_model.setShortcut(QKeySequence.StandardKey.Open)
+    open_model.triggered.connect(window.choose_model)
+    starter = QAction("Use the &starter model", window)
+    starter.triggered.connect(lambda: window.load_model(None))
+    lock_action = QAction("&Lock history", window)
+    lock_action.setShortcut(QKeySequence("Ctrl+L"))
+    lock_action.triggered.connect(window.lock)
+    quit_action = QAction("&Quit", window)
+    quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+    quit_action.triggered.connect(window.close)
+    for action in (open_model, starter, lock_action, quit_action):
+        file_menu.addAction(action)
+    chat_menu = window.menuBar().addMenu("&Chat")
+    new_chat = QAction("&New chat", window)
+    new_chat.setShortcut(QKeySequence.StandardKey.New)
+    new_chat.triggered.connect(window.new_chat)
+    search = QAction("S&earch conversations", window)
+    search.setShortcut(QKeySequence("Ctrl+K"))
+    search.triggered.connect(lambda: window.sidebar.search.setFocus())
+    stop = QAction("&Stop", window)
+    stop.setShortcut(QKeySequence("Esc"))
+    stop.triggered.connect(window.stop)
+    regenerate = QAction("&Regenerate", window)
+    regenerate.setShortcut(QKeySequence("Ctrl+R"))
+    regenerate.triggered.connect(window.regenerate)
+    export_md = QAction("Export as &Markdown…", window)
+    export_md.triggered.connect(lambda: window.export_conversation(None, "markdown"))
+    export_json = QAction("Export as &JSON…", window)
+    export_json.triggered.connect(lambda: window.export_conversation(None, "json"))
+    for action in (new_chat, search, stop, regenerate, export_md, export_json):
+        chat_menu.addAction(action)
+    prefs = QAction("&Settings…", window)
+    prefs.setShortcut(QKeySequence.StandardKey.Preferences)
+    prefs.triggered.connect(window.open_settings)
+    privacy = QAction("&Privacy and history…", window)
+    privacy.triggered.connect(window.open_privacy)
+    models = QAction("M&odels…", window)
+    models.setShortcut(QKeySequence("Ctrl+M"))
+    models.triggered.connect(window.open_models)
+    tools = window.menuBar().addMenu("&Tools")
+    for action in (models, prefs, privacy):
+        tools.addAction(action)
+    panel = window.info_panel.toggleViewAction()
+    panel.setText("&Model info")
+    panel.setShortcut(QKeySequence("Ctrl+I"))
+    window.menuBar().addMenu("&View").addAction(panel)
+    return lock_action

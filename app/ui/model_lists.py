@@ -1,0 +1,300 @@
+"""The model manager's lists: installed models, the download queue, and the network log."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core.engine.gguf_info import GgufError
+from app.core.models.download import DownloadJob, Progress
+from app.core.models.network import ACTIVITY, Activity
+from app.core.models.registry import InstalledModel, ModelRegistry
+from app.ui import units
+from app.workers.download_worker import DownloadManager
+
+
+def _table(headers: list[str]) -> QTableWidget:
+    table = QTableWidget(0, len(headers))
+    table.setHorizontalHeaderLabels(headers)
+    table.verticalHeader().hide()
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+    table.horizontalHeader().setStretchLastSection(True)
+    return table
+
+
+def when(timestamp: float | None) -> str:
+    """A short, human date: "today 14:05", "3 days ago", or "never"."""
+    if not timestamp:
+        return "never"
+    days = int((time.time() - timestamp) // 86400)
+    if days < 1:
+        return time.strftime("today %H:%M", time.localtime(timestamp))
+    return "yesterday" if days == 1 else f"{days} days ago"
+
+
+class InstalledTab(QWidget):
+    """Installed models with Load, Delete, Show in folder, and Import."""
+
+    load_requested = Signal(object)  # Path
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        super().__init__()
+        self._registry = registry
+        self.table = _table(["Model", "Family", "Size", "Parameters", "Last used", "Source"])
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.load_button = QPushButton("Load")
+        self.delete_button = QPushButton("Delete…")
+        self.reveal_button = QPushButton("Show in folder")
+        self.import_button = QPushButton("Import a GGUF file…")
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        buttons = QHBoxLayout()
+        for b in (self.load_button, self.delete_button, self.reveal_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        buttons.addWidget(self.import_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.table, 1)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status)
+        self.load_button.clicked.connect(self._load)
+        self.table.doubleClicked.connect(lambda _i: self._load())
+        self.delete_button.clicked.connect(self._delete)
+        self.reveal_button.clicked.connect(self._reveal)
+        self.import_button.clicked.connect(self._choose_import)
+        self.table.itemSelectionChanged.connect(self._selection_changed)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the registry."""
+        self._models = self._registry.models()
+        self.table.setRowCount(len(self._models))
+        for row, m in enumerate(self._models):
+            params = units.params(m.effective_parameters)
+            if m.ple_parameters:
+                params += f" + {units.params(m.ple_parameters)} PLE"
+            source = "imported" if m.imported else (f"{m.repo_id} {m.label}".strip() or "Tern")
+            for col, text in enumerate([m.name, m.family, units.size(m.size), params, when(m.last_used), source]):
+                item = QTableWidgetItem(text)
+                item.setToolTip(m.path)
+                self.table.setItem(row, col, item)
+        self._selection_changed()
+
+    def selected(self) -> InstalledModel | None:
+        """The highlighted model."""
+        rows = self.table.selectionModel().selectedRows()
+        return self._models[rows[0].row()] if rows else None
+
+    def _selection_changed(self) -> None:
+        chosen = self.selected() is not None
+        for b in (self.load_button, self.delete_button, self.reveal_button):
+            b.setEnabled(chosen)
+
+    def _load(self) -> None:
+        model = self.selected()
+        if model is not None:
+            self.load_requested.emit(Path(model.path))
+
+    def _delete(self) -> None:
+        model = self.selected()
+        if model is None:
+            return
+        what = (
+            "Remove it from Tern's list? The file stays where it is."
+            if model.imported
+            else (f"Delete {model.name} ({units.size(model.size)}) from this computer?")
+        )
+        if QMessageBox.question(self, "Delete model", what) == QMessageBox.StandardButton.Yes:
+            self.delete(model)
+
+    def delete(self, model: InstalledModel) -> None:
+        """Forget a model, deleting its files unless it was imported in place."""
+        deleted = self._registry.remove(model.path)
+        self.status.setText(f"Deleted {len(deleted)} file(s)." if deleted else f"Removed {model.name} from the list.")
+        self.refresh()
+
+    def _reveal(self) -> None:
+        model = self.selected()
+        if model is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(model.path).parent)))
+
+    def _choose_import(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import a GGUF model", str(Path.home()), "GGUF models (*.gguf)")
+        if path:
+            self.import_file(Path(path))
+
+    def import_file(self, path: Path, copy_to: Path | None = None) -> InstalledModel | None:
+        """Validate and register a local GGUF (in place unless `copy_to`); errors go to the status line."""
+        try:
+            model = self._registry.import_file(path, copy_to)
+        except GgufError as exc:
+            self.status.setText(f"{path.name} was not imported: {exc}")
+            return None
+        except OSError as exc:
+            self.status.setText(f"{path.name} could not be read: {exc.strerror or exc}.")
+            return None
+        self.status.setText(f"Imported {model.name}.")
+        self.refresh()
+        return model
+
+
+def _progress_text(job: DownloadJob, p: Progress | None) -> str:
+    if job.state == "failed":
+        return job.error
+    if p is None:
+        return {"queued": "Waiting", "paused": "Paused"}.get(job.state, job.state.capitalize())
+    text = f"{units.size(p.done)} of {units.size(p.total)}"
+    if job.state == "downloading" and p.speed > 0:
+        text += f" · {units.size(int(p.speed))}/s"
+        if p.eta_s is not None:
+            minutes, seconds = divmod(int(p.eta_s), 60)
+            text += f" · {minutes} min {seconds:02d} s left" if minutes else f" · {seconds} s left"
+    elif job.state == "paused":
+        text += " · paused"
+    return text
+
+
+class DownloadsTab(QWidget):
+    """The queue: each download's progress, and Pause / Resume / Cancel."""
+
+    def __init__(self, downloads: DownloadManager) -> None:
+        super().__init__()
+        self._downloads = downloads
+        self.table = _table(["Model", "Progress", "Status"])
+        self.table.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.pause_button = QPushButton("Pause")
+        self.resume_button = QPushButton("Resume")
+        self.cancel_button = QPushButton("Cancel")
+        self.empty = QLabel("No downloads. Choose a model in Discover.")
+        buttons = QHBoxLayout()
+        for b in (self.pause_button, self.resume_button, self.cancel_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.empty)
+        layout.addLayout(buttons)
+        self.pause_button.clicked.connect(lambda: self._act(downloads.pause))
+        self.resume_button.clicked.connect(lambda: self._act(downloads.resume))
+        self.cancel_button.clicked.connect(lambda: self._act(downloads.cancel))
+        self.table.itemSelectionChanged.connect(self._update_buttons)
+        downloads.changed.connect(lambda _id: self.refresh())
+        downloads.progress.connect(self._on_progress)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Rebuild the rows from the queue."""
+        jobs = self._downloads.jobs
+        self.table.setRowCount(len(jobs))
+        for row, job in enumerate(jobs):
+            name = QTableWidgetItem(f"{job.repo_id} {job.label}")
+            name.setData(Qt.ItemDataRole.UserRole, job.id)
+            self.table.setItem(row, 0, name)
+            bar = QProgressBar()
+            bar.setRange(0, 1000)
+            self.table.setCellWidget(row, 1, bar)
+            self._show(row, job, self._downloads.last_progress.get(job.id))
+        self.empty.setVisible(not jobs)
+        self._update_buttons()
+
+    def _show(self, row: int, job: DownloadJob, p: Progress | None) -> None:
+        bar = self.table.cellWidget(row, 1)
+        if isinstance(bar, QProgressBar):
+            done = p.done if p else job.done_bytes() if job.state != "queued" else 0
+            bar.setValue(int(1000 * done / job.total) if job.total else 0)
+        self.table.setItem(row, 2, QTableWidgetItem(_progress_text(job, p)))
+
+    def _on_progress(self, job_id: str, progress: Progress) -> None:
+        for row, job in enumerate(self._downloads.jobs):
+            if job.id == job_id:
+                self._show(row, job, progress)
+
+    def _selected(self) -> DownloadJob | None:
+        rows = self.table.selectionModel().selectedRows()
+        item = self.table.item(rows[0].row(), 0) if rows else None
+        return self._downloads.job(item.data(Qt.ItemDataRole.UserRole)) if item is not None else None
+
+    def _update_buttons(self) -> None:
+        job = self._selected()
+        state = job.state if job else ""
+        self.pause_button.setEnabled(state in ("queued", "downloading"))
+        self.resume_button.setEnabled(state in ("paused", "failed"))
+        self.cancel_button.setEnabled(job is not None)
+
+    def _act(self, action: object) -> None:
+        job = self._selected()
+        if job is not None and callable(action):
+            action(job.id)
+        self._update_buttons()
+
+
+class _ActivityBridge(QObject):
+    """Brings news of network log entries (recorded on worker threads) to the GUI thread."""
+
+    entry = Signal()
+
+
+class NetworkTab(QWidget):
+    """Every request Tern made, with why (the user action) and the answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.table = _table(["Time", "Why", "Request", "Answer"])
+        self.table.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        note = QLabel(
+            "Tern contacts the network only when you look up or download a model. "
+            "Every request it made since it started is listed here; there is no telemetry."
+        )
+        note.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.addWidget(note)
+        layout.addWidget(self.table, 1)
+        self._refresh_soon = QTimer(self)
+        self._refresh_soon.setSingleShot(True)
+        self._refresh_soon.setInterval(200)
+        self._refresh_soon.timeout.connect(self.refresh)
+        self._bridge = _ActivityBridge()
+        self._bridge.entry.connect(self._refresh_soon.start)  # a QTimer slot: queued to this thread
+        bridge = self._bridge
+
+        def listener(_entry: Activity) -> None:
+            bridge.entry.emit()
+
+        ACTIVITY.listeners.append(listener)
+        self.destroyed.connect(lambda: self._forget(listener))
+        self.refresh()
+
+    @staticmethod
+    def _forget(listener: Callable[[Activity], None]) -> None:
+        if listener in ACTIVITY.listeners:
+            ACTIVITY.listeners.remove(listener)
+
+    def refresh(self) -> None:
+        """Show the log, newest first."""
+        entries: list[Activity] = list(reversed(ACTIVITY.snapshot()))
+        self.table.setRowCount(len(entries))
+        for row, e in enumerate(entries):
+            answer = str(e.status) if e.status is not None else (e.error or "…")
+            cells = [time.strftime("%H:%M:%S", time.localtime(e.when)), e.reason, f"{e.method} {e.url}", answer]
+            for col, text in enumerate(cells):
+                self.table.setItem(row, col, QTableWidgetItem(text))

@@ -1,0 +1,299 @@
+"""The model manager: discover Gemma models that fit, download them, and manage what is installed.
+
+Nothing here touches the network by itself. "Look up" and "Download" are the
+user's explicit requests; they run on the download manager's threads, and the
+Network tab lists every request the app has made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app import settings as opts
+from app.core.models.catalog import CatalogEntry, load_catalog
+from app.core.models.download import DownloadJob
+from app.core.models.hub import HubError, QuantOption, RemoteModel, parse_repo_ref, save_token
+from app.core.models.registry import ModelRegistry
+from app.settings import Settings
+from app.ui import units
+from app.ui.model_lists import DownloadsTab, InstalledTab, NetworkTab
+from app.workers.download_worker import DownloadManager
+
+# (model, option, context size) -> (verdict label, explanation); the fit estimator supplies it.
+FitJudge = Callable[[RemoteModel, QuantOption, int], tuple[str, str]]
+
+
+def judge_fit(remote: RemoteModel, option: QuantOption, n_ctx: int) -> tuple[str, str]:
+    """Fit guidance for a remote quantization on this machine."""
+    return "Unknown", f"{units.size(option.size)} to download"
+
+
+VERDICT_COLOURS = {"Fits": "#15803d", "Tight": "#b45309", "Won't fit": "#b91c1c"}
+
+
+class DiscoverTab(QWidget):
+    """The catalogue, a repository's quantizations with fit guidance, and the Download buttons."""
+
+    def __init__(self, downloads: DownloadManager, settings: Settings, models_dir: Path, judge: FitJudge) -> None:
+        super().__init__()
+        self._downloads = downloads
+        self._settings = settings
+        self._models_dir = models_dir
+        self._judge = judge
+        self._remote: RemoteModel | None = None
+        self._entry: CatalogEntry | None = None
+        self.catalog = load_catalog()
+
+        self.entries = QListWidget()
+        for entry in self.catalog:
+            item = QListWidgetItem(
+                f"{entry.name}\n{entry.family} · {'embedding' if entry.kind == 'embedding' else 'chat'}"
+            )
+            item.setData(Qt.ItemDataRole.UserRole, entry.id)
+            self.entries.addItem(item)
+        self.title = QLabel()
+        self.title.setStyleSheet("font-size: 14pt; font-weight: 600;")
+        self.description = QLabel()
+        self.description.setWordWrap(True)
+        self.source = QComboBox()
+        self.repo = QLineEdit()
+        self.repo.setPlaceholderText("Or paste any Hugging Face model id or URL, e.g. org/model-GGUF")
+        self.look_up = QPushButton("Look up files online")
+        self.context = QSpinBox()
+        self.context.setRange(512, 262144)
+        self.context.setSingleStep(1024)
+        self.context.setValue(settings.get(opts.CONTEXT_SIZE))
+        self.context.setSuffix(" tokens of context")
+        self.status = QLabel("Choose a model, then look up its files. Tern goes online only when you ask.")
+        self.status.setWordWrap(True)
+        self.options = QTableWidget(0, 4)
+        self.options.setHorizontalHeaderLabels(["Quantization", "Download", "Fit on this machine", ""])
+        self.options.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.options.verticalHeader().hide()
+        self.options.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.options.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+
+        detail = QWidget()
+        form = QVBoxLayout(detail)
+        form.addWidget(self.title)
+        form.addWidget(self.description)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("From"))
+        row.addWidget(self.source, 1)
+        form.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(self.repo, 1)
+        row.addWidget(self.look_up)
+        form.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(self.context)
+        row.addStretch(1)
+        form.addLayout(row)
+        form.addWidget(self.status)
+        form.addWidget(self.options, 1)
+        split = QSplitter()
+        split.addWidget(self.entries)
+        split.addWidget(detail)
+        split.setSizes([260, 640])
+        layout = QVBoxLayout(self)
+        layout.addWidget(split)
+
+        self.entries.currentRowChanged.connect(self._show_entry)
+        self.look_up.clicked.connect(self.look_up_repo)
+        self.repo.returnPressed.connect(self.look_up_repo)
+        self.source.currentIndexChanged.connect(lambda _i: self.repo.setText(self.source.currentData() or ""))
+        self.context.valueChanged.connect(lambda _v: self._show_options())
+        downloads.fetched.connect(self._on_fetched)
+        downloads.fetch_failed.connect(self._on_fetch_failed)
+        self.entries.setCurrentRow(0)
+
+    def _show_entry(self, row: int) -> None:
+        if not 0 <= row < len(self.catalog):
+            return
+        entry = self._entry = self.catalog[row]
+        self.title.setText(entry.name)
+        self.description.setText(f"{entry.use}\n\nLicence: {entry.licence}.")
+        self.source.blockSignals(True)
+        self.source.clear()
+        for s in entry.sources:
+            self.source.addItem(f"{s.repo} — {s.note}", s.repo)
+        self.source.blockSignals(False)
+        self.repo.setText(entry.sources[0].repo)
+        self._remote = None
+        self._show_options()
+
+    def look_up_repo(self) -> None:
+        """List the repository's files (the user's explicit request to go online)."""
+        try:
+            repo_id = parse_repo_ref(self.repo.text())
+        except HubError as exc:
+            self.status.setText(str(exc))
+            return
+        self.repo.setText(repo_id)
+        self.status.setText(f"Looking up {repo_id}…")
+        self.look_up.setEnabled(False)
+        self._downloads.fetch(repo_id, self._settings.get(opts.HUB_ENDPOINT))
+
+    def _on_fetched(self, repo_id: str, remote: RemoteModel) -> None:
+        if repo_id != self.repo.text().strip():
+            return
+        self.look_up.setEnabled(True)
+        self._remote = remote
+        gated = " It is gated: the hub needs your token and accepted licence to download." if remote.gated else ""
+        self.status.setText(
+            f"{repo_id}: {len(remote.options)} model files"
+            + (f", licence {remote.license}" if remote.license else "")
+            + f".{gated}"
+        )
+        self._show_options()
+
+    def _on_fetch_failed(self, repo_id: str, message: str) -> None:
+        self.look_up.setEnabled(True)
+        self.status.setText(message)
+
+    def _show_options(self) -> None:
+        remote = self._remote
+        options = remote.options if remote else []
+        entry = self._entry
+        if entry is not None:
+            options = sorted(options, key=lambda o: (entry.quality(o.label), -o.size))
+        self.options.setRowCount(len(options))
+        verdicts = [self._judge(remote, o, self.context.value()) for o in options] if remote else []
+        best = next((i for i, (v, _) in enumerate(verdicts) if v == "Fits"), None)
+        for row, option in enumerate(options):
+            verdict, why = verdicts[row]
+            label = option.label + (f" ({len(option.files)} parts)" if len(option.files) > 1 else "")
+            self.options.setItem(row, 0, QTableWidgetItem(label))
+            self.options.setItem(row, 1, QTableWidgetItem(units.size(option.size)))
+            text = f"{verdict}: {why}" + (" — recommended for this machine" if row == best else "")
+            fit = QTableWidgetItem(text)
+            fit.setToolTip(why)
+            fit.setForeground(QColor(VERDICT_COLOURS.get(verdict, "#374151")))
+            fit.setData(Qt.ItemDataRole.UserRole, verdict)
+            self.options.setItem(row, 2, fit)
+            button = QPushButton("Download")
+            button.clicked.connect(lambda _c=False, o=option: self.download(o))
+            self.options.setCellWidget(row, 3, button)
+        self.options.resizeColumnsToContents()
+        self.options.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+
+    def download(self, option: QuantOption) -> DownloadJob | None:
+        """Queue `option` of the looked-up repository."""
+        if self._remote is None:
+            return None
+        endpoint = self._settings.get(opts.HUB_ENDPOINT)
+        job = DownloadJob.for_option(self._remote.repo_id, self._remote.commit, option, self._models_dir, endpoint)
+        return self._downloads.add(job)
+
+
+class HubSettings(QWidget):
+    """Hub address (a mirror) and the access token, which lives in the keychain."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self._settings = settings
+        self.endpoint = QLineEdit(settings.get(opts.HUB_ENDPOINT))
+        self.token = QLineEdit()
+        self.token.setEchoMode(QLineEdit.EchoMode.Password)
+        self.token.setPlaceholderText("hf_… (for gated models; kept in the system keychain)")
+        save = QPushButton("Save")
+        forget = QPushButton("Remove token")
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        form = QFormLayout(self)
+        form.addRow("Hub address", self.endpoint)
+        form.addRow("Access token", self.token)
+        buttons = QHBoxLayout()
+        buttons.addWidget(save)
+        buttons.addWidget(forget)
+        buttons.addStretch(1)
+        form.addRow("", buttons)
+        form.addRow("", self.status)
+        save.clicked.connect(self.save)
+        forget.clicked.connect(lambda: self._store_token(None))
+
+    def save(self) -> None:
+        """Keep the address in settings and the token (if typed) in the keychain."""
+        address = self.endpoint.text().strip().rstrip("/") or opts.HUB_ENDPOINT.default
+        if not address.startswith(("https://", "http://")):
+            self.status.setText("The hub address must start with https://")
+            return
+        self._settings.set(opts.HUB_ENDPOINT, address)
+        self._settings.sync()
+        if self.token.text().strip():
+            self._store_token(self.token.text())
+        else:
+            self.status.setText("Saved.")
+
+    def _store_token(self, token: str | None) -> None:
+        try:
+            save_token(token)
+        except HubError as exc:
+            self.status.setText(str(exc))
+            return
+        self.token.clear()
+        self.status.setText("Token saved in the system keychain." if token else "Token removed.")
+
+
+class ModelManager(QDialog):
+    """Discover, Installed, Downloads, Network and Hub tabs."""
+
+    load_requested = Signal(object)  # Path of a model to load
+
+    def __init__(
+        self,
+        downloads: DownloadManager,
+        registry: ModelRegistry,
+        settings: Settings,
+        models_dir: Path,
+        judge: FitJudge,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Models")
+        self.resize(980, 620)
+        self.discover = DiscoverTab(downloads, settings, models_dir, judge)
+        self.installed = InstalledTab(registry)
+        self.downloads = DownloadsTab(downloads)
+        self.network = NetworkTab()
+        self.hub = HubSettings(settings)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.discover, "Discover")
+        self.tabs.addTab(self.installed, "Installed")
+        self.tabs.addTab(self.downloads, "Downloads")
+        self.tabs.addTab(self.network, "Network activity")
+        self.tabs.addTab(self.hub, "Hub and token")
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.tabs)
+        self.installed.load_requested.connect(self.load_requested)
+        downloads.installed.connect(lambda _m: self.installed.refresh())
+        downloads.changed.connect(lambda _id: self._count_downloads(downloads))
+        self._count_downloads(downloads)
+
+    def _count_downloads(self, downloads: DownloadManager) -> None:
+        active = sum(1 for j in downloads.jobs if j.state in ("queued", "downloading"))
+        self.tabs.setTabText(2, f"Downloads ({active})" if active else "Downloads")
