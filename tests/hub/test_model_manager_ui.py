@@ -1,0 +1,104 @@
+"""The model manager in the real window: look up, fit guidance, download, install, load; import by drop."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QApplication
+from pytestqt.qtbot import QtBot
+
+from app import settings as opts
+from app.core.paths import AppPaths
+from app.settings import Settings
+from app.ui.main_window import MainWindow
+from app.workers.inference_worker import InferenceThread
+from tests.hub.conftest import PUBLIC_REPO, STARTER_NAME
+from tests.hub.hub_server import Fault, HubServer
+
+LONG = 60_000
+
+
+@pytest.fixture
+def window(qtbot: QtBot, app_paths: AppPaths, hub_server: HubServer) -> Iterator[MainWindow]:
+    settings = Settings(app_paths.settings_file)
+    settings.set(opts.HUB_ENDPOINT, hub_server.endpoint)
+    settings.set(opts.CONTEXT_SIZE, 2048)
+    inference = InferenceThread(app_paths.models)
+    inference.start()
+    w = MainWindow(settings, inference, app_paths, show_dialogs=False, open_history=False)
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    w.close()
+
+
+def test_look_up_download_and_load_a_model(qtbot: QtBot, window: MainWindow, hub_server: HubServer) -> None:
+    manager = window.open_models()
+    discover = manager.discover
+    assert discover.entries.count() >= 7 and "Gemma 4 E2B" in discover.entries.item(0).text()
+    discover.repo.setText(f"{hub_server.endpoint}/{PUBLIC_REPO}")  # a pasted URL works too
+    discover.repo.setText(PUBLIC_REPO)
+    with qtbot.waitSignal(window.downloads.fetched, timeout=LONG):
+        qtbot.mouseClick(discover.look_up, Qt.MouseButton.LeftButton)
+    assert discover.options.rowCount() == 1
+    assert discover.options.item(0, 0).text() == "Q4_K_M"
+    fit = discover.options.item(0, 2)
+    assert fit.data(Qt.ItemDataRole.UserRole) in ("Fits", "Tight", "Won't fit") and "GB" in fit.text()
+
+    hub_server.faults[STARTER_NAME] = Fault(rate=80_000_000)  # slow enough to watch the progress
+    button = discover.options.cellWidget(0, 3)
+    with qtbot.waitSignal(window.downloads.installed, timeout=LONG):
+        qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+        manager.tabs.setCurrentWidget(manager.downloads)
+        qtbot.waitUntil(lambda: manager.downloads.table.rowCount() == 1, timeout=LONG)
+    installed = manager.installed
+    qtbot.waitUntil(lambda: installed.table.rowCount() == 1, timeout=5000)
+    assert installed.table.item(0, 1).text().startswith("Gemma 3")
+    assert PUBLIC_REPO in installed.table.item(0, 5).text()
+
+    installed.table.selectRow(0)
+    with qtbot.waitSignal(window.model_ready, timeout=LONG) as ready:
+        qtbot.mouseClick(installed.load_button, Qt.MouseButton.LeftButton)
+    assert ready.args[0].info.path == Path(window._paths.models) / PUBLIC_REPO / STARTER_NAME
+    qtbot.waitUntil(lambda: installed.table.item(0, 4).text().startswith("today"), timeout=5000)
+
+    manager.network.refresh()
+    reasons = [manager.network.table.item(r, 1).text() for r in range(manager.network.table.rowCount())]
+    assert f"List the files of {PUBLIC_REPO}" in reasons and f"Download {PUBLIC_REPO} Q4_K_M" in reasons
+
+
+def test_a_gated_repo_explains_what_to_do(qtbot: QtBot, window: MainWindow) -> None:
+    manager = window.open_models()
+    manager.discover.repo.setText("nobody/missing-GGUF")
+    with qtbot.waitSignal(window.downloads.fetch_failed, timeout=LONG):
+        manager.discover.look_up_repo()
+    assert "no model nobody/missing-GGUF" in manager.discover.status.text()
+
+
+def drop(window: MainWindow, path: Path) -> None:
+    data = QMimeData()
+    data.setUrls([QUrl.fromLocalFile(str(path))])
+    event = QDropEvent(
+        QPointF(200, 200), Qt.DropAction.CopyAction, data, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier
+    )
+    QApplication.sendEvent(window, event)
+
+
+def test_dropping_a_gguf_imports_it_in_place_and_loads_it(
+    qtbot: QtBot, window: MainWindow, starter_model: Path, tmp_path: Path
+) -> None:
+    with qtbot.waitSignal(window.model_ready, timeout=LONG) as ready:
+        drop(window, starter_model)
+    assert ready.args[0].info.path == starter_model
+    entry = window.registry.get(starter_model)
+    assert entry is not None and entry.imported and entry.size == starter_model.stat().st_size
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + os.urandom(4000))
+    drop(window, broken)
+    assert "not a model Tern can load" in window.notice.label.text()
+    assert window.registry.get(broken) is None
