@@ -34,6 +34,7 @@ def job_for(server: HubServer, repo: str, dest: Path, label: str | None = None) 
     with online("test: list files"):
         remote = fetch_model(repo, server.endpoint)
     option = next(o for o in remote.options if label is None or o.label == label)
+    server.clear_requests()  # the listing read the first MB of a file, for its header
     return DownloadJob.for_option(repo, remote.commit, option, dest, server.endpoint)
 
 
@@ -53,6 +54,9 @@ def test_listing_groups_gguf_files_by_quantization(hub_server: HubServer) -> Non
     with online("test"):
         remote = fetch_model(PUBLIC_REPO, hub_server.endpoint)
     assert remote.commit == hub_server.commit(PUBLIC_REPO)
+    assert remote.header is not None and remote.header.family.startswith("Gemma 3")  # from a ranged read
+    header_reads = hub_server.requests_for(STARTER_NAME)
+    assert [r.range_header for r in header_reads] == ["bytes=0-7999999"]  # 8 MB, not the 253 MB model
     assert [(o.label, o.first) for o in remote.options] == [("Q4_K_M", STARTER_NAME)]  # README left out
     option = remote.options[0]
     assert option.size == hub_server.blob(PUBLIC_REPO, STARTER_NAME).size

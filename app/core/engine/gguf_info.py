@@ -272,18 +272,28 @@ def read_gguf_info(path: str | os.PathLike[str]) -> GgufInfo:
         raise GgufError(f"Cannot read '{path}': {exc.strerror or exc}") from exc
 
 
-def _parse(path: Path, buf: mmap.mmap, size: int) -> GgufInfo:
+def read_gguf_header(data: bytes, name: str, file_size: int) -> GgufInfo:
+    """Parse the first bytes of a remote GGUF of `file_size` bytes (metadata and tensor list, no weights).
+
+    Raises GgufError when `data` stops inside the header: fetch more and try again.
+    """
+    return _parse(Path(name), data, len(data), file_size)
+
+
+def _parse(path: Path, buf: mmap.mmap | bytes, size: int, file_size: int | None = None) -> GgufInfo:
+    """Parse a header from `buf` (`size` bytes readable); tensors must lie within `file_size` (default: `size`)."""
     cur = _Cursor(buf, size)
     magic = cur.unpack("<I", "magic")
     if magic != GGUF_MAGIC:
         raise GgufError(f"'{path.name}' is not a GGUF model (it starts with {bytes(buf[:4])!r}, not b'GGUF').")
+    file_size = size if file_size is None else file_size
     version = cur.unpack("<I", "version")
     if version not in (2, 3):
         raise GgufError(f"'{path.name}' uses GGUF version {version}; this app reads versions 2 and 3.")
     n_tensors = cur.unpack("<Q", "tensor count")
     n_kv = cur.unpack("<Q", "metadata count")
     # Each entry needs at least ~24 bytes, so absurd counts mean corruption.
-    if n_tensors > size // 24 or n_kv > size // 24:
+    if n_tensors > file_size // 24 or n_kv > file_size // 24:
         raise GgufError(f"'{path.name}' has an impossible header (counts {n_tensors}/{n_kv}); it is corrupt.")
 
     metadata: dict[str, Any] = {}
@@ -327,8 +337,8 @@ def _parse(path: Path, buf: mmap.mmap, size: int) -> GgufInfo:
     for name, shape, qtype, rel_offset in raw_tensors:
         n_bytes = _tensor_bytes(name, shape, qtype)
         start = data_start + rel_offset
-        if start + n_bytes > size:
-            missing_mb = (start + n_bytes - size) / 1e6
+        if start + n_bytes > file_size:
+            missing_mb = (start + n_bytes - file_size) / 1e6
             raise GgufError(
                 f"'{path.name}' is truncated: tensor '{name}' needs {missing_mb:.1f} MB beyond the end of the file. "
                 "Download or copy it again."
@@ -336,7 +346,7 @@ def _parse(path: Path, buf: mmap.mmap, size: int) -> GgufInfo:
         tensors.append(TensorInfo(name, shape, qtype.name, start, n_bytes))
     if not tensors:
         raise GgufError(f"'{path.name}' has no tensors; it holds no model weights.")
-    return GgufInfo(path, size, version, arch, metadata, tuple(tensors))
+    return GgufInfo(path, file_size, version, arch, metadata, tuple(tensors))
 
 
 def read_array(path: str | os.PathLike[str], array: SkippedArray) -> list[Any]:

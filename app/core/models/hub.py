@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 import httpx2
 import keyring
 import keyring.errors
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, hf_hub_url
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
@@ -24,8 +24,10 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status  # type: ignore[attr-defined]
 
 from app import APP_NAME
+from app.core.engine.gguf_info import GgufError, GgufInfo, read_gguf_header
 from app.core.models import network
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -76,6 +78,7 @@ class RemoteModel:
     gated: bool
     license: str
     options: list[QuantOption] = field(default_factory=list)
+    header: GgufInfo | None = None  # one option's GGUF header: the model's shape, for fit estimates
 
 
 def parse_repo_ref(text: str) -> str:
@@ -168,7 +171,39 @@ def fetch_model(repo_id: str, endpoint: str = DEFAULT_ENDPOINT, token: str | Non
     ]
     from_tags = next((t[8:] for t in info.tags or [] if t.startswith("license:")), "")
     license_name = str(getattr(info.card_data, "license", None) or from_tags)
-    return RemoteModel(repo_id, info.sha or "", bool(info.gated), license_name, group_options(files))
+    commit = info.sha or ""
+    options = group_options(files)
+    header = None
+    if options and not info.gated:  # a gated file needs the licence accepted first
+        header = fetch_header(repo_id, commit, options[0].files[0], endpoint, token)
+    return RemoteModel(repo_id, commit, bool(info.gated), license_name, options, header)
+
+
+HEADER_BYTES = (8_000_000, 32_000_000, 96_000_000)  # Gemma's 262k-token vocabulary makes ~6.5 MB
+
+
+def fetch_header(repo_id: str, commit: str, remote: RemoteFile, endpoint: str, token: str | None) -> GgufInfo | None:
+    """The GGUF header of a remote file from its first few MB (None if the file is not a usable GGUF)."""
+    url = hf_hub_url(repo_id, remote.path, revision=commit or None, endpoint=endpoint)
+    for limit in HEADER_BYTES:
+        limit = min(limit, remote.size)
+        headers = {**build_hf_headers(token=token or False), "Range": f"bytes=0-{limit - 1}"}
+        data = bytearray()
+        try:
+            with get_session().stream("GET", url, headers=headers, timeout=20) as response:
+                hf_raise_for_status(response)
+                for chunk in response.iter_bytes():
+                    data += chunk
+                    if len(data) >= limit:  # a server that ignores Range must not send us the whole model
+                        break
+        except (HfHubHTTPError, httpx2.TransportError) as exc:
+            raise translate(exc, repo_id) from exc
+        try:
+            return read_gguf_header(bytes(data[:limit]), remote.path, remote.size)
+        except GgufError as exc:
+            if "ends in the middle" not in str(exc) or limit >= remote.size:
+                return None
+    return None
 
 
 def load_token() -> str | None:

@@ -1,0 +1,417 @@
+"""Will a model fit this machine? RAM, VRAM and disk estimates from a GGUF header, and a verdict.
+
+The estimate follows what Tern's engine asks llama.cpp for (llama_engine.py):
+an f16 KV cache of `n_ctx` cells (padded to 256) in every layer that owns
+one, sliding-window layers included because the engine sets `swa_full`;
+micro-batches of up to 512 tokens; no flash attention. KV-shared layers
+(Gemma 3n: all but the first 20; Gemma 4: the last `shared_kv_layers`) own
+none. With the PLE on disk its table counts only toward disk, plus the rows a
+chat pages in.
+
+`compute` is the buffer llama.cpp reserves for the worst micro-batch: 512
+tokens that all want logits. A chat only asks for the last token's logits and
+attends over the tokens it holds, so the pages it touches (`compute_resident`)
+are far fewer; untouched pages of a malloc'd buffer take no RAM.
+
+Calibration (bench/fit.py --calibrate, 2 threads, x86-64): the formulas match
+llama.cpp's reported KV buffers exactly and its compute buffers within -3 %
+to +13 % from 512 to 65,536 tokens of context (starter, tiny Gemma 3n/4,
+E2B/E4B-shaped Gemma 4). `overhead` is the peak RSS of a process that loaded
+the starter and the tiny Gemma 4 and ran a 1,000-token chat, less what the
+model parts above account for.
+"""
+
+from __future__ import annotations
+
+import math
+import mmap
+import shutil
+import struct
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import TypeVar
+
+import psutil
+
+from app.core.engine.gguf_info import PLE_TENSOR, GgufError, GgufInfo, _parse
+from app.core.engine.llama_engine import LoadOptions, Residency
+
+MIB = 1 << 20
+PAGE = mmap.PAGESIZE
+N_BATCH = LoadOptions().n_batch
+MAX_UBATCH = 512  # llama-cpp-python's default n_ubatch caps the micro-batch
+KV_CELL_PAD = 256  # llama.cpp rounds n_ctx up to a multiple of this
+F16, F32 = 2, 4
+# Layers that own a KV cache in Gemma 3n: hard-coded in llama.cpp (src/models/gemma3n.cpp).
+GEMMA3N_KV_LAYERS = 20
+# SWA period when a file has no `sliding_window_pattern` (llama.cpp's per-model defaults).
+_DEFAULT_SWA_PERIOD = {"gemma2": 2, "gemma3": 6, "gemma3n": 5}
+
+# Process baseline, from bench/fit.py --calibrate (peak RSS less the model parts):
+# Python, numpy and llama.cpp's libraries, plus what grows with the vocabulary
+# (llama.cpp's token tables, the sampler's candidate arrays).
+RUNTIME_OVERHEAD = 44 * MIB
+OVERHEAD_PER_VOCAB_TOKEN = 236
+# The Qt window over an engine-only process: `tern --self-test` with the starter at
+# 8192 tokens peaked at 585 MiB, an engine-only process with the same chat at 522 MiB.
+UI_OVERHEAD = 64 * MIB
+# CUDA context and cuBLAS workspace. Not measured here (no GPU build of llama.cpp);
+# the usual size reported for llama.cpp on CUDA.
+GPU_RUNTIME_OVERHEAD = 300 * MIB
+
+# judge(): RAM above this share of what is available is TIGHT; a download that
+# leaves less than DISK_MARGIN free is TIGHT.
+TIGHT_RAM_SHARE = 0.75
+TIGHT_VRAM_SHARE = 0.90
+DISK_MARGIN = 2 * 10**9
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The hyper-parameters and tensor sizes the estimate needs, read from a GGUF header."""
+
+    architecture: str
+    n_layer: int
+    n_embd: int
+    n_vocab: int
+    n_head: int  # most query heads in any layer
+    head_dim: int  # largest key length in any layer
+    kv_layers: tuple[tuple[int, int], ...]  # (layer, K+V values per token) for each layer that owns a cache
+    has_swa: bool
+    ple_width: int  # per-layer-embedding values per token, all layers together (0: no PLE)
+    context_length: int
+    file_size: int
+    weight_bytes: int  # every tensor but the PLE table
+    ple_bytes: int
+    layer_bytes: tuple[int, ...]  # blk.N tensors, by layer
+    output_bytes: int  # output-layer tensors of the file (they move to the GPU with it)
+    tied_output_bytes: int  # token_embd when it doubles as the output: copied to the GPU, kept in RAM
+
+    @classmethod
+    def from_info(cls, info: GgufInfo) -> ModelShape:
+        """Read the shape from a parsed header."""
+        n_layer = info.block_count
+        n_embd = int(info.arch_value("embedding_length", 0) or 0)
+        heads = _per_layer(info.arch_value("attention.head_count", 1), n_layer)
+        heads_kv = _per_layer(info.arch_value("attention.head_count_kv", heads), n_layer)
+        key = int(info.arch_value("attention.key_length", 0) or 0) or n_embd // max(heads)
+        value = int(info.arch_value("attention.value_length", 0) or 0) or key
+        key_swa = int(info.arch_value("attention.key_length_swa", 0) or 0) or key
+        value_swa = int(info.arch_value("attention.value_length_swa", 0) or 0) or value
+        swa = _swa_layers(info, n_layer)
+        # Without flash attention V is stored transposed, and then llama.cpp gives every
+        # layer's V the widest V of any layer (llama-kv-cache.cpp).
+        v_width = max(heads_kv[il] * (value_swa if swa[il] else value) for il in range(n_layer))
+        kv_layers = tuple(
+            (il, heads_kv[il] * (key_swa if swa[il] else key) + v_width) for il in range(_kv_layer_count(info, n_layer))
+        )
+        by_name = {t.name: t for t in info.tensors}
+        embd = by_name.get("token_embd.weight")
+        tokens = info.metadata.get("tokenizer.ggml.tokens")
+        n_vocab = embd.shape[1] if embd and len(embd.shape) > 1 else len(tokens) if tokens is not None else 0
+        ple = by_name.get(PLE_TENSOR)
+        layer_bytes = [0] * n_layer
+        output_bytes = 0
+        for t in info.tensors:
+            if t.name.startswith("blk."):
+                il = int(t.name.split(".")[1])
+                if il < n_layer:
+                    layer_bytes[il] += t.n_bytes
+            elif t.name.startswith(("output", "altup_")):
+                output_bytes += t.n_bytes
+        return cls(
+            architecture=info.architecture,
+            n_layer=n_layer,
+            n_embd=n_embd,
+            n_vocab=n_vocab,
+            n_head=max(heads),
+            head_dim=max(key, key_swa),
+            kv_layers=kv_layers,
+            has_swa=any(swa),
+            ple_width=ple.shape[0] if ple else 0,
+            context_length=info.context_length,
+            file_size=info.file_size,
+            weight_bytes=sum(t.n_bytes for t in info.tensors) - info.ple_bytes,
+            ple_bytes=info.ple_bytes,
+            layer_bytes=tuple(layer_bytes),
+            output_bytes=output_bytes,
+            tied_output_bytes=embd.n_bytes if embd and "output.weight" not in by_name else 0,
+        )
+
+
+def _per_layer(value: object, n_layer: int) -> list[int]:
+    """A per-layer hyper-parameter that may be one number or an array."""
+    if isinstance(value, list) and value:
+        return [int(v) for v in value] + [int(value[-1])] * max(0, n_layer - len(value))
+    return [int(value) if isinstance(value, (int, float)) else 1] * max(n_layer, 1)
+
+
+def _swa_layers(info: GgufInfo, n_layer: int) -> list[bool]:
+    """Which layers use sliding-window attention, as llama.cpp decides it."""
+    pattern = info.arch_value("attention.sliding_window_pattern")
+    if isinstance(pattern, list):
+        return [bool(p) for p in pattern[:n_layer]] + [False] * max(0, n_layer - len(pattern))
+    arch = info.architecture
+    if arch not in _DEFAULT_SWA_PERIOD or (arch == "gemma3" and not info.arch_value("attention.sliding_window")):
+        return [False] * n_layer
+    period = int(pattern) if isinstance(pattern, int) else _DEFAULT_SWA_PERIOD[arch]
+    return [period == 0 or il % period < period - 1 for il in range(n_layer)]
+
+
+def _kv_layer_count(info: GgufInfo, n_layer: int) -> int:
+    """Layers from the first that own a KV cache; the rest reuse an earlier layer's."""
+    if info.architecture == "gemma3n":
+        return min(n_layer, GEMMA3N_KV_LAYERS)
+    if info.architecture == "gemma4":
+        return n_layer - int(info.arch_value("attention.shared_kv_layers", 0) or 0)
+    return n_layer
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes a model needs, by kind; `total_ram` is what a chat keeps resident."""
+
+    weights_ram: int  # weights that must be resident (the PLE too when it is kept in RAM)
+    ple_disk: int  # the PLE table left on disk
+    ple_paged: int  # PLE rows a chat pages in from disk
+    kv_cache: int
+    compute: int  # compute buffers as llama.cpp reserves them
+    compute_resident: int  # the part of them a chat touches
+    overhead: int  # the process itself: Python, Qt, llama.cpp's runtime and token tables
+    vram: int  # 0 on the CPU
+    disk: int  # the model file
+
+    @property
+    def total_ram(self) -> int:
+        """Resident memory during a chat."""
+        return self.weights_ram + self.ple_paged + self.kv_cache + self.compute_resident + self.overhead
+
+    def breakdown(self) -> list[tuple[str, int]]:
+        """(label, bytes) rows for the UI; zero rows left out."""
+        rows = [
+            ("Model weights in RAM", self.weights_ram),
+            ("Conversation memory (KV cache)", self.kv_cache),
+            ("Working buffers", self.compute_resident),
+            ("Per-layer embeddings read from disk", self.ple_paged),
+            ("App and runtime", self.overhead),
+            ("Per-layer embeddings left on disk", self.ple_disk),
+            ("Graphics memory", self.vram),
+            ("Disk", self.disk),
+        ]
+        return [(label, n) for label, n in rows if n > 0]
+
+
+def _pad(n: int, to: int) -> int:
+    return -(-n // to) * to
+
+
+def _compute_bytes(shape: ModelShape, n_ubatch: int, n_kv: int, n_outputs: int) -> int:
+    """Peak of llama.cpp's graph allocator for one micro-batch: the largest of three phases.
+
+    Attention holds the masks (one per attention kind) and every head's f32 KQ
+    scores; the PLE projection holds four f32 copies of the per-layer inputs;
+    the output holds the logits. In the output phase of models with a PLE the
+    allocator (measured, not derived) has not reused the masks' space.
+    """
+    masks = F32 * n_ubatch * n_kv * (2 if shape.has_swa else 1)
+    work = 2 * shape.ple_width + 3 * shape.n_head * shape.head_dim + 6 * shape.n_embd
+    attention = masks + F32 * n_ubatch * (n_kv * shape.n_head + work)
+    ple = masks + F32 * n_ubatch * 4 * shape.ple_width
+    output = F32 * (n_outputs * shape.n_vocab + 3 * n_ubatch * shape.n_embd) + (masks if shape.ple_width else 0)
+    return max(attention, ple, output)
+
+
+def estimate_memory(
+    model: GgufInfo | ModelShape,
+    n_ctx: int,
+    residency: Residency = Residency.PLE_ON_DISK,
+    n_gpu_layers: int = 0,
+    file_size: int | None = None,
+    *,
+    tokens: int | None = None,
+    include_ui: bool = True,
+) -> MemoryEstimate:
+    """What loading `model` with `n_ctx` costs; `tokens` in use defaults to a full context."""
+    shape = model if isinstance(model, ModelShape) else ModelShape.from_info(model)
+    n_ctx = min(n_ctx, shape.context_length) if shape.context_length else n_ctx  # as the engine clamps it
+    cells = _pad(n_ctx, KV_CELL_PAD)
+    used = _pad(min(tokens if tokens is not None else n_ctx, n_ctx), KV_CELL_PAD)
+    n_ubatch = min(N_BATCH, n_ctx, MAX_UBATCH)
+
+    # llama.cpp puts the output layer and the last n_gpu_layers - 1 blocks on the GPU.
+    first_gpu = max(shape.n_layer + 1 - n_gpu_layers, 0) if n_gpu_layers > 0 else shape.n_layer + 1
+    offloaded = sum(shape.layer_bytes[first_gpu:]) + (shape.output_bytes if n_gpu_layers > 0 else 0)
+    kv_cpu = kv_gpu = 0
+    for layer, values in shape.kv_layers:
+        size = values * cells * F16
+        if layer >= first_gpu:
+            kv_gpu += size
+        else:
+            kv_cpu += size
+    compute = _compute_bytes(shape, n_ubatch, cells, n_ubatch)
+
+    ple_in_ram = residency == Residency.PLE_IN_RAM
+    ple_paged = 0
+    if shape.ple_bytes and not ple_in_ram:
+        # One row per distinct token, at most one per token used; a row spans its pages plus a boundary.
+        row = shape.ple_bytes / max(shape.n_vocab, 1)
+        pages = math.ceil(row / PAGE) + 1
+        ple_paged = min(shape.ple_bytes, min(used, shape.n_vocab) * pages * PAGE)
+    overhead = RUNTIME_OVERHEAD + OVERHEAD_PER_VOCAB_TOKEN * shape.n_vocab + (UI_OVERHEAD if include_ui else 0)
+    vram = 0
+    if n_gpu_layers > 0:
+        tied = shape.tied_output_bytes  # llama.cpp copies it to the GPU; the CPU keeps it for the lookup
+        vram = offloaded + tied + kv_gpu + compute + GPU_RUNTIME_OVERHEAD
+    return MemoryEstimate(
+        weights_ram=shape.weight_bytes - offloaded + (shape.ple_bytes if ple_in_ram else 0),
+        ple_disk=0 if ple_in_ram else shape.ple_bytes,
+        ple_paged=ple_paged,
+        kv_cache=kv_cpu,
+        compute=compute,
+        compute_resident=_compute_bytes(shape, n_ubatch, used, 1),
+        overhead=overhead,
+        vram=vram,
+        disk=file_size if file_size is not None else shape.file_size,
+    )
+
+
+class HeaderTooShortError(GgufError):
+    """The bytes end before the GGUF header does; fetch more and try again."""
+
+
+def estimate_from_header(
+    header: bytes,
+    file_size: int,
+    n_ctx: int,
+    residency: Residency = Residency.PLE_ON_DISK,
+    n_gpu_layers: int = 0,
+    *,
+    name: str = "model.gguf",
+    tokens: int | None = None,
+    include_ui: bool = True,
+) -> MemoryEstimate:
+    """Estimate from the first bytes of a remote file (Gemma's 262k-token vocabulary needs about 7 MB)."""
+    return estimate_memory(
+        read_header(header, file_size, name),
+        n_ctx,
+        residency,
+        n_gpu_layers,
+        file_size,
+        tokens=tokens,
+        include_ui=include_ui,
+    )
+
+
+def read_header(header: bytes, file_size: int, name: str = "model.gguf") -> GgufInfo:
+    """Parse a GGUF header from its leading bytes; tensor bounds are checked against `file_size`."""
+    if not header:
+        raise HeaderTooShortError(f"'{name}': no header bytes.")
+    # gguf_info's parser reads from a mapping and checks offsets against a size:
+    # give it the bytes in an anonymous mapping and the real file's size.
+    with mmap.mmap(-1, len(header)) as buf:
+        buf.write(header)
+        try:
+            return _parse(Path(name), buf, max(file_size, len(header)))
+        except (struct.error, IndexError) as exc:
+            # Reads are bounded by the file's size, so running off the bytes we have raises struct.error.
+            raise HeaderTooShortError(f"'{name}': the first {len(header)} bytes end inside the header.") from exc
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What this computer has free, in bytes."""
+
+    total_ram: int
+    available_ram: int
+    vram_total: int
+    vram_free: int
+    disk_free: int
+
+    @classmethod
+    def detect(cls, models_dir: Path) -> Machine:
+        """RAM from psutil, disk from the models folder (or its nearest existing parent), VRAM from nvidia-smi."""
+        mem = psutil.virtual_memory()
+        folder = models_dir
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        vram_total, vram_free = _nvidia_vram()
+        return cls(int(mem.total), int(mem.available), vram_total, vram_free, shutil.disk_usage(folder).free)
+
+
+def _nvidia_vram() -> tuple[int, int]:
+    """(total, free) bytes of the first NVIDIA GPU; (0, 0) when there is none or it cannot be asked."""
+    tool = shutil.which("nvidia-smi")
+    if tool is None:
+        return 0, 0
+    try:
+        out = subprocess.run(
+            [tool, "--query-gpu=memory.total,memory.free", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=3,
+            check=True,
+        ).stdout
+        total, free = (int(float(x)) * MIB for x in out.splitlines()[0].split(","))
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return 0, 0
+    return total, free
+
+
+class Verdict(str, Enum):
+    """Whether a model fits."""
+
+    FITS = "fits"
+    TIGHT = "tight"  # runs, but little is left: other apps may slow down or be swapped out
+    WONT_FIT = "won't fit"
+
+
+def gb(n: float) -> str:
+    """Bytes as decimal gigabytes with one decimal: "1.9 GB"."""
+    return f"{n / 1e9:.1f} GB"
+
+
+def judge(estimate: MemoryEstimate, machine: Machine, *, download: bool = True) -> tuple[Verdict, str]:
+    """FITS, TIGHT or WONT_FIT, with a sentence that gives the numbers.
+
+    WONT_FIT: more RAM than is available, a file larger than the free disk
+    (when it still has to be downloaded), or more VRAM than is free.
+    TIGHT: over 75 % of the available RAM, over 90 % of free VRAM, or a
+    download that would leave under 2 GB of disk.
+    """
+    ram, free = estimate.total_ram, machine.available_ram
+    parts = [f"Needs about {gb(ram)} of RAM ({gb(free)} free)"]
+    if download:
+        parts.append(f"{gb(estimate.disk)} of disk ({gb(machine.disk_free)} free)")
+    if estimate.vram:
+        parts.append(f"{gb(estimate.vram)} of graphics memory ({gb(machine.vram_free)} free)")
+    sentence = " and ".join(parts) + "."
+    if ram > free:
+        return Verdict.WONT_FIT, f"Not enough memory: {sentence[0].lower()}{sentence[1:]}"
+    if download and estimate.disk > machine.disk_free:
+        return Verdict.WONT_FIT, f"Not enough disk space: {sentence[0].lower()}{sentence[1:]}"
+    if estimate.vram and estimate.vram > machine.vram_free:
+        return Verdict.WONT_FIT, f"Not enough graphics memory: {sentence[0].lower()}{sentence[1:]}"
+    if ram > TIGHT_RAM_SHARE * free:
+        return Verdict.TIGHT, f"{sentence} Close other apps for the best speed."
+    if download and machine.disk_free - estimate.disk < DISK_MARGIN:
+        return Verdict.TIGHT, f"{sentence} The disk will be nearly full."
+    if estimate.vram and estimate.vram > TIGHT_VRAM_SHARE * machine.vram_free:
+        return Verdict.TIGHT, f"{sentence} Graphics memory will be nearly full."
+    return Verdict.FITS, sentence
+
+
+K = TypeVar("K")
+
+
+def recommend(
+    options: Sequence[tuple[K, MemoryEstimate]], machine: Machine, *, best_first: bool = False, download: bool = True
+) -> K | None:
+    """The best option that FITS: the first when `best_first`, else the largest file (higher quality)."""
+    ordered = list(options) if best_first else sorted(options, key=lambda kv: -kv[1].disk)
+    for key, estimate in ordered:
+        if judge(estimate, machine, download=download)[0] == Verdict.FITS:
+            return key
+    return None
