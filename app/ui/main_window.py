@@ -33,7 +33,7 @@ from app import settings as opts
 from app.core.engine.gguf_info import GgufError
 from app.core.engine.llama_engine import LoadedModel, Residency
 from app.core.models.hub import load_token
-from app.core.models.registry import ModelRegistry
+from app.core.models.registry import InstalledModel, ModelRegistry
 from app.core.models.starter import STARTER_DISPLAY_NAME, STARTER_NOTICE, is_starter
 from app.core.paths import AppPaths
 from app.core.store.errors import KeyringUnavailableError, StoreError, WrongKeyError
@@ -45,7 +45,7 @@ from app.ui.history import History
 from app.ui.lock_page import IdleWatcher, LockMode, LockPage
 from app.ui.menus import build_menus
 from app.ui.model_info_panel import ModelInfoPanel
-from app.ui.model_manager import ModelManager, judge_fit
+from app.ui.model_manager import ModelManager
 from app.ui.privacy_dialog import PrivacyDialog
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.sidebar import Sidebar
@@ -171,9 +171,7 @@ class MainWindow(QMainWindow):
         self.memory_monitor.start()
         self.registry = ModelRegistry(paths.data / "models.json")
         self.downloads = DownloadManager(paths.data / "downloads.json", load_token, parent=self)
-        self.downloads.installed.connect(
-            lambda m: self.notice.show_text(f"{m.name} is installed; load it from Tools → Models.")
-        )
+        self.downloads.installed.connect(self._model_installed)
         self._manager: ModelManager | None = None
         self.setAcceptDrops(True)
         self.idle = IdleWatcher(self)
@@ -284,16 +282,16 @@ class MainWindow(QMainWindow):
         except OSError as exc:
             self.notice.show_text(f"{path.name} could not be read: {exc.strerror or exc}.", warning=True)
             return
-        if self._manager is not None:
-            self._manager.installed.refresh()
-        self.load_model(path)
+        self.load_model(path)  # the installed list refreshes when it has loaded
+
+    def _model_installed(self, model: InstalledModel) -> None:
+        self.registry.add(model)  # before the manager's list refreshes on the same signal
+        self.notice.show_text(f"{model.name} ({model.label}) is installed; load it from Tools → Models.")
 
     def open_models(self) -> ModelManager:
         """The model manager (one window, reused)."""
         if self._manager is None:
-            self._manager = ModelManager(
-                self.downloads, self.registry, self._settings, self._paths.models, judge_fit, self
-            )
+            self._manager = ModelManager(self.downloads, self.registry, self._settings, self._paths.models, self)
             self._manager.load_requested.connect(self.load_model)
         self._manager.show()
         self._manager.raise_()
@@ -342,6 +340,8 @@ class MainWindow(QMainWindow):
         starter = is_starter(loaded.info.path)
         self._settings.set(opts.MODEL_PATH, "" if starter else str(loaded.info.path))
         self.registry.touch(loaded.info.path)
+        if self._manager is not None:
+            self._manager.installed.refresh()
         if starter:
             self.notice.show_text(STARTER_NOTICE)
         elif self.notice.isVisible():

@@ -7,7 +7,7 @@ Network tab lists every request the app has made.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 from app import settings as opts
 from app.core.models.catalog import CatalogEntry, load_catalog
 from app.core.models.download import DownloadJob
+from app.core.models.fit import Machine, MemoryEstimate, Verdict, estimate_memory, judge, recommend
 from app.core.models.hub import HubError, QuantOption, RemoteModel, parse_repo_ref, save_token
 from app.core.models.registry import ModelRegistry
 from app.settings import Settings
@@ -43,13 +44,35 @@ from app.ui import units
 from app.ui.model_lists import DownloadsTab, InstalledTab, NetworkTab
 from app.workers.download_worker import DownloadManager
 
-# (model, option, context size) -> (verdict label, explanation); the fit estimator supplies it.
-FitJudge = Callable[[RemoteModel, QuantOption, int], tuple[str, str]]
+VERDICT_LABELS = {Verdict.FITS: "Fits", Verdict.TIGHT: "Tight", Verdict.WONT_FIT: "Won't fit"}
 
 
-def judge_fit(remote: RemoteModel, option: QuantOption, n_ctx: int) -> tuple[str, str]:
-    """Fit guidance for a remote quantization on this machine."""
-    return "Unknown", f"{units.size(option.size)} to download"
+def for_file(estimate: MemoryEstimate, header_file_size: int, file_size: int) -> MemoryEstimate:
+    """Another quantization of the same model: weights scale with the file; KV, buffers and overhead do not."""
+    scale = file_size / header_file_size if header_file_size else 1.0
+    return replace(
+        estimate,
+        weights_ram=int(estimate.weights_ram * scale),
+        ple_disk=int(estimate.ple_disk * scale),
+        ple_paged=int(estimate.ple_paged * scale),
+        disk=file_size,
+    )
+
+
+def fit_guidance(
+    remote: RemoteModel, options: list[QuantOption], n_ctx: int, settings: Settings, machine: Machine
+) -> tuple[list[tuple[str, str]], int | None]:
+    """(verdict label, explanation) per option, and the index of the recommended one (best quality that fits)."""
+    if remote.header is None:
+        return [("Unknown", "Its size could not be read from the hub.")] * len(options), None
+    base = estimate_memory(remote.header, n_ctx, settings.residency(), settings.get(opts.GPU_LAYERS))
+    estimates = [for_file(base, remote.header.file_size, o.size) for o in options]
+    rows = []
+    for estimate in estimates:
+        verdict, why = judge(estimate, machine)
+        rows.append((VERDICT_LABELS[verdict], why))
+    best = recommend(list(enumerate(estimates)), machine, best_first=True)
+    return rows, best
 
 
 VERDICT_COLOURS = {"Fits": "#15803d", "Tight": "#b45309", "Won't fit": "#b91c1c"}
@@ -58,12 +81,11 @@ VERDICT_COLOURS = {"Fits": "#15803d", "Tight": "#b45309", "Won't fit": "#b91c1c"
 class DiscoverTab(QWidget):
     """The catalogue, a repository's quantizations with fit guidance, and the Download buttons."""
 
-    def __init__(self, downloads: DownloadManager, settings: Settings, models_dir: Path, judge: FitJudge) -> None:
+    def __init__(self, downloads: DownloadManager, settings: Settings, models_dir: Path) -> None:
         super().__init__()
         self._downloads = downloads
         self._settings = settings
         self._models_dir = models_dir
-        self._judge = judge
         self._remote: RemoteModel | None = None
         self._entry: CatalogEntry | None = None
         self.catalog = load_catalog()
@@ -182,8 +204,11 @@ class DiscoverTab(QWidget):
         if entry is not None:
             options = sorted(options, key=lambda o: (entry.quality(o.label), -o.size))
         self.options.setRowCount(len(options))
-        verdicts = [self._judge(remote, o, self.context.value()) for o in options] if remote else []
-        best = next((i for i, (v, _) in enumerate(verdicts) if v == "Fits"), None)
+        verdicts: list[tuple[str, str]] = []
+        best = None
+        if remote is not None:
+            machine = Machine.detect(self._models_dir)
+            verdicts, best = fit_guidance(remote, options, self.context.value(), self._settings, machine)
         for row, option in enumerate(options):
             verdict, why = verdicts[row]
             label = option.label + (f" ({len(option.files)} parts)" if len(option.files) > 1 else "")
@@ -270,13 +295,12 @@ class ModelManager(QDialog):
         registry: ModelRegistry,
         settings: Settings,
         models_dir: Path,
-        judge: FitJudge,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Models")
         self.resize(980, 620)
-        self.discover = DiscoverTab(downloads, settings, models_dir, judge)
+        self.discover = DiscoverTab(downloads, settings, models_dir)
         self.installed = InstalledTab(registry)
         self.downloads = DownloadsTab(downloads)
         self.network = NetworkTab()

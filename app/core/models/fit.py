@@ -53,11 +53,11 @@ _DEFAULT_SWA_PERIOD = {"gemma2": 2, "gemma3": 6, "gemma3n": 5}
 # Process baseline, from bench/fit.py --calibrate (peak RSS less the model parts):
 # Python, numpy and llama.cpp's libraries, plus what grows with the vocabulary
 # (llama.cpp's token tables, the sampler's candidate arrays).
-RUNTIME_OVERHEAD = 44 * MIB
-OVERHEAD_PER_VOCAB_TOKEN = 236
-# The Qt window over an engine-only process: `tern --self-test` with the starter at
-# 8192 tokens peaked at 585 MiB, an engine-only process with the same chat at 522 MiB.
-UI_OVERHEAD = 64 * MIB
+RUNTIME_OVERHEAD = 50 * MIB
+OVERHEAD_PER_VOCAB_TOKEN = 239
+# The Qt window: `tern --self-test` on the starter (8192-token context, 25-token
+# prompt, 1,024-token answer) peaked at 585 MiB, the engine alone with that chat at 487 MiB.
+UI_OVERHEAD = 98 * MIB
 # CUDA context and cuBLAS workspace. Not measured here (no GPU build of llama.cpp);
 # the usual size reported for llama.cpp on CUDA.
 GPU_RUNTIME_OVERHEAD = 300 * MIB
