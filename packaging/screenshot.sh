@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Run packaging/screenshot.py with what it needs: an X server and a private Secret Service.
+# Run packaging/screenshot.py (or, with --models, models_screenshot.py) with an X server and a private Secret Service.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exec dbus-run-session -- bash -c '
     export XDG_DATA_HOME=$(mktemp -d)  # the keyring daemon keeps its throwaway keyring here
     eval "$(printf tern | gnome-keyring-daemon --unlock --components=secrets)"
-    xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python packaging/screenshot.py "$@"
+    script=packaging/screenshot.py
+    if [ "${1:-}" = "--models" ]; then script=packaging/models_screenshot.py; shift; fi
+    xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python "$script" "$@"
 ' screenshot.sh "$@" 2> >(grep -v "Failed to set fd limit" >&2)

@@ -91,6 +91,7 @@ class DiscoverTab(QWidget):
         self.catalog = load_catalog()
 
         self.entries = QListWidget()
+        self.entries.setSpacing(3)
         for entry in self.catalog:
             item = QListWidgetItem(
                 f"{entry.name}\n{entry.family} · {'embedding' if entry.kind == 'embedding' else 'chat'}"

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import mmap
+import platform
 import shutil
 import struct
 import subprocess
@@ -89,6 +90,7 @@ class ModelShape:
     layer_bytes: tuple[int, ...]  # blk.N tensors, by layer
     output_bytes: int  # output-layer tensors of the file (they move to the GPU with it)
     tied_output_bytes: int  # token_embd when it doubles as the output: copied to the GPU, kept in RAM
+    matrix_bytes: tuple[tuple[str, int], ...] = ()  # (type, bytes) of weight matrices llama.cpp may repack
 
     @classmethod
     def from_info(cls, info: GgufInfo) -> ModelShape:
@@ -115,7 +117,11 @@ class ModelShape:
         ple = by_name.get(PLE_TENSOR)
         layer_bytes = [0] * n_layer
         output_bytes = 0
+        matrices: dict[str, int] = {}
         for t in info.tensors:
+            # The input lookups (token_embd, PLE) stay in plain buffers; matrices need 8-row groups.
+            if len(t.shape) == 2 and t.shape[1] % 8 == 0 and t is not embd and t is not ple:
+                matrices[t.qtype] = matrices.get(t.qtype, 0) + t.n_bytes
             if t.name.startswith("blk."):
                 il = int(t.name.split(".")[1])
                 if il < n_layer:
@@ -139,6 +145,7 @@ class ModelShape:
             layer_bytes=tuple(layer_bytes),
             output_bytes=output_bytes,
             tied_output_bytes=embd.n_bytes if embd and "output.weight" not in by_name else 0,
+            matrix_bytes=tuple(sorted(matrices.items())),
         )
 
 
@@ -183,11 +190,21 @@ class MemoryEstimate:
     overhead: int  # the process itself: Python, Qt, llama.cpp's runtime and token tables
     vram: int  # 0 on the CPU
     disk: int  # the model file
+    # Resident when a load ends, before the engine releases what it no longer needs:
+    # the file pages of repacked weights next to their copies, and the whole file
+    # where llama.cpp pre-faults it (no lazy PLE). Clean file pages the kernel can
+    # reclaim under pressure, so judge() goes by total_ram.
+    load_ram: int = 0
 
     @property
     def total_ram(self) -> int:
         """Resident memory during a chat."""
         return self.weights_ram + self.ple_paged + self.kv_cache + self.compute_resident + self.overhead
+
+    @property
+    def peak_ram(self) -> int:
+        """The largest resident size, load included (what a process's peak RSS shows)."""
+        return max(self.total_ram, self.load_ram)
 
     def breakdown(self) -> list[tuple[str, int]]:
         """(label, bytes) rows for the UI; zero rows left out."""
@@ -233,8 +250,12 @@ def estimate_memory(
     *,
     tokens: int | None = None,
     include_ui: bool = True,
+    repacked: frozenset[str] | None = None,
 ) -> MemoryEstimate:
-    """What loading `model` with `n_ctx` costs; `tokens` in use defaults to a full context."""
+    """What loading `model` with `n_ctx` costs; `tokens` in use defaults to a full context.
+
+    `repacked`: quantization types llama.cpp re-lays out on this CPU (default: `repack_types()`).
+    """
     shape = model if isinstance(model, ModelShape) else ModelShape.from_info(model)
     n_ctx = min(n_ctx, shape.context_length) if shape.context_length else n_ctx  # as the engine clamps it
     cells = _pad(n_ctx, KV_CELL_PAD)
@@ -261,6 +282,14 @@ def estimate_memory(
         pages = math.ceil(row / PAGE) + 1
         ple_paged = min(shape.ple_bytes, min(used, shape.n_vocab) * pages * PAGE)
     overhead = RUNTIME_OVERHEAD + OVERHEAD_PER_VOCAB_TOKEN * shape.n_vocab + (UI_OVERHEAD if include_ui else 0)
+    repack = repack_types() if repacked is None else repacked
+    repacked_bytes = sum(n for qtype, n in shape.matrix_bytes if qtype in repack)
+    # Gemma 4's PLE is read lazily when it stays on disk; then nothing is pre-faulted at load.
+    lazy = shape.architecture == "gemma4" and shape.ple_bytes > 0 and not ple_in_ram
+    if residency == Residency.LOCKED:
+        prefaulted = shape.weight_bytes + (0 if lazy else shape.ple_bytes)
+    else:
+        prefaulted = repacked_bytes if lazy else shape.weight_bytes + shape.ple_bytes
     vram = 0
     if n_gpu_layers > 0:
         tied = shape.tied_output_bytes  # llama.cpp copies it to the GPU; the CPU keeps it for the lookup
@@ -275,7 +304,34 @@ def estimate_memory(
         overhead=overhead,
         vram=vram,
         disk=file_size if file_size is not None else shape.file_size,
+        load_ram=overhead + kv_cpu + repacked_bytes + prefaulted,
     )
+
+
+def repack_types(machine: str | None = None, cpu_flags: frozenset[str] | None = None) -> frozenset[str]:
+    """Types llama.cpp's CPU backend copies into interleaved layouts at load (ggml-cpu/repack.cpp)."""
+    arch = (machine or platform.machine()).lower()
+    if arch in ("x86_64", "amd64"):
+        flags = _cpu_flags() if cpu_flags is None else cpu_flags
+        if flags and "avx2" not in flags:
+            return frozenset()
+        # Unknown flags (not Linux): x86-64 machines that run Tern have AVX2.
+        return frozenset({"Q4_0", "Q4_K", "IQ4_NL", "MXFP4"} | ({"Q2_K"} if "avx512f" in flags else set()))
+    if arch in ("arm64", "aarch64"):
+        # With the dot-product extension (every Apple Silicon, ARMv8.2 and later).
+        return frozenset({"Q4_0", "Q4_K", "Q5_K", "Q6_K", "Q8_0", "IQ4_NL", "MXFP4"})
+    return frozenset()
+
+
+def _cpu_flags() -> frozenset[str]:
+    """x86 feature flags from /proc/cpuinfo; empty where there is none."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
 
 
 class HeaderTooShortError(GgufError):

@@ -1,0 +1,68 @@
+"""Screenshot of the model manager for the README: a catalogue entry looked up, with fit guidance.
+
+    packaging/screenshot.sh --models resources/models.png
+
+The hub is the loopback server the tests use, serving the E2B-shaped
+synthetic Gemma 4 GGUFs (built by `python -m app.core.models.synthetic_gemma
+e2b --quant Q8_0 Q4_K_M`) under the names a real repository uses, so the fit
+guidance is computed from a real E2B-shaped header on this machine.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QGuiApplication
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+SYNTHETIC = Path.home() / ".cache" / "tern" / "synthetic"
+REPO = "ggml-org/gemma-4-E2B-it-GGUF"
+
+
+def main(out: Path) -> int:
+    profile = Path(tempfile.mkdtemp(prefix="tern-screenshot-"))
+    for var in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+        os.environ[var] = str(profile / var.lower())
+    from app import settings as opts
+    from app.bootstrap import parse_args, shutdown, start
+    from app.core.paths import AppPaths
+    from app.settings import Settings
+    from tests.hub.hub_server import HubServer
+
+    files = {
+        f"gemma-4-E2B-it-{quant}.gguf": SYNTHETIC / f"gemma4-e2b-shaped-{quant}.gguf" for quant in ("Q4_K_M", "Q8_0")
+    }
+    with HubServer({REPO: files}) as hub:
+        paths = AppPaths.default()
+        paths.create()
+        Settings(paths.settings_file).set(opts.HUB_ENDPOINT, hub.endpoint)
+        session = start(parse_args(["--no-err-windows"]))
+        window = session.window
+        window.resize(1280, 780)
+        manager = window.open_models()
+        manager.resize(1100, 640)
+        manager.move(90, 60)
+
+        def grab() -> None:
+            frame = manager.frameGeometry()
+            shot = QGuiApplication.primaryScreen().grabWindow(0, frame.x(), frame.y(), frame.width(), frame.height())
+            shot.save(str(out))
+            session.app.quit()
+
+        window.downloads.fetched.connect(lambda *_: QTimer.singleShot(500, grab))
+        QTimer.singleShot(1500, manager.discover.look_up_repo)
+        QTimer.singleShot(60_000, session.app.quit)
+        try:
+            session.app.exec()
+        finally:
+            shutdown(session)
+    return 0 if out.exists() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1])))
