@@ -10,6 +10,7 @@ from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
@@ -57,21 +58,25 @@ class InstalledTab(QWidget):
 
     load_requested = Signal(object)  # Path
 
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: ModelRegistry, models_dir: Path) -> None:
         super().__init__()
         self._registry = registry
+        self._models_dir = models_dir
         self.table = _table(["Model", "Family", "Size", "Parameters", "Last used", "Source"])
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.load_button = QPushButton("Load")
         self.delete_button = QPushButton("Delete…")
         self.reveal_button = QPushButton("Show in folder")
         self.import_button = QPushButton("Import a GGUF file…")
+        self.copy_on_import = QCheckBox("Copy it into Tern's models folder")
+        self.copy_on_import.setToolTip("Otherwise Tern uses the file where it is, and never deletes it.")
         self.status = QLabel()
         self.status.setWordWrap(True)
         buttons = QHBoxLayout()
         for b in (self.load_button, self.delete_button, self.reveal_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
+        buttons.addWidget(self.copy_on_import)
         buttons.addWidget(self.import_button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.table, 1)
@@ -141,7 +146,7 @@ class InstalledTab(QWidget):
     def _choose_import(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Import a GGUF model", str(Path.home()), "GGUF models (*.gguf)")
         if path:
-            self.import_file(Path(path))
+            self.import_file(Path(path), self._models_dir / "imported" if self.copy_on_import.isChecked() else None)
 
     def import_file(self, path: Path, copy_to: Path | None = None) -> InstalledModel | None:
         """Validate and register a local GGUF (in place unless `copy_to`); errors go to the status line."""
@@ -183,7 +188,7 @@ class DownloadsTab(QWidget):
         self.table = _table(["Model", "Progress", "Status"])
         self.table.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
         self.pause_button = QPushButton("Pause")
-        self.resume_button = QPushButton("Resume")
+        self.resume_button = QPushButton("Resume or retry")
         self.cancel_button = QPushButton("Cancel")
         self.empty = QLabel("No downloads. Choose a model in Discover.")
         buttons = QHBoxLayout()

@@ -302,7 +302,7 @@ class ModelManager(QDialog):
         self.setWindowTitle("Models")
         self.resize(980, 620)
         self.discover = DiscoverTab(downloads, settings, models_dir)
-        self.installed = InstalledTab(registry)
+        self.installed = InstalledTab(registry, models_dir)
         self.downloads = DownloadsTab(downloads)
         self.network = NetworkTab()
         self.hub = HubSettings(settings)

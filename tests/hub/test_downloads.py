@@ -162,6 +162,13 @@ def test_split_models_are_installed_only_as_a_whole(hub_server: HubServer, tmp_p
     assert all(sha256(p) == hub_server.blob(SPLIT_REPO, p.name).sha256 for p in paths)
 
 
+def test_a_file_gone_from_the_hub_is_reported(hub_server: HubServer, tmp_path: Path) -> None:
+    job = job_for(hub_server, PUBLIC_REPO, tmp_path)
+    job.files[0].path = "gemma-3-270m-Q2_K.gguf"  # listed earlier, removed since
+    with pytest.raises(DownloadError, match="no longer on the hub"):
+        run(job)
+
+
 def test_missing_repo_no_network_and_dns_failure_have_clear_messages(hub_server: HubServer, tmp_path: Path) -> None:
     with online("test"), pytest.raises(HubError, match="no model nobody/nothing"):
         fetch_model("nobody/nothing", hub_server.endpoint)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from app import settings as opts
@@ -108,3 +108,23 @@ def test_dropping_a_gguf_imports_it_in_place_and_loads_it(
     drop(window, broken)
     assert "not a model Tern can load" in window.notice.label.text()
     assert window.registry.get(broken) is None
+
+
+def test_importing_a_copy_and_deleting_it(
+    qtbot: QtBot, window: MainWindow, starter_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager = window.open_models()
+    installed = manager.installed
+    installed.copy_on_import.setChecked(True)
+    # The platform's file dialog cannot be driven headless; it only supplies the path.
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(starter_model), ""))
+    qtbot.mouseClick(installed.import_button, Qt.MouseButton.LeftButton)
+    copy = Path(window._paths.models) / "imported" / starter_model.name
+    assert copy.exists() and installed.table.rowCount() == 1
+    entry = window.registry.get(copy)
+    assert entry is not None and not entry.imported  # Tern's own copy: deleting removes the file
+    installed.table.selectRow(0)
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    qtbot.mouseClick(installed.delete_button, Qt.MouseButton.LeftButton)
+    assert not copy.exists() and installed.table.rowCount() == 0
+    assert starter_model.exists()  # the original was never touched

@@ -1,24 +1,20 @@
 """Will a model fit this machine? RAM, VRAM and disk estimates from a GGUF header, and a verdict.
 
 The estimate follows what Tern's engine asks llama.cpp for (llama_engine.py):
-an f16 KV cache of `n_ctx` cells (padded to 256) in every layer that owns
-one, sliding-window layers included because the engine sets `swa_full`;
-micro-batches of up to 512 tokens; no flash attention. KV-shared layers
-(Gemma 3n: all but the first 20; Gemma 4: the last `shared_kv_layers`) own
-none. With the PLE on disk its table counts only toward disk, plus the rows a
-chat pages in.
+an f16 KV cache of `n_ctx` cells (padded to 256) in every layer that owns one,
+sliding-window layers included (`swa_full`); KV-shared layers (Gemma 3n: all
+but the first 20; Gemma 4: the last `shared_kv_layers`) own none; micro-batches
+of up to 512 tokens; no flash attention. With the PLE on disk its table counts
+toward disk, plus the rows a chat pages in.
 
-`compute` is the buffer llama.cpp reserves for the worst micro-batch: 512
-tokens that all want logits. A chat only asks for the last token's logits and
-attends over the tokens it holds, so the pages it touches (`compute_resident`)
-are far fewer; untouched pages of a malloc'd buffer take no RAM.
+`compute` is the buffer llama.cpp reserves for a worst-case micro-batch whose
+512 tokens all want logits. A chat asks for one token's logits and attends over
+the tokens it holds, so it touches far fewer pages (`compute_resident`), and
+untouched pages of a malloc'd buffer take no RAM.
 
-Calibration (bench/fit.py --calibrate, 2 threads, x86-64): the formulas match
-llama.cpp's reported KV buffers exactly and its compute buffers within -3 %
-to +13 % from 512 to 65,536 tokens of context (starter, tiny Gemma 3n/4,
-E2B/E4B-shaped Gemma 4). `overhead` is the peak RSS of a process that loaded
-the starter and the tiny Gemma 4 and ran a 1,000-token chat, less what the
-model parts above account for.
+Checked against llama.cpp's reported buffers (bench/fit.py, x86-64): KV exact;
+compute within 1 % (starter), -4 to +1 % (tiny Gemma 3n/4), -2 to +13 %
+(E2B/E4B-shaped Gemma 4) from 512 to 65,536 tokens.
 """
 
 from __future__ import annotations
@@ -51,9 +47,10 @@ GEMMA3N_KV_LAYERS = 20
 # SWA period when a file has no `sliding_window_pattern` (llama.cpp's per-model defaults).
 _DEFAULT_SWA_PERIOD = {"gemma2": 2, "gemma3": 6, "gemma3n": 5}
 
-# Process baseline, from bench/fit.py --calibrate (peak RSS less the model parts):
-# Python, numpy and llama.cpp's libraries, plus what grows with the vocabulary
-# (llama.cpp's token tables, the sampler's candidate arrays).
+# Process baseline: Python, numpy and llama.cpp's libraries, plus what grows with the
+# vocabulary (llama.cpp's token tables, the sampler's arrays). bench/fit.py --calibrate:
+# peak RSS less the model parts after a 1,000-token chat with the starter (262k vocab),
+# tiny Gemma 4 (16k) and tiny Gemma 3n (1k), at 4096 and 8192 tokens; least squares.
 RUNTIME_OVERHEAD = 50 * MIB
 OVERHEAD_PER_VOCAB_TOKEN = 239
 # The Qt window: `tern --self-test` on the starter (8192-token context, 25-token
@@ -265,13 +262,8 @@ def estimate_memory(
     # llama.cpp puts the output layer and the last n_gpu_layers - 1 blocks on the GPU.
     first_gpu = max(shape.n_layer + 1 - n_gpu_layers, 0) if n_gpu_layers > 0 else shape.n_layer + 1
     offloaded = sum(shape.layer_bytes[first_gpu:]) + (shape.output_bytes if n_gpu_layers > 0 else 0)
-    kv_cpu = kv_gpu = 0
-    for layer, values in shape.kv_layers:
-        size = values * cells * F16
-        if layer >= first_gpu:
-            kv_gpu += size
-        else:
-            kv_cpu += size
+    kv_cpu = sum(values * cells * F16 for layer, values in shape.kv_layers if layer < first_gpu)
+    kv_gpu = sum(values * cells * F16 for layer, values in shape.kv_layers if layer >= first_gpu)
     compute = _compute_bytes(shape, n_ubatch, cells, n_ubatch)
 
     ple_in_ram = residency == Residency.PLE_IN_RAM
@@ -290,10 +282,8 @@ def estimate_memory(
         prefaulted = shape.weight_bytes + (0 if lazy else shape.ple_bytes)
     else:
         prefaulted = repacked_bytes if lazy else shape.weight_bytes + shape.ple_bytes
-    vram = 0
-    if n_gpu_layers > 0:
-        tied = shape.tied_output_bytes  # llama.cpp copies it to the GPU; the CPU keeps it for the lookup
-        vram = offloaded + tied + kv_gpu + compute + GPU_RUNTIME_OVERHEAD
+    # A tied output is copied to the GPU; the CPU keeps token_embd for the input lookup.
+    gpu = offloaded + shape.tied_output_bytes + kv_gpu + compute + GPU_RUNTIME_OVERHEAD
     return MemoryEstimate(
         weights_ram=shape.weight_bytes - offloaded + (shape.ple_bytes if ple_in_ram else 0),
         ple_disk=0 if ple_in_ram else shape.ple_bytes,
@@ -302,7 +292,7 @@ def estimate_memory(
         compute=compute,
         compute_resident=_compute_bytes(shape, n_ubatch, used, 1),
         overhead=overhead,
-        vram=vram,
+        vram=gpu if n_gpu_layers > 0 else 0,
         disk=file_size if file_size is not None else shape.file_size,
         load_ram=overhead + kv_cpu + repacked_bytes + prefaulted,
     )
@@ -339,26 +329,10 @@ class HeaderTooShortError(GgufError):
 
 
 def estimate_from_header(
-    header: bytes,
-    file_size: int,
-    n_ctx: int,
-    residency: Residency = Residency.PLE_ON_DISK,
-    n_gpu_layers: int = 0,
-    *,
-    name: str = "model.gguf",
-    tokens: int | None = None,
-    include_ui: bool = True,
+    header: bytes, file_size: int, n_ctx: int, residency: Residency = Residency.PLE_ON_DISK, n_gpu_layers: int = 0
 ) -> MemoryEstimate:
-    """Estimate from the first bytes of a remote file (Gemma's 262k-token vocabulary needs about 7 MB)."""
-    return estimate_memory(
-        read_header(header, file_size, name),
-        n_ctx,
-        residency,
-        n_gpu_layers,
-        file_size,
-        tokens=tokens,
-        include_ui=include_ui,
-    )
+    """Estimate from the first bytes of a remote file (a 262k-token vocabulary needs about 7 MB of them)."""
+    return estimate_memory(read_header(header, file_size), n_ctx, residency, n_gpu_layers, file_size)
 
 
 def read_header(header: bytes, file_size: int, name: str = "model.gguf") -> GgufInfo:
@@ -444,17 +418,18 @@ def judge(estimate: MemoryEstimate, machine: Machine, *, download: bool = True) 
     if estimate.vram:
         parts.append(f"{gb(estimate.vram)} of graphics memory ({gb(machine.vram_free)} free)")
     sentence = " and ".join(parts) + "."
+    lower = sentence[0].lower() + sentence[1:]
     if ram > free:
-        return Verdict.WONT_FIT, f"Not enough memory: {sentence[0].lower()}{sentence[1:]}"
+        return Verdict.WONT_FIT, f"Not enough memory: {lower}"
     if download and estimate.disk > machine.disk_free:
-        return Verdict.WONT_FIT, f"Not enough disk space: {sentence[0].lower()}{sentence[1:]}"
-    if estimate.vram and estimate.vram > machine.vram_free:
-        return Verdict.WONT_FIT, f"Not enough graphics memory: {sentence[0].lower()}{sentence[1:]}"
+        return Verdict.WONT_FIT, f"Not enough disk space: {lower}"
+    if estimate.vram > machine.vram_free:
+        return Verdict.WONT_FIT, f"Not enough graphics memory: {lower}"
     if ram > TIGHT_RAM_SHARE * free:
         return Verdict.TIGHT, f"{sentence} Close other apps for the best speed."
     if download and machine.disk_free - estimate.disk < DISK_MARGIN:
         return Verdict.TIGHT, f"{sentence} The disk will be nearly full."
-    if estimate.vram and estimate.vram > TIGHT_VRAM_SHARE * machine.vram_free:
+    if estimate.vram > TIGHT_VRAM_SHARE * machine.vram_free:
         return Verdict.TIGHT, f"{sentence} Graphics memory will be nearly full."
     return Verdict.FITS, sentence
 
