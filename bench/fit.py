@@ -112,6 +112,8 @@ def compare(model: Path, n_ctx: int) -> dict[str, Any]:
         "rss_after_chat_mb": round(run["rss_after_chat"] / 1e6, 1),
         "ratio_to_peak": round(est.total_ram / run["peak_rss"], 3),
         "ratio_to_after_chat": round(est.total_ram / run["rss_after_chat"], 3),
+        "peak_estimate_mb": round(est.peak_ram / 1e6, 1),  # load included
+        "ratio_peak_estimate_to_peak": round(est.peak_ram / run["peak_rss"], 3),
         "parts_mb": {label: round(n / 1e6, 1) for label, n in est.breakdown()},
         "ple_paged_measured_mb": round(run["ple_resident"] / 1e6, 1),
         "buffers_mib": run["buffers"],

@@ -170,8 +170,9 @@ class MainWindow(QMainWindow):
         self.memory_monitor.reading.connect(self.info_panel.show_reading)
         self.memory_monitor.start()
         self.registry = ModelRegistry(paths.data / "models.json")
-        self.downloads = DownloadManager(paths.data / "downloads.json", load_token, parent=self)
+        self.downloads = DownloadManager(paths.data / "downloads.json", load_token, paths.models, parent=self)
         self.downloads.installed.connect(self._model_installed)
+        self.downloads.copied.connect(self._model_installed)
         self._manager: ModelManager | None = None
         self.setAcceptDrops(True)
         self.idle = IdleWatcher(self)
@@ -284,14 +285,19 @@ class MainWindow(QMainWindow):
             return
         self.load_model(path)  # the installed list refreshes when it has loaded
 
+    def _is_loaded(self, path: str) -> bool:
+        return self._loaded is not None and str(self._loaded.info.path) == path
+
     def _model_installed(self, model: InstalledModel) -> None:
         self.registry.add(model)  # before the manager's list refreshes on the same signal
-        self.notice.show_text(f"{model.name} ({model.label}) is installed; load it from Tools → Models.")
+        self.notice.show_text(f"{model.name} is installed; load it from Tools → Models.")
 
     def open_models(self) -> ModelManager:
         """The model manager (one window, reused)."""
         if self._manager is None:
-            self._manager = ModelManager(self.downloads, self.registry, self._settings, self._paths.models, self)
+            self._manager = ModelManager(
+                self.downloads, self.registry, self._settings, self._paths.models, self._is_loaded, self
+            )
             self._manager.load_requested.connect(self.load_model)
         self._manager.show()
         self._manager.raise_()

@@ -58,10 +58,14 @@ class InstalledTab(QWidget):
 
     load_requested = Signal(object)  # Path
 
-    def __init__(self, registry: ModelRegistry, models_dir: Path) -> None:
+    def __init__(
+        self, registry: ModelRegistry, downloads: DownloadManager, models_dir: Path, is_loaded: Callable[[str], bool]
+    ) -> None:
         super().__init__()
         self._registry = registry
+        self._downloads = downloads
         self._models_dir = models_dir
+        self._is_loaded = is_loaded
         self.table = _table(["Model", "Family", "Size", "Parameters", "Last used", "Source"])
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.load_button = QPushButton("Load")
@@ -88,6 +92,8 @@ class InstalledTab(QWidget):
         self.reveal_button.clicked.connect(self._reveal)
         self.import_button.clicked.connect(self._choose_import)
         self.table.itemSelectionChanged.connect(self._selection_changed)
+        downloads.copied.connect(self._copied)
+        downloads.copy_failed.connect(self.status.setText)
         self.refresh()
 
     def refresh(self) -> None:
@@ -104,6 +110,10 @@ class InstalledTab(QWidget):
                 item.setToolTip(m.path)
                 self.table.setItem(row, col, item)
         self._selection_changed()
+
+    def _copied(self, model: InstalledModel) -> None:
+        self.status.setText(f"Imported a copy of {model.name}.")
+        self.refresh()
 
     def selected(self) -> InstalledModel | None:
         """The highlighted model."""
@@ -124,6 +134,9 @@ class InstalledTab(QWidget):
         model = self.selected()
         if model is None:
             return
+        if self._is_loaded(model.path):
+            self.status.setText(f"{model.name} is in use; load another model before deleting it.")
+            return
         what = (
             "Remove it from Tern's list? The file stays where it is."
             if model.imported
@@ -134,7 +147,11 @@ class InstalledTab(QWidget):
 
     def delete(self, model: InstalledModel) -> None:
         """Forget a model, deleting its files unless it was imported in place."""
-        deleted = self._registry.remove(model.path)
+        try:
+            deleted = self._registry.remove(model.path)
+        except OSError as exc:
+            self.status.setText(f"{model.name} could not be deleted: {exc.strerror or exc}.")
+            return
         self.status.setText(f"Deleted {len(deleted)} file(s)." if deleted else f"Removed {model.name} from the list.")
         self.refresh()
 
@@ -145,13 +162,18 @@ class InstalledTab(QWidget):
 
     def _choose_import(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Import a GGUF model", str(Path.home()), "GGUF models (*.gguf)")
-        if path:
-            self.import_file(Path(path), self._models_dir / "imported" if self.copy_on_import.isChecked() else None)
+        if not path:
+            return
+        if self.copy_on_import.isChecked():
+            self.status.setText(f"Copying {Path(path).name}…")
+            self._downloads.copy_in(Path(path), self._models_dir / "imported")
+        else:
+            self.import_file(Path(path))
 
-    def import_file(self, path: Path, copy_to: Path | None = None) -> InstalledModel | None:
-        """Validate and register a local GGUF (in place unless `copy_to`); errors go to the status line."""
+    def import_file(self, path: Path) -> InstalledModel | None:
+        """Validate and register a local GGUF where it lies; errors go to the status line."""
         try:
-            model = self._registry.import_file(path, copy_to)
+            model = self._registry.import_file(path)
         except GgufError as exc:
             self.status.setText(f"{path.name} was not imported: {exc}")
             return None
@@ -299,7 +321,7 @@ class NetworkTab(QWidget):
         entries: list[Activity] = list(reversed(ACTIVITY.snapshot()))
         self.table.setRowCount(len(entries))
         for row, e in enumerate(entries):
-            answer = str(e.status) if e.status is not None else (e.error or "…")
+            answer = str(e.status) if e.status is not None else "no answer"
             cells = [time.strftime("%H:%M:%S", time.localtime(e.when)), e.reason, f"{e.method} {e.url}", answer]
             for col, text in enumerate(cells):
                 self.table.setItem(row, col, QTableWidgetItem(text))

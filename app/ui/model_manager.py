@@ -7,8 +7,10 @@ Network tab lists every request the app has made.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlparse
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
@@ -87,6 +89,7 @@ class DiscoverTab(QWidget):
         self._settings = settings
         self._models_dir = models_dir
         self._remote: RemoteModel | None = None
+        self._machine: Machine | None = None  # measured by the look-up, off the GUI thread
         self._entry: CatalogEntry | None = None
         self.catalog = load_catalog()
 
@@ -181,11 +184,11 @@ class DiscoverTab(QWidget):
         self.look_up.setEnabled(False)
         self._downloads.fetch(repo_id, self._settings.get(opts.HUB_ENDPOINT))
 
-    def _on_fetched(self, repo_id: str, remote: RemoteModel) -> None:
-        if repo_id != self.repo.text().strip():
-            return
+    def _on_fetched(self, repo_id: str, remote: RemoteModel, machine: Machine) -> None:
         self.look_up.setEnabled(True)
-        self._remote = remote
+        if repo_id != self.repo.text().strip():  # the user moved on to another model meanwhile
+            return
+        self._remote, self._machine = remote, machine
         gated = " It is gated: the hub needs your token and accepted licence to download." if remote.gated else ""
         self.status.setText(
             f"{repo_id}: {len(remote.options)} model files"
@@ -196,7 +199,8 @@ class DiscoverTab(QWidget):
 
     def _on_fetch_failed(self, repo_id: str, message: str) -> None:
         self.look_up.setEnabled(True)
-        self.status.setText(message)
+        if repo_id == self.repo.text().strip():
+            self.status.setText(message)
 
     def _show_options(self) -> None:
         remote = self._remote
@@ -207,9 +211,8 @@ class DiscoverTab(QWidget):
         self.options.setRowCount(len(options))
         verdicts: list[tuple[str, str]] = []
         best = None
-        if remote is not None:
-            machine = Machine.detect(self._models_dir)
-            verdicts, best = fit_guidance(remote, options, self.context.value(), self._settings, machine)
+        if remote is not None and self._machine is not None:
+            verdicts, best = fit_guidance(remote, options, self.context.value(), self._settings, self._machine)
         for row, option in enumerate(options):
             verdict, why = verdicts[row]
             label = option.label + (f" ({len(option.files)} parts)" if len(option.files) > 1 else "")
@@ -231,8 +234,8 @@ class DiscoverTab(QWidget):
         """Queue `option` of the looked-up repository."""
         if self._remote is None:
             return None
-        endpoint = self._settings.get(opts.HUB_ENDPOINT)
-        job = DownloadJob.for_option(self._remote.repo_id, self._remote.commit, option, self._models_dir, endpoint)
+        remote = self._remote
+        job = DownloadJob.for_option(remote.repo_id, remote.commit, option, self._models_dir, remote.endpoint)
         return self._downloads.add(job)
 
 
@@ -265,8 +268,10 @@ class HubSettings(QWidget):
     def save(self) -> None:
         """Keep the address in settings and the token (if typed) in the keychain."""
         address = self.endpoint.text().strip().rstrip("/") or opts.HUB_ENDPOINT.default
-        if not address.startswith(("https://", "http://")):
-            self.status.setText("The hub address must start with https://")
+        host = urlparse(address).hostname or ""
+        loopback = host in ("localhost", "127.0.0.1", "::1")  # a mirror on this machine needs no encryption
+        if not (address.startswith("https://") or (address.startswith("http://") and loopback)):
+            self.status.setText("The hub address must start with https:// (your token must never travel unencrypted).")
             return
         self._settings.set(opts.HUB_ENDPOINT, address)
         self._settings.sync()
@@ -296,13 +301,14 @@ class ModelManager(QDialog):
         registry: ModelRegistry,
         settings: Settings,
         models_dir: Path,
+        is_loaded: Callable[[str], bool],
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Models")
         self.resize(980, 620)
         self.discover = DiscoverTab(downloads, settings, models_dir)
-        self.installed = InstalledTab(registry, models_dir)
+        self.installed = InstalledTab(registry, downloads, models_dir, is_loaded)
         self.downloads = DownloadsTab(downloads)
         self.network = NetworkTab()
         self.hub = HubSettings(settings)

@@ -14,18 +14,21 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from huggingface_hub import close_session
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from app.core.engine.gguf_info import GgufError
 from app.core.models.download import Cancelled, DownloadError, DownloadJob, Progress, load_queue, run_job, save_queue
+from app.core.models.fit import Machine
 from app.core.models.hub import HubError, fetch_model
 from app.core.models.network import online
-from app.core.models.registry import InstalledModel, inspect
+from app.core.models.registry import InstalledModel, copy_model, inspect
 
 log = logging.getLogger("tern.downloads")
 
 # The user's hub token, fetched on the worker thread (the keychain may block).
 TokenSource = Callable[[], str | None]
+UNEXPECTED = "An unexpected error stopped this; the details are in Tern's log."
 
 
 class _Runner(QObject):
@@ -33,13 +36,16 @@ class _Runner(QObject):
     installed = Signal(str, object)  # job id, InstalledModel
     failed = Signal(str, str)  # job id, message
     stopped = Signal(str)  # job id (paused or cancelled)
-    fetched = Signal(str, object)  # repo id, RemoteModel
+    fetched = Signal(str, object, object)  # repo id, RemoteModel, Machine (for fit guidance)
     fetch_failed = Signal(str, str)  # repo id, message
+    copied = Signal(object)  # InstalledModel
+    copy_failed = Signal(str)  # message
 
-    def __init__(self, token: TokenSource, stall_s: float) -> None:
+    def __init__(self, token: TokenSource, stall_s: float, models_dir: Path) -> None:
         super().__init__()
         self._token = token
         self._stall_s = stall_s
+        self._models_dir = models_dir
 
     @Slot(object, object)
     def download(self, job: DownloadJob, cancel: threading.Event) -> None:
@@ -55,6 +61,9 @@ class _Runner(QObject):
         except OSError as exc:
             log.exception("Download %s failed", job.id)
             self.failed.emit(job.id, f"The download could not be written: {exc.strerror or exc}.")
+        except Exception:  # a bug: logged, and the queue moves on instead of waiting for ever
+            log.exception("Download %s failed", job.id)
+            self.failed.emit(job.id, UNEXPECTED)
         else:
             self.installed.emit(job.id, model)
 
@@ -63,10 +72,24 @@ class _Runner(QObject):
         try:
             with online(f"List the files of {repo_id}"):
                 model = fetch_model(repo_id, endpoint, self._token())
+            machine = Machine.detect(self._models_dir)  # may ask nvidia-smi: not on the GUI thread
         except HubError as exc:
             self.fetch_failed.emit(repo_id, str(exc))
+        except Exception:
+            log.exception("Looking up %s failed", repo_id)
+            self.fetch_failed.emit(repo_id, UNEXPECTED)
         else:
-            self.fetched.emit(repo_id, model)
+            self.fetched.emit(repo_id, model, machine)
+
+    @Slot(object, object)
+    def copy_in(self, source: Path, folder: Path) -> None:
+        """Copy a local GGUF into Tern's folder (a multi-GB copy: never on the GUI thread)."""
+        try:
+            self.copied.emit(copy_model(source, folder))
+        except GgufError as exc:
+            self.copy_failed.emit(f"{source.name} was not imported: {exc}")
+        except OSError as exc:
+            self.copy_failed.emit(f"{source.name} could not be copied: {exc.strerror or exc}.")
 
 
 class DownloadManager(QObject):
@@ -75,13 +98,21 @@ class DownloadManager(QObject):
     changed = Signal(str)  # job id whose state or error changed ("" for the whole list)
     progress = Signal(str, object)  # job id, Progress
     installed = Signal(object)  # InstalledModel
-    fetched = Signal(str, object)  # repo id, RemoteModel
+    fetched = Signal(str, object, object)  # repo id, RemoteModel, Machine
     fetch_failed = Signal(str, str)  # repo id, message
+    copied = Signal(object)  # InstalledModel, imported as a copy
+    copy_failed = Signal(str)
     _download_requested = Signal(object, object)
     _fetch_requested = Signal(str, str)
+    _copy_requested = Signal(object, object)
 
     def __init__(
-        self, queue_file: Path, token: TokenSource, stall_s: float = 30.0, parent: QObject | None = None
+        self,
+        queue_file: Path,
+        token: TokenSource,
+        models_dir: Path,
+        stall_s: float = 30.0,
+        parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self._queue_file = queue_file
@@ -91,10 +122,13 @@ class DownloadManager(QObject):
         self._cancelling: set[str] = set()  # stopped jobs to remove rather than pause
         self._threads: list[QThread] = []
         self._runners: list[_Runner] = []  # owned here: they live on their threads, without a Qt parent
-        self._download_runner = self._start_runner("downloads", token, stall_s)
-        self._fetch_runner = self._start_runner("hub-lookups", token, stall_s)
+        self._download_runner = self._start_runner("downloads", token, stall_s, models_dir)
+        self._fetch_runner = self._start_runner("hub-lookups", token, stall_s, models_dir)
         self._download_requested.connect(self._download_runner.download)
         self._fetch_requested.connect(self._fetch_runner.fetch)
+        self._copy_requested.connect(self._fetch_runner.copy_in)
+        self._fetch_runner.copied.connect(self.copied)
+        self._fetch_runner.copy_failed.connect(self.copy_failed)
         r = self._download_runner
         r.progress.connect(self._on_progress)
         r.installed.connect(self._on_installed)
@@ -106,10 +140,10 @@ class DownloadManager(QObject):
             if job.state == "downloading":  # the app quit mid-download: carry on
                 job.state = "queued"
 
-    def _start_runner(self, name: str, token: TokenSource, stall_s: float) -> _Runner:
+    def _start_runner(self, name: str, token: TokenSource, stall_s: float, models_dir: Path) -> _Runner:
         thread = QThread()
         thread.setObjectName(name)
-        runner = _Runner(token, stall_s)
+        runner = _Runner(token, stall_s, models_dir)
         runner.moveToThread(thread)
         thread.start()
         self._threads.append(thread)
@@ -127,8 +161,9 @@ class DownloadManager(QObject):
 
     def add(self, job: DownloadJob) -> DownloadJob:
         """Queue a download (an identical one already queued is returned instead)."""
+        same = (job.repo_id, job.commit, job.endpoint, job.label)
         for existing in self.jobs:
-            if existing.repo_id == job.repo_id and existing.label == job.label and existing.state != "done":
+            if (existing.repo_id, existing.commit, existing.endpoint, existing.label) == same:
                 if existing.state in ("paused", "failed"):
                     self.resume(existing.id)
                 return existing
@@ -171,6 +206,10 @@ class DownloadManager(QObject):
         """List a repository's files (answers with `fetched` or `fetch_failed`)."""
         self._fetch_requested.emit(repo_id, endpoint)
 
+    def copy_in(self, source: Path, folder: Path) -> None:
+        """Import a local GGUF as a copy in `folder` (answers with `copied` or `copy_failed`)."""
+        self._copy_requested.emit(source, folder)
+
     def _next(self) -> None:
         if self._running is not None:
             return
@@ -201,6 +240,10 @@ class DownloadManager(QObject):
     def _finished(self) -> DownloadJob | None:
         job = self._running[0] if self._running else None
         self._running = None
+        if job is not None and job.id in self._cancelling:  # cancelled, whatever the runner's answer
+            self._cancelling.discard(job.id)
+            self._remove(job)
+            return None
         return job
 
     def _on_progress(self, job_id: str, progress: Progress) -> None:
@@ -208,9 +251,10 @@ class DownloadManager(QObject):
         self.progress.emit(job_id, progress)
 
     def _on_installed(self, job_id: str, model: InstalledModel) -> None:
-        job = self._finished()
+        job = self._running[0] if self._running else None
+        self._running = None
+        self._cancelling.discard(job_id)  # too late to cancel: it is installed
         if job is not None:
-            self._set(job, "done")
             self.jobs.remove(job)
             self._save()
             self.changed.emit("")
@@ -226,11 +270,7 @@ class DownloadManager(QObject):
     def _on_stopped(self, job_id: str) -> None:
         job = self._finished()
         if job is not None:
-            if job_id in self._cancelling:
-                self._cancelling.discard(job_id)
-                self._remove(job)
-            else:
-                self._set(job, "paused")
+            self._set(job, "paused")
         self._next()
 
     def shutdown(self) -> None:
@@ -239,6 +279,7 @@ class DownloadManager(QObject):
             self._running[1].set()
             self._running[0].state = "queued"
             self._save()
+        close_session()  # a look-up waiting on the network ends now instead of at its timeout
         for thread in self._threads:
             thread.quit()
             thread.wait()

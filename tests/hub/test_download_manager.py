@@ -25,7 +25,7 @@ def make_job(server: HubServer, dest: Path) -> DownloadJob:
 
 
 def manager(server: HubServer, queue: Path) -> DownloadManager:
-    return DownloadManager(queue, lambda: server.valid_token, stall_s=5.0)
+    return DownloadManager(queue, lambda: server.valid_token, queue.parent / "models", stall_s=5.0)
 
 
 def progressed(m: DownloadManager, job_id: str, at_least: int) -> bool:

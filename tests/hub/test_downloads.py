@@ -226,3 +226,34 @@ def test_a_full_disk_is_refused_before_starting_and_reported_during(
         filler.unlink()
         paths, _ = run(job, token=hub_server.valid_token)
         assert sha256(paths[0]) == hub_server.blob(GATED_REPO, GATED_NAME).sha256
+
+
+def test_hostile_names_never_leave_the_models_folder(tmp_path: Path, hub_repos: dict[str, dict[str, Path]]) -> None:
+    tiny = hub_repos[GATED_REPO][GATED_NAME]
+    hostile = {"evil/names-GGUF": {"/tmp/abs-Q8_0.gguf": tiny, "../../up-Q8_0.gguf": tiny, "ok-Q8_0.gguf": tiny}}
+    with HubServer(hostile) as server, online("test"):
+        remote = fetch_model("evil/names-GGUF", server.endpoint)
+    assert [o.first for o in remote.options] == ["ok-Q8_0.gguf"]  # the others are not even offered
+    job = DownloadJob("evil/names-GGUF", "", "Q8_0", [dl.JobFile("../../up-Q8_0.gguf", 10, None)], str(tmp_path / "m"))
+    with pytest.raises(DownloadError, match="outside the model's folder"):
+        job.target(job.files[0])  # a tampered queue file is refused too
+    for bad in ("../..", "org/name--x", "org/x..", "a/b/c"):
+        with pytest.raises(HubError, match="not a Hugging Face model id"):
+            parse_repo_ref(bad)
+
+
+def test_an_existing_file_is_trusted_only_if_its_hash_matches(hub_server: HubServer, tmp_path: Path) -> None:
+    job = job_for(hub_server, GATED_REPO, tmp_path)
+    target = job.target(job.files[0])
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"B" * job.files[0].size)  # right size, wrong content
+    paths, _ = run(job, token=hub_server.valid_token)
+    assert sha256(paths[0]) == hub_server.blob(GATED_REPO, GATED_NAME).sha256
+
+
+def test_an_unreadable_queue_is_kept_aside(tmp_path: Path) -> None:
+    queue = tmp_path / "downloads.json"
+    for content in ('{"a": 1}', "[1]", "not json"):
+        queue.write_text(content)
+        assert dl.load_queue(queue) == []
+        assert (tmp_path / "downloads.json.unreadable").read_text() == content

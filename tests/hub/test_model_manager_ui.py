@@ -118,9 +118,11 @@ def test_importing_a_copy_and_deleting_it(
     installed.copy_on_import.setChecked(True)
     # The platform's file dialog cannot be driven headless; it only supplies the path.
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(starter_model), ""))
-    qtbot.mouseClick(installed.import_button, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(window.downloads.copied, timeout=LONG):  # copied on a worker thread
+        qtbot.mouseClick(installed.import_button, Qt.MouseButton.LeftButton)
     copy = Path(window._paths.models) / "imported" / starter_model.name
-    assert copy.exists() and installed.table.rowCount() == 1
+    qtbot.waitUntil(lambda: installed.table.rowCount() == 1, timeout=5000)
+    assert copy.exists()
     entry = window.registry.get(copy)
     assert entry is not None and not entry.imported  # Tern's own copy: deleting removes the file
     installed.table.selectRow(0)
@@ -128,3 +130,14 @@ def test_importing_a_copy_and_deleting_it(
     qtbot.mouseClick(installed.delete_button, Qt.MouseButton.LeftButton)
     assert not copy.exists() and installed.table.rowCount() == 0
     assert starter_model.exists()  # the original was never touched
+
+
+def test_the_token_only_goes_to_an_encrypted_hub(qtbot: QtBot, window: MainWindow) -> None:
+    hub = window.open_models().hub
+    hub.endpoint.setText("http://mirror.example.com")
+    hub.save()
+    assert "https://" in hub.status.text()
+    assert window._settings.get(opts.HUB_ENDPOINT).startswith("http://127.0.0.1")  # unchanged
+    hub.endpoint.setText("https://hf-mirror.example.com/")
+    hub.save()
+    assert window._settings.get(opts.HUB_ENDPOINT) == "https://hf-mirror.example.com"

@@ -29,16 +29,21 @@ from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status  # type: ignore[attr-defined]
 
 from app.core.models import network
-from app.core.models.hub import DEFAULT_ENDPOINT, QuantOption, translate
+from app.core.models.hub import DEFAULT_ENDPOINT, QuantOption, safe_path, translate
 
 CHUNK = 256 * 1024
 DISK_MARGIN = 200 * 1024 * 1024  # left free after a download, for the rest of the system
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # waits between attempts that made no progress
+MAX_ATTEMPTS = 100  # in all, even when each makes a little progress
 PROGRESS_EVERY_S = 0.2
 
 
 class DownloadError(Exception):
     """A download that cannot go on, phrased for the user."""
+
+
+class _StartOver(Exception):  # noqa: N818 (a signal inside the download loop)
+    """The partial file must be discarded."""
 
 
 class Cancelled(Exception):  # noqa: N818 (a request, not an error)
@@ -94,8 +99,12 @@ class DownloadJob:
         return sum(f.size for f in self.files)
 
     def target(self, f: JobFile) -> Path:
-        """Where a file ends up."""
-        return Path(self.dest_dir) / f.path
+        """Where a file ends up: always inside `dest_dir`, whatever the queue file or a listing says."""
+        folder = Path(self.dest_dir).resolve()
+        path = (folder / f.path).resolve()
+        if not safe_path(f.path) or not path.is_relative_to(folder):
+            raise DownloadError(f"The file name “{f.path}” would be stored outside the model's folder; refused.")
+        return path
 
     def part(self, f: JobFile) -> Path:
         """Where a file grows until it is verified."""
@@ -137,6 +146,10 @@ class _Meter:
         self._done = job.done_bytes()
         self._samples: list[tuple[float, int]] = [(time.monotonic(), self._done)]
         self._last = 0.0
+
+    def restart_file(self, discarded: int) -> None:
+        """Bytes already counted are being fetched again."""
+        self._done -= discarded
 
     def add(self, n: int, force: bool = False) -> None:
         self._done += n
@@ -197,19 +210,23 @@ def _fetch(
     if have > f.size:  # longer than the file can be: start over
         part.unlink()
         digest, have = hashlib.sha256(), 0
-    attempt = 0
+    attempt = attempts = 0
     timeout = httpx2.Timeout(connect=15.0, read=stall_s, write=15.0, pool=15.0)
     while have < f.size:
         if cancel.is_set():
             raise Cancelled
+        attempts += 1
         headers = build_hf_headers(token=token or False)
         if have:
             headers["Range"] = f"bytes={have}-"
         received = 0
         try:
             with get_session().stream("GET", url, headers=headers, timeout=timeout) as response:
+                if response.status_code == 416:  # the part does not fit the file the hub has now
+                    raise _StartOver
                 hf_raise_for_status(response)
                 if have and response.status_code == 200:  # the server ignored Range: start over
+                    meter.restart_file(have)
                     digest, have = hashlib.sha256(), 0
                     part.unlink(missing_ok=True)
                 with part.open("ab") as out:
@@ -230,6 +247,11 @@ def _fetch(
             if status < 500 and status not in (408, 429):
                 raise DownloadError(str(translate(exc, job.repo_id))) from exc
             problem = f"the hub answered {status}"
+        except _StartOver:
+            meter.restart_file(have)
+            part.unlink(missing_ok=True)
+            digest, have = hashlib.sha256(), 0
+            problem = "the hub refused to continue the partial file"
         except httpx2.ConnectError as exc:
             problem = str(translate(exc, job.repo_id))  # no network, or the name does not resolve
         except (httpx2.TransportError, httpx2.StreamError) as exc:
@@ -240,7 +262,7 @@ def _fetch(
             else:
                 break
         attempt = 0 if received else attempt + 1  # only attempts without progress count toward giving up
-        if attempt >= len(BACKOFF_S):
+        if attempt > len(BACKOFF_S) or attempts >= MAX_ATTEMPTS:
             raise DownloadError(f"The download of {f.path} keeps failing: {problem.rstrip('.')}.")
         if cancel.wait(BACKOFF_S[attempt - 1] if attempt else 0.5):
             raise Cancelled
@@ -251,6 +273,16 @@ def _fetch(
             "Retry to download it again."
         )
     f.verified = True
+
+
+def _installed(target: Path, f: JobFile, cancel: threading.Event) -> bool:
+    """An earlier download of this very file is already in place (checked by hash, not trusted by name)."""
+    if not target.exists() or target.stat().st_size != f.size:
+        return False
+    if f.sha256 is None:
+        return True
+    digest, _ = _hash_existing(target, cancel)
+    return bool(digest.hexdigest() == f.sha256.lower())
 
 
 def run_job(
@@ -270,7 +302,7 @@ def run_job(
     meter = _Meter(job, on_progress)
     with network.online(f"Download {job.repo_id} {job.label}"):
         for f in job.files:
-            if job.target(f).exists() and job.target(f).stat().st_size == f.size:
+            if _installed(job.target(f), f, cancel):
                 continue
             if f.verified and job.part(f).exists() and job.part(f).stat().st_size == f.size:
                 continue
@@ -284,12 +316,14 @@ def run_job(
 
 
 def load_queue(path: Path) -> list[DownloadJob]:
-    """The saved download queue (empty when missing or unreadable)."""
+    """The saved download queue; an unreadable file is kept aside (as .unreadable) and the queue starts empty."""
     try:
-        return [DownloadJob.from_dict(d) for d in json.loads(path.read_text(encoding="utf-8"))]
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return [DownloadJob.from_dict(dict(d)) for d in data]
     except FileNotFoundError:
         return []
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, AttributeError):
+        os.replace(path, path.with_name(path.name + ".unreadable"))
         return []
 
 

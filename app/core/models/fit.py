@@ -51,11 +51,11 @@ _DEFAULT_SWA_PERIOD = {"gemma2": 2, "gemma3": 6, "gemma3n": 5}
 # vocabulary (llama.cpp's token tables, the sampler's arrays). bench/fit.py --calibrate:
 # peak RSS less the model parts after a 1,000-token chat with the starter (262k vocab),
 # tiny Gemma 4 (16k) and tiny Gemma 3n (1k), at 4096 and 8192 tokens; least squares.
-RUNTIME_OVERHEAD = 50 * MIB
-OVERHEAD_PER_VOCAB_TOKEN = 239
-# The Qt window: `tern --self-test` on the starter (8192-token context, 25-token
-# prompt, 1,024-token answer) peaked at 585 MiB, the engine alone with that chat at 487 MiB.
-UI_OVERHEAD = 98 * MIB
+RUNTIME_OVERHEAD = 51 * MIB
+OVERHEAD_PER_VOCAB_TOKEN = 234
+# The Qt window: `tern --self-test` on the starter (8192-token context, 25-token prompt,
+# 1,024-token answer) peaked 98 and 102 MiB (two runs) above the engine alone with that chat.
+UI_OVERHEAD = 100 * MIB
 # CUDA context and cuBLAS workspace. Not measured here (no GPU build of llama.cpp);
 # the usual size reported for llama.cpp on CUDA.
 GPU_RUNTIME_OVERHEAD = 300 * MIB
@@ -256,7 +256,7 @@ def estimate_memory(
     shape = model if isinstance(model, ModelShape) else ModelShape.from_info(model)
     n_ctx = min(n_ctx, shape.context_length) if shape.context_length else n_ctx  # as the engine clamps it
     cells = _pad(n_ctx, KV_CELL_PAD)
-    used = _pad(min(tokens if tokens is not None else n_ctx, n_ctx), KV_CELL_PAD)
+    in_use = min(tokens if tokens is not None else n_ctx, n_ctx)
     n_ubatch = min(N_BATCH, n_ctx, MAX_UBATCH)
 
     # llama.cpp puts the output layer and the last n_gpu_layers - 1 blocks on the GPU.
@@ -272,11 +272,11 @@ def estimate_memory(
         # One row per distinct token, at most one per token used; a row spans its pages plus a boundary.
         row = shape.ple_bytes / max(shape.n_vocab, 1)
         pages = math.ceil(row / PAGE) + 1
-        ple_paged = min(shape.ple_bytes, min(used, shape.n_vocab) * pages * PAGE)
+        ple_paged = min(shape.ple_bytes, min(in_use, shape.n_vocab) * pages * PAGE)
     overhead = RUNTIME_OVERHEAD + OVERHEAD_PER_VOCAB_TOKEN * shape.n_vocab + (UI_OVERHEAD if include_ui else 0)
     repack = repack_types() if repacked is None else repacked
     repacked_bytes = sum(n for qtype, n in shape.matrix_bytes if qtype in repack)
-    # Gemma 4's PLE is read lazily when it stays on disk; then nothing is pre-faulted at load.
+    # With a lazy PLE (Gemma 4, PLE on disk) llama.cpp pre-faults nothing; only what repacking reads is resident.
     lazy = shape.architecture == "gemma4" and shape.ple_bytes > 0 and not ple_in_ram
     if residency == Residency.LOCKED:
         prefaulted = shape.weight_bytes + (0 if lazy else shape.ple_bytes)
@@ -290,7 +290,7 @@ def estimate_memory(
         ple_paged=ple_paged,
         kv_cache=kv_cpu,
         compute=compute,
-        compute_resident=_compute_bytes(shape, n_ubatch, used, 1),
+        compute_resident=_compute_bytes(shape, n_ubatch, _pad(in_use, KV_CELL_PAD), 1),
         overhead=overhead,
         vram=gpu if n_gpu_layers > 0 else 0,
         disk=file_size if file_size is not None else shape.file_size,

@@ -8,6 +8,7 @@ Hub failures become `HubError`s with a sentence the user can act on.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
@@ -20,16 +21,23 @@ from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
     HfHubHTTPError,
+    HFValidationError,
     OfflineModeIsEnabled,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status  # type: ignore[attr-defined]
+from huggingface_hub.utils import (  # type: ignore[attr-defined]
+    build_hf_headers,
+    get_session,
+    hf_raise_for_status,
+    validate_repo_id,
+)
 
 from app import APP_NAME
 from app.core.engine.gguf_info import GgufError, GgufInfo, read_gguf_header
 from app.core.models import network
 
+log = logging.getLogger("tern.hub")
 DEFAULT_ENDPOINT = "https://huggingface.co"
 TOKEN_ACCOUNT = "huggingface-token"  # the keychain entry of the user's hub access token
 _SPLIT = re.compile(r"^(?P<stem>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$")
@@ -79,6 +87,7 @@ class RemoteModel:
     license: str
     options: list[QuantOption] = field(default_factory=list)
     header: GgufInfo | None = None  # one option's GGUF header: the model's shape, for fit estimates
+    endpoint: str = DEFAULT_ENDPOINT  # the hub (or mirror) it was listed from
 
 
 def parse_repo_ref(text: str) -> str:
@@ -89,9 +98,21 @@ def parse_repo_ref(text: str) -> str:
         if parts[:1] == ["models"]:
             parts = parts[1:]
         text = "/".join(parts[:2])
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+", text):
-        raise HubError(f"“{text}” is not a Hugging Face model id; use the form org/name or paste the model's URL.")
+    try:
+        if text.count("/") != 1:
+            raise HFValidationError("expected org/name")
+        validate_repo_id(text)
+    except HFValidationError as exc:
+        raise HubError(
+            f"“{text}” is not a Hugging Face model id; use the form org/name or paste the model's URL."
+        ) from exc
     return text
+
+
+def safe_path(path: str) -> bool:
+    """True for a plain relative path inside a repository (no absolute paths, "..", or backslashes)."""
+    parts = path.split("/")
+    return bool(path) and not path.startswith("/") and "\\" not in path and ".." not in parts and "" not in parts
 
 
 def quant_label(filename: str) -> str:
@@ -153,9 +174,7 @@ def translate(exc: Exception, repo_id: str) -> HubError:
         return HubError("The hub could not be reached. Check the network connection and try again.")
     if isinstance(exc, httpx2.TimeoutException):
         return HubError("The hub did not answer in time. Check the network connection and try again.")
-    if isinstance(exc, httpx2.TransportError):
-        return HubError(f"The connection to the hub failed ({type(exc).__name__}); try again.")
-    raise exc
+    return HubError(f"The connection to the hub failed ({type(exc).__name__}); try again.")
 
 
 def fetch_model(repo_id: str, endpoint: str = DEFAULT_ENDPOINT, token: str | None = None) -> RemoteModel:
@@ -168,6 +187,7 @@ def fetch_model(repo_id: str, endpoint: str = DEFAULT_ENDPOINT, token: str | Non
     files = [
         RemoteFile(s.rfilename, int(s.size or (s.lfs.size if s.lfs else 0)), s.lfs.sha256 if s.lfs else None)
         for s in info.siblings or []
+        if safe_path(s.rfilename)  # a listing must never place files outside the model's folder
     ]
     from_tags = next((t[8:] for t in info.tags or [] if t.startswith("license:")), "")
     license_name = str(getattr(info.card_data, "license", None) or from_tags)
@@ -175,8 +195,11 @@ def fetch_model(repo_id: str, endpoint: str = DEFAULT_ENDPOINT, token: str | Non
     options = group_options(files)
     header = None
     if options and not info.gated:  # a gated file needs the licence accepted first
-        header = fetch_header(repo_id, commit, options[0].files[0], endpoint, token)
-    return RemoteModel(repo_id, commit, bool(info.gated), license_name, options, header)
+        try:
+            header = fetch_header(repo_id, commit, options[0].files[0], endpoint, token)
+        except HubError as exc:  # the listing is still useful without fit estimates
+            log.warning("No GGUF header for %s: %s", repo_id, exc)
+    return RemoteModel(repo_id, commit, bool(info.gated), license_name, options, header, endpoint)
 
 
 HEADER_BYTES = (8_000_000, 32_000_000, 96_000_000)  # Gemma's 262k-token vocabulary makes ~6.5 MB
@@ -185,13 +208,15 @@ HEADER_BYTES = (8_000_000, 32_000_000, 96_000_000)  # Gemma's 262k-token vocabul
 def fetch_header(repo_id: str, commit: str, remote: RemoteFile, endpoint: str, token: str | None) -> GgufInfo | None:
     """The GGUF header of a remote file from its first few MB (None if the file is not a usable GGUF)."""
     url = hf_hub_url(repo_id, remote.path, revision=commit or None, endpoint=endpoint)
+    data = bytearray()
     for limit in HEADER_BYTES:
         limit = min(limit, remote.size)
-        headers = {**build_hf_headers(token=token or False), "Range": f"bytes=0-{limit - 1}"}
-        data = bytearray()
+        headers = {**build_hf_headers(token=token or False), "Range": f"bytes={len(data)}-{limit - 1}"}
         try:
             with get_session().stream("GET", url, headers=headers, timeout=20) as response:
                 hf_raise_for_status(response)
+                if response.status_code == 200:  # Range ignored: this is the file from its start
+                    data.clear()
                 for chunk in response.iter_bytes():
                     data += chunk
                     if len(data) >= limit:  # a server that ignores Range must not send us the whole model

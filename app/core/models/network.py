@@ -31,7 +31,6 @@ class Activity:
     method: str
     url: str
     status: int | None = None  # None until answered (or when it failed before an answer)
-    error: str = ""
 
 
 class ActivityLog:
@@ -78,7 +77,8 @@ def _on_request(request: httpx2.Request) -> None:
     reason = getattr(_allowed, "reason", None)
     if reason is None:
         raise OfflineModeIsEnabled(f"Tern is offline; nothing asked to reach {request.url.host}.")
-    entry = Activity(time.time(), reason, request.method, str(request.url.copy_with(query=None)))
+    shown = request.url.copy_with(query=None, userinfo=b"")  # never a credential in the log
+    entry = Activity(time.time(), reason, request.method, str(shown))
     request.extensions["tern_activity"] = entry
     ACTIVITY.add(entry)
 

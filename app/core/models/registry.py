@@ -53,6 +53,20 @@ def inspect(path: Path, files: list[Path] | None = None, **extra: Any) -> Instal
     )
 
 
+def copy_model(source: Path, folder: Path) -> InstalledModel:
+    """Validate a GGUF, copy it into `folder` (atomically), and describe the copy."""
+    inspect(source)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / source.name
+    tmp = target.with_name(target.name + ".part")
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return inspect(target)
+
+
 class ModelRegistry:
     """The installed-models file."""
 
@@ -67,7 +81,7 @@ class ModelRegistry:
             self._models = {m["path"]: InstalledModel(**m) for m in data.get("models", [])}
         except FileNotFoundError:
             self._models = {}
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, AttributeError):
             broken = self.path.with_name(self.path.name + ".unreadable")
             os.replace(self.path, broken)  # kept for inspection; the models themselves are untouched
             self._models = {}
@@ -99,17 +113,9 @@ class ModelRegistry:
         self._save()
         return model
 
-    def import_file(self, path: Path, copy_to: Path | None = None) -> InstalledModel:
-        """Register a local GGUF in place, or copied into `copy_to` (validated first, either way)."""
-        model = inspect(path, imported=copy_to is None)
-        if copy_to is not None:
-            copy_to.mkdir(parents=True, exist_ok=True)
-            target = copy_to / path.name
-            tmp = target.with_name(target.name + ".part")
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, target)
-            model = inspect(target)
-        return self.add(model)
+    def import_file(self, path: Path) -> InstalledModel:
+        """Register a local GGUF where it lies (validated first); deleting it from Tern leaves the file."""
+        return self.add(inspect(path, imported=True))
 
     def touch(self, path: Path | str) -> None:
         """Record that a model was just loaded."""
@@ -119,15 +125,20 @@ class ModelRegistry:
             self._save()
 
     def remove(self, path: Path | str) -> list[Path]:
-        """Forget a model and delete its files unless it was imported in place; returns what was deleted."""
-        model = self._models.pop(str(path), None)
-        self._save()
-        if model is None or model.imported:
+        """Delete a model's files (unless imported in place), then forget it; returns what was deleted.
+
+        Raises OSError when a file cannot be deleted; the entry then stays.
+        """
+        model = self._models.get(str(path))
+        if model is None:
             return []
         deleted = []
-        for name in model.files:
-            file = Path(name)
-            if file.exists():
-                file.unlink()
-                deleted.append(file)
+        if not model.imported:
+            for name in model.files:
+                file = Path(name)
+                if file.exists():
+                    file.unlink()
+                    deleted.append(file)
+        del self._models[str(path)]
+        self._save()
         return deleted
