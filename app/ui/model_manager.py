@@ -8,7 +8,6 @@ Network tab lists every request the app has made.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -38,7 +37,7 @@ from PySide6.QtWidgets import (
 from app import settings as opts
 from app.core.models.catalog import CatalogEntry, load_catalog
 from app.core.models.download import DownloadJob
-from app.core.models.fit import Machine, MemoryEstimate, Verdict, estimate_memory, judge, recommend
+from app.core.models.fit import Machine, Verdict, estimate_memory, for_file, judge, recommend
 from app.core.models.hub import HubError, QuantOption, RemoteModel, parse_repo_ref, save_token
 from app.core.models.registry import ModelRegistry
 from app.settings import Settings
@@ -47,18 +46,6 @@ from app.ui.model_lists import DownloadsTab, InstalledTab, NetworkTab
 from app.workers.download_worker import DownloadManager
 
 VERDICT_LABELS = {Verdict.FITS: "Fits", Verdict.TIGHT: "Tight", Verdict.WONT_FIT: "Won't fit"}
-
-
-def for_file(estimate: MemoryEstimate, header_file_size: int, file_size: int) -> MemoryEstimate:
-    """Another quantization of the same model: weights scale with the file; KV, buffers and overhead do not."""
-    scale = file_size / header_file_size if header_file_size else 1.0
-    return replace(
-        estimate,
-        weights_ram=int(estimate.weights_ram * scale),
-        ple_disk=int(estimate.ple_disk * scale),
-        ple_paged=int(estimate.ple_paged * scale),
-        disk=file_size,
-    )
 
 
 def fit_guidance(

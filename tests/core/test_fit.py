@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from app.core.engine.gguf_info import GgufError, read_gguf_info
+from app.core.engine.gguf_info import GgufError, HeaderTruncatedError, read_gguf_info
 from app.core.engine.llama_engine import LlamaEngine, LoadOptions, Residency
 from app.core.models.fit import (
-    HeaderTooShortError,
     Machine,
     MemoryEstimate,
     ModelShape,
@@ -109,7 +108,7 @@ def test_an_estimate_from_the_header_alone_matches_the_file(models: dict[str, Pa
     data_start = min(t.offset for t in info.tensors)
     header = path.read_bytes()[:data_start]
     assert estimate_from_header(header, info.file_size, 4096) == estimate_memory(info, 4096)
-    with pytest.raises(HeaderTooShortError):
+    with pytest.raises(HeaderTruncatedError):
         estimate_from_header(header[: data_start // 2], info.file_size, 4096)
     with pytest.raises(GgufError, match="not a GGUF model"):
         estimate_from_header(b"<html>rate limited</html>" * 10, info.file_size, 4096)
@@ -206,3 +205,18 @@ def test_e2b_estimate_matches_the_peak_rss_of_a_real_chat(starter_model: Path) -
     assert run["ple_resident"] <= est.ple_paged < info.ple_bytes // 10
     # What the UI shows by default, a full context, is not below what this shorter chat used.
     assert estimate_memory(info, 8192, include_ui=False).total_ram >= est.total_ram
+
+
+def test_another_quantization_scales_only_the_weights(models: dict[str, Path]) -> None:
+    from app.core.models.fit import for_file
+
+    info = read_gguf_info(models["tiny-gemma4"])
+    base = estimate_memory(info, 4096)
+    double = for_file(base, info.file_size, 2 * info.file_size)
+    assert double.weights_ram == 2 * base.weights_ram and double.ple_disk == 2 * base.ple_disk
+    assert (double.kv_cache, double.compute_resident, double.overhead) == (
+        base.kv_cache,
+        base.compute_resident,
+        base.overhead,
+    )
+    assert double.disk == 2 * info.file_size

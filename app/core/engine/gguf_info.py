@@ -63,6 +63,10 @@ class GgufError(ValueError):
     """A file that must not be handed to llama.cpp; the message is for the user."""
 
 
+class HeaderTruncatedError(GgufError):
+    """The bytes end inside the header: a truncated file, or too few bytes of a remote one."""
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     """One entry of the tensor table; `shape` is in ggml order (fastest dim first)."""
@@ -178,7 +182,9 @@ class _Cursor:
 
     def need(self, n: int, what: str) -> None:
         if n < 0 or self.pos + n > self.size:
-            raise GgufError(f"The file ends in the middle of its header ({what}); it is truncated or corrupt.")
+            raise HeaderTruncatedError(
+                f"The file ends in the middle of its header ({what}); it is truncated or corrupt."
+            )
 
     def unpack(self, fmt: str, what: str) -> Any:
         n = struct.calcsize(fmt)
@@ -275,7 +281,7 @@ def read_gguf_info(path: str | os.PathLike[str]) -> GgufInfo:
 def read_gguf_header(data: bytes, name: str, file_size: int) -> GgufInfo:
     """Parse the first bytes of a remote GGUF of `file_size` bytes (metadata and tensor list, no weights).
 
-    Raises GgufError when `data` stops inside the header: fetch more and try again.
+    Raises HeaderTruncatedError when `data` stops inside the header: fetch more and try again.
     """
     return _parse(Path(name), data, len(data), file_size)
 

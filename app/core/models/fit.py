@@ -23,17 +23,16 @@ import math
 import mmap
 import platform
 import shutil
-import struct
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import TypeVar
 
 import psutil
 
-from app.core.engine.gguf_info import PLE_TENSOR, GgufError, GgufInfo, _parse
+from app.core.engine.gguf_info import PLE_TENSOR, GgufInfo, read_gguf_header
 from app.core.engine.llama_engine import LoadOptions, Residency
 
 MIB = 1 << 20
@@ -324,30 +323,23 @@ def _cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
-class HeaderTooShortError(GgufError):
-    """The bytes end before the GGUF header does; fetch more and try again."""
+def for_file(estimate: MemoryEstimate, header_file_size: int, file_size: int) -> MemoryEstimate:
+    """Another quantization of the same model: weights scale with the file; KV, buffers and overhead do not."""
+    scale = file_size / header_file_size if header_file_size else 1.0
+    return replace(
+        estimate,
+        weights_ram=int(estimate.weights_ram * scale),
+        ple_disk=int(estimate.ple_disk * scale),
+        ple_paged=int(estimate.ple_paged * scale),
+        disk=file_size,
+    )
 
 
 def estimate_from_header(
     header: bytes, file_size: int, n_ctx: int, residency: Residency = Residency.PLE_ON_DISK, n_gpu_layers: int = 0
 ) -> MemoryEstimate:
     """Estimate from the first bytes of a remote file (a 262k-token vocabulary needs about 7 MB of them)."""
-    return estimate_memory(read_header(header, file_size), n_ctx, residency, n_gpu_layers, file_size)
-
-
-def read_header(header: bytes, file_size: int, name: str = "model.gguf") -> GgufInfo:
-    """Parse a GGUF header from its leading bytes; tensor bounds are checked against `file_size`."""
-    if not header:
-        raise HeaderTooShortError(f"'{name}': no header bytes.")
-    # gguf_info's parser reads from a mapping and checks offsets against a size:
-    # give it the bytes in an anonymous mapping and the real file's size.
-    with mmap.mmap(-1, len(header)) as buf:
-        buf.write(header)
-        try:
-            return _parse(Path(name), buf, max(file_size, len(header)))
-        except (struct.error, IndexError) as exc:
-            # Reads are bounded by the file's size, so running off the bytes we have raises struct.error.
-            raise HeaderTooShortError(f"'{name}': the first {len(header)} bytes end inside the header.") from exc
+    return estimate_memory(read_gguf_header(header, "model.gguf", file_size), n_ctx, residency, n_gpu_layers, file_size)
 
 
 @dataclass(frozen=True)

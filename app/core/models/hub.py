@@ -34,7 +34,7 @@ from huggingface_hub.utils import (  # type: ignore[attr-defined]
 )
 
 from app import APP_NAME
-from app.core.engine.gguf_info import GgufError, GgufInfo, read_gguf_header
+from app.core.engine.gguf_info import GgufError, GgufInfo, HeaderTruncatedError, read_gguf_header
 from app.core.models import network
 
 log = logging.getLogger("tern.hub")
@@ -225,9 +225,11 @@ def fetch_header(repo_id: str, commit: str, remote: RemoteFile, endpoint: str, t
             raise translate(exc, repo_id) from exc
         try:
             return read_gguf_header(bytes(data[:limit]), remote.path, remote.size)
-        except GgufError as exc:
-            if "ends in the middle" not in str(exc) or limit >= remote.size:
+        except HeaderTruncatedError:
+            if limit >= remote.size:
                 return None
+        except GgufError:
+            return None
     return None
 
 
