@@ -34,6 +34,20 @@ def app_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AppPaths:
     return paths
 
 
+@pytest.fixture
+def no_keyring() -> Iterator[None]:
+    """keyring's `fail` backend: a machine without any usable system keychain."""
+    import keyring
+    from keyring.backends import fail
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    try:
+        yield
+    finally:
+        keyring.set_keyring(previous)
+
+
 @pytest.fixture(scope="session")
 def starter_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real Gemma 3 270M GGUF, assembled once per run."""

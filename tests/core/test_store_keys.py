@@ -5,12 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import keyring
 import pytest
-from keyring.backends import fail
 
 from app.core.store.conversation_store import ConversationStore
 from app.core.store.database import open_database
@@ -38,16 +36,6 @@ def test_key_lives_in_the_secret_service(tmp_path: Path) -> None:
     with pytest.raises(MissingKeyError, match="cannot be opened"):
         load_or_create_key(db)
     assert db.exists()  # the old file is kept
-
-
-@pytest.fixture
-def no_keyring() -> Iterator[None]:
-    previous = keyring.get_keyring()
-    keyring.set_keyring(fail.Keyring())
-    try:
-        yield
-    finally:
-        keyring.set_keyring(previous)
 
 
 def test_without_a_keyring_a_passphrase_is_required(tmp_path: Path, no_keyring: None) -> None:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import keyring
 import pytest
-from keyring.backends import fail
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QFileDialog
 from pytestqt.qtbot import QtBot
@@ -276,16 +275,6 @@ def test_export_round_trip_from_the_menu(
     copy = ConversationStore(conn).import_json(data)
     assert ConversationStore(conn).export_json(copy)["messages"] == data["messages"]
     conn.close()
-
-
-@pytest.fixture
-def no_keyring() -> Iterator[None]:
-    previous = keyring.get_keyring()
-    keyring.set_keyring(fail.Keyring())
-    try:
-        yield
-    finally:
-        keyring.set_keyring(previous)
 
 
 def test_without_a_keychain_a_passphrase_protects_the_history(

@@ -33,6 +33,12 @@ def translate(exc: sqlite.Error) -> StoreError | None:
     return None
 
 
+def apply_key(conn: Connection, key: bytes) -> None:
+    """Give SQLCipher the raw key (no KDF: it is random or already derived), quietly."""
+    conn.execute("PRAGMA cipher_log_level = NONE")
+    conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
+
+
 def open_database(path: Path, key: bytes) -> Connection:
     """Open (or create) the encrypted database at `path` and bring its schema up to date."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -41,8 +47,7 @@ def open_database(path: Path, key: bytes) -> Connection:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     conn = sqlite.connect(str(path), check_same_thread=False, isolation_level=None)
     try:
-        conn.execute("PRAGMA cipher_log_level = NONE")
-        conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
+        apply_key(conn, key)
         try:
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite.DatabaseError as exc:
