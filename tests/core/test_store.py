@@ -10,11 +10,12 @@ import stat
 from pathlib import Path
 
 import pytest
+from sqlcipher3 import dbapi2 as sqlite
 
 from app.core.store.conversation_store import HIGHLIGHT_END, HIGHLIGHT_START, ConversationStore, auto_title, fts_query
-from app.core.store.database import open_database
+from app.core.store.database import apply_key, open_database
 from app.core.store.errors import StoreError, WrongKeyError
-from app.core.store.schema import SCHEMA_VERSION
+from app.core.store.schema import SCHEMA_VERSION, migrate
 
 SECRET_SENTENCES = [
     "The quarterly merger with Halvorsen Shipping closes on the ninth of March.",
@@ -75,15 +76,28 @@ def test_wrong_key_leaves_the_file_byte_identical(tmp_path: Path, key: bytes) ->
 def test_migrates_from_every_earlier_version(tmp_path: Path, key: bytes) -> None:
     for version in range(SCHEMA_VERSION):
         db = tmp_path / f"v{version}.db"
-        conn = open_database(db, key) if version else None
-        if conn is None:
-            db.touch(mode=0o600)  # version 0: a file that was created but never initialised
-        else:
-            conn.execute(f"PRAGMA user_version = {version}")
-            conn.close()
+        db.touch(mode=0o600)  # version 0: a file that was created but never initialised
+        if version:
+            old = sqlite.connect(str(db), isolation_level=None)
+            apply_key(old, key)
+            migrate(old, target=version)  # exactly the schema that version shipped
+            old.execute("INSERT INTO conversations (title, created_at, updated_at) VALUES ('kept', 1, 1)")
+            old.execute(
+                "INSERT INTO messages (conversation_id, role, content, created_at) VALUES (1, 'user', 'still here', 1)"
+            )
+            old.close()
         latest = open_database(db, key)
         assert latest.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        ConversationStore(latest).create_conversation("after migration")
+        store = ConversationStore(latest)
+        if version:
+            assert [c.title for c in store.conversations()] == ["kept"]
+            assert store.search("still")[0].message_id == 1  # the index came along
+        cid = store.create_conversation("after migration")
+        latest.execute(
+            "INSERT INTO documents (conversation_id, path, name, kind, size, mtime, added_at) "
+            "VALUES (?, '/a.pdf', 'a.pdf', 'pdf', 1, 1, 1)",
+            (cid,),
+        )
         latest.close()
 
 

@@ -63,6 +63,52 @@ MIGRATIONS: list[str] = [
         INSERT INTO conversations_fts(rowid, title) VALUES (new.id, new.title);
     END;
     """,
+    # 2: documents attached to a conversation, their chunks with page/section references, and a
+    # stemmed full-text index over the chunks (BM25 retrieval); vectors are optional blobs.
+    """
+    CREATE TABLE documents (
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        path TEXT NOT NULL,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime REAL NOT NULL,
+        state TEXT NOT NULL DEFAULT 'queued',
+        error TEXT NOT NULL DEFAULT '',
+        pages INTEGER,
+        chunk_count INTEGER NOT NULL DEFAULT 0,
+        token_count INTEGER NOT NULL DEFAULT 0,
+        added_at REAL NOT NULL,
+        UNIQUE (conversation_id, path)
+    );
+    CREATE TABLE chunks (
+        id INTEGER PRIMARY KEY,
+        document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        ord INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        page INTEGER,
+        heading TEXT,
+        line_start INTEGER,
+        line_end INTEGER,
+        token_count INTEGER NOT NULL,
+        vector BLOB
+    );
+    CREATE INDEX chunks_by_document ON chunks(document_id, ord);
+    CREATE VIRTUAL TABLE chunks_fts USING fts5(
+        text, content='chunks', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
+        INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
+    END;
+    CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
+        INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    END;
+    CREATE TRIGGER chunks_au AFTER UPDATE OF text ON chunks BEGIN
+        INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
+    END;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
