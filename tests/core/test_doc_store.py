@@ -91,3 +91,19 @@ def test_deleting_a_conversation_removes_its_documents_everywhere(
     assert db.execute("SELECT count(*) FROM documents").fetchone()[0] == 0
     assert db.execute("SELECT count(*) FROM chunks").fetchone()[0] == 0
     assert db.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH 'lighthouse'").fetchone()[0] == 0
+
+
+def test_bm25_finds_the_page_of_a_paraphrased_question(docs: tuple[ConversationStore, DocumentStore, Path]) -> None:
+    """Retrieval quality with BM25 alone: 200 pages, 40 planted facts, questions that paraphrase them."""
+    from tests.core.planted_facts import FACTS, build_pages
+
+    conversations, store, _ = docs
+    cid = conversations.create_conversation("Island almanac")
+    pages, where = build_pages()
+    doc = store.add(cid, "/docs/almanac.pdf", "almanac.pdf", "pdf", 1, 1.0)
+    store.replace_chunks(doc, chunk_sections([SectionText(text, page=n + 1) for n, text in enumerate(pages)]))
+    found = 0
+    for i, (_fact, question) in enumerate(FACTS):
+        top = [p.page for p in store.search(cid, question, limit=5)]
+        found += where[i] in top
+    assert found / len(FACTS) >= 0.9, f"recall@5 = {found}/{len(FACTS)}"
