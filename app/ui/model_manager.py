@@ -59,7 +59,8 @@ def fit_guidance(
     rows = []
     for estimate in estimates:
         verdict, why = judge(estimate, machine)
-        rows.append((VERDICT_LABELS[verdict], why))
+        details = "\n".join(f"{label}: {units.size(n)}" for label, n in estimate.breakdown())
+        rows.append((VERDICT_LABELS[verdict], f"{why}\n\n{details}"))
     best = recommend(list(enumerate(estimates)), machine, best_first=True)
     return rows, best
 
@@ -201,13 +202,14 @@ class DiscoverTab(QWidget):
         if remote is not None and self._machine is not None:
             verdicts, best = fit_guidance(remote, options, self.context.value(), self._settings, self._machine)
         for row, option in enumerate(options):
-            verdict, why = verdicts[row]
+            verdict, explanation = verdicts[row]
+            why = explanation.split("\n\n")[0]
             label = option.label + (f" ({len(option.files)} parts)" if len(option.files) > 1 else "")
             self.options.setItem(row, 0, QTableWidgetItem(label))
             self.options.setItem(row, 1, QTableWidgetItem(units.size(option.size)))
             text = f"{verdict}: {why}" + (" — recommended for this machine" if row == best else "")
             fit = QTableWidgetItem(text)
-            fit.setToolTip(why)
+            fit.setToolTip(explanation)  # the sentence, then where the memory goes
             fit.setForeground(QColor(VERDICT_COLOURS.get(verdict, "#374151")))
             fit.setData(Qt.ItemDataRole.UserRole, verdict)
             self.options.setItem(row, 2, fit)

@@ -49,6 +49,7 @@ def test_look_up_download_and_load_a_model(qtbot: QtBot, window: MainWindow, hub
     assert discover.options.item(0, 0).text() == "Q4_K_M"
     fit = discover.options.item(0, 2)
     assert fit.data(Qt.ItemDataRole.UserRole) in ("Fits", "Tight", "Won't fit") and "GB" in fit.text()
+    assert "Conversation memory (KV cache)" in fit.toolTip()  # where the memory goes
 
     hub_server.faults[STARTER_NAME] = Fault(rate=80_000_000)  # slow enough to watch the progress
     button = discover.options.cellWidget(0, 3)
