@@ -107,3 +107,18 @@ def test_bm25_finds_the_page_of_a_paraphrased_question(docs: tuple[ConversationS
         top = [p.page for p in store.search(cid, question, limit=5)]
         found += where[i] in top
     assert found / len(FACTS) >= 0.9, f"recall@5 = {found}/{len(FACTS)}"
+
+
+def test_search_looks_deeper_when_other_conversations_crowd_the_index(
+    docs: tuple[ConversationStore, DocumentStore, Path],
+) -> None:
+    conversations, store, _ = docs
+    crowded = conversations.create_conversation("Many copies")
+    for copy in range(40):
+        doc = store.add(crowded, f"/copies/{copy}.txt", f"{copy}.txt", "text", 1, 1.0)
+        store.replace_chunks(doc, chunk_sections([SectionText(PROSE, line_start=1, line_end=1)]))
+    mine = conversations.create_conversation("Mine")
+    doc = store.add(mine, "/docs/note.txt", "note.txt", "text", 1, 1.0)
+    store.replace_chunks(doc, chunk_sections([SectionText("A short note: the lighthouse lamp was electrified.")]))
+    hits = store.search(mine, "electrified lighthouse lamp", limit=3)
+    assert [h.name for h in hits] == ["note.txt"]  # found beyond the top hundred of the shared index
