@@ -80,7 +80,10 @@ def test_indexing_resumes_after_a_restart(
     qtbot: QtBot, writer: tuple[StoreWriter, Path, bytes], tmp_path: Path, make_pdf: MakePdf
 ) -> None:
     w, db, key = writer
-    files = [make_pdf(tmp_path / f"part{n}.pdf", [f"Chapter {n} tells how the lighthouse on the point was built."]) for n in range(4)]
+    files = [
+        make_pdf(tmp_path / f"part{n}.pdf", [f"Chapter {n} tells how the lighthouse on the point was built."])
+        for n in range(4)
+    ]
     first = DocumentIndexer(w)
     first.shutdown()  # quit right away: the thread is gone, so nothing gets indexed
     with qtbot.waitSignal(first.attached, timeout=LONG):
