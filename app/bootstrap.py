@@ -1,8 +1,8 @@
 """Start-up in one documented order.
 
-paths → logging → crash handler → settings → QApplication → services (the
-inference thread) → main window → event loop; shutdown runs the same list
-backwards.
+paths → network gate (offline by default) → logging → crash handler →
+settings → QApplication → services (the inference thread) → main window →
+event loop; shutdown runs the same list backwards.
 """
 
 from __future__ import annotations
@@ -55,6 +55,10 @@ def start(args: argparse.Namespace) -> Session:
 
     paths = AppPaths.default()
     paths.create()
+
+    from app.core.models import network  # sets HF_HUB_OFFLINE and closes the only door to the hub
+
+    network.install()
 
     from app import logging_setup
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from huggingface_hub import HfApi
+from huggingface_hub.errors import OfflineModeIsEnabled
 from pytestqt.qtbot import QtBot
 
 from app.bootstrap import parse_args, shutdown, start
@@ -48,6 +51,10 @@ def test_start_chat_and_model_manager_make_no_connection(
         for tab in range(manager.tabs.count()):
             manager.tabs.setCurrentIndex(tab)
             qtbot.wait(50)
+        # Even a direct hub call is refused without a user action, before any socket is opened.
+        assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["HF_HUB_DISABLE_TELEMETRY"] == "1"
+        with pytest.raises(OfflineModeIsEnabled):
+            HfApi().model_info("google/gemma-4-E2B-it")
     finally:
         shutdown(session)
     assert attempts == []
