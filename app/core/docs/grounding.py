@@ -1,0 +1,128 @@
+"""What an answer may draw on: whole documents when they fit, else the best passages; numbered sources.
+
+Gemma's long context makes "put the whole document in" the best answer for a
+few files. When the attached documents outgrow the budget, BM25 picks
+passages, at most a few per file first so one long file cannot crowd out the
+others. Either way the model is told to answer from the numbered sources and
+cite them as [1], [2]; and the sources list is kept with the answer, whatever
+the model writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from app.core.docs.chunking import count_tokens
+from app.core.docs.doc_store import DocumentInfo, Passage
+
+PER_FILE_FIRST_PASS = 3
+Mode = Literal["whole", "retrieval", "none"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """A numbered source of a grounded answer."""
+
+    number: int
+    document_id: int
+    chunk_id: int
+    name: str
+    page: int | None
+    heading: str | None
+    line_start: int | None
+    line_end: int | None
+    text: str
+
+    def citation(self) -> str:
+        """Where the passage is: "report.pdf, page 2", "guide.md, Install > Linux", "main.py, lines 10–40"."""
+        if self.page is not None:
+            return f"{self.name}, page {self.page}"
+        if self.heading:
+            return f"{self.name}, {self.heading}"
+        if self.line_start is not None:
+            end = self.line_end if self.line_end is not None else self.line_start
+            return (
+                f"{self.name}, line {self.line_start}"
+                if end == self.line_start
+                else f"{self.name}, lines {self.line_start}–{end}"
+            )
+        return self.name
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """The context for one question."""
+
+    mode: Mode
+    sources: list[Source]
+    not_ready: list[str]  # attached files still being indexed (or failed), by name
+    prompt: str  # goes before the question in the user's turn ("" when nothing is attached)
+
+
+def _sources(passages: list[Passage]) -> list[Source]:
+    return [
+        Source(n, p.document_id, p.chunk_id, p.name, p.page, p.heading, p.line_start, p.line_end, p.text)
+        for n, p in enumerate(passages, start=1)
+    ]
+
+
+def _diverse(ranked: list[Passage], budget: int) -> list[Passage]:
+    """Best passages within `budget` tokens, a few per file first, then the rest by rank."""
+    chosen: list[Passage] = []
+    per_file: dict[int, int] = {}
+    used = 0
+    for first_pass in (True, False):
+        for p in ranked:
+            if p in chosen or (first_pass and per_file.get(p.document_id, 0) >= PER_FILE_FIRST_PASS):
+                continue
+            cost = count_tokens(p.text) + 12  # the source's header line
+            if used + cost > budget:
+                continue
+            chosen.append(p)
+            per_file[p.document_id] = per_file.get(p.document_id, 0) + 1
+            used += cost
+    return chosen
+
+
+def prompt_for(sources: list[Source], not_ready: list[str]) -> str:
+    """The instructions and numbered sources that precede the question."""
+    waiting = (
+        f"\nStill being read, not available yet: {', '.join(not_ready)}. Mention this if it matters.\n"
+        if not_ready
+        else ""
+    )
+    if not sources:
+        return (
+            "The user attached documents, but no passage in them matches this question. "
+            "Say plainly that the attached documents do not answer it; do not make an answer up." + waiting
+        )
+    body = "\n\n".join(f"[{s.number}] {s.citation()}:\n{s.text}" for s in sources)
+    return (
+        "Answer using only the sources below, and cite the ones you use like [1] or [2]. "
+        "If they do not contain the answer, say so instead of guessing.\n\n"
+        f"Sources:\n{body}\n{waiting}"
+    )
+
+
+def ground(
+    documents: list[DocumentInfo],
+    whole: dict[int, list[Passage]],
+    ranked: list[Passage],
+    budget_tokens: int,
+) -> Grounding:
+    """Choose whole documents (when all ready ones fit `budget_tokens`) or ranked passages, and number them.
+
+    `whole` holds every chunk of each ready document (the store's `chunks`),
+    `ranked` the store's search results for the question, best first.
+    """
+    ready = [d for d in documents if d.state == "ready"]
+    not_ready = [d.name for d in documents if d.state != "ready"]
+    if not documents:
+        return Grounding("none", [], [], "")
+    if ready and sum(d.token_count for d in ready) <= budget_tokens:
+        passages = [p for d in ready for p in whole.get(d.id, [])]
+        sources = _sources(passages)
+        return Grounding("whole", sources, not_ready, prompt_for(sources, not_ready))
+    sources = _sources(_diverse(ranked, budget_tokens))
+    return Grounding("retrieval", sources, not_ready, prompt_for(sources, not_ready))
