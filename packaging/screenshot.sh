@@ -7,5 +7,6 @@ exec dbus-run-session -- bash -c '
     eval "$(printf tern | gnome-keyring-daemon --unlock --components=secrets)"
     script=packaging/screenshot.py
     if [ "${1:-}" = "--models" ]; then script=packaging/models_screenshot.py; shift; fi
+    if [ "${1:-}" = "--documents" ]; then script=packaging/documents_screenshot.py; shift; fi
     xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python "$script" "$@"
 ' screenshot.sh "$@" 2> >(grep -v "Failed to set fd limit" >&2)

@@ -1,7 +1,8 @@
 """One chat turn, start to finish: build the prompt, then stream the answer.
 
-This is the one place that knows the order of the steps. Document retrieval
-will slot in before prompt building; the builder itself never retrieves.
+This is the one place that knows the order of the steps. Passages from
+attached documents arrive already chosen (`context`), and go before the last
+question; the prompt builder itself never retrieves.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class TurnRequest:
     system_prompt: str = ""
     sampling: SamplingParams = field(default_factory=SamplingParams)
     previous_dropped: int = 0  # the cut the last turn made, to keep the cached prefix
+    context: str = ""  # sources from attached documents, put before the last question
     cancel: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
 
 
@@ -42,8 +44,12 @@ def run_turn(engine: LlamaEngine, request: TurnRequest, on_text: Callable[[str],
     loaded = engine.loaded
     if loaded is None or engine.template is None:
         raise EngineError("No model is loaded.")
+    history = request.history
+    if request.context and history:
+        question = history[-1]
+        history = (*history[:-1], ChatMessage(question.role, f"{request.context}\n\nQuestion: {question.content}"))
     prompt = build_prompt(
-        request.history,
+        history,
         request.system_prompt,
         engine.template,
         engine.tokenize,

@@ -15,6 +15,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractListModel, QByteArray, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer
 
 from app.core.chat.message import ChatMessage, Role
+from app.core.docs.grounding import Source
 from app.core.engine.generation import GenerationStats
 from app.ui.history import Ref
 
@@ -32,6 +33,7 @@ class MessageRole(IntEnum):
     NOTICE = Qt.ItemDataRole.UserRole + 5  # a note under the message (trimmed history, stopped, error)
     MESSAGE_ID = Qt.ItemDataRole.UserRole + 6
     VERSIONS = Qt.ItemDataRole.UserRole + 7  # (position, count) among the message's versions
+    SOURCES = Qt.ItemDataRole.UserRole + 8  # tuple[Source, ...]
 
 
 @dataclass
@@ -44,6 +46,7 @@ class ChatItem:
     stats: GenerationStats | None = None
     notice: str = ""
     model: str = ""  # the model that wrote an answer
+    sources: tuple[Source, ...] = ()  # numbered passages from attached documents the answer was given
     id: int = field(default_factory=lambda: next(_ids))
     version: int = 0  # bumped on every change, so views can cache by (id, version)
     store: Ref = field(default_factory=Ref)  # the message's id in the history, once saved
@@ -83,6 +86,7 @@ class MessageListModel(QAbstractListModel):
             MessageRole.NOTICE: item.notice,
             MessageRole.MESSAGE_ID: item.id,
             MessageRole.VERSIONS: (item.version_position, len(item.versions)),
+            MessageRole.SOURCES: item.sources,
         }.get(role)  # type: ignore[call-overload]
 
     def roleNames(self) -> dict[int, QByteArray]:  # noqa: N802
@@ -117,6 +121,11 @@ class MessageListModel(QAbstractListModel):
         """The row of the message saved as `ref`, or -1."""
         return next((row for row, item in enumerate(self._items) if item.store is ref), -1)
 
+    def set_sources(self, row: int, sources: tuple[Source, ...], notice: str) -> None:
+        """Attach the sources an answer is being given (and a note, e.g. files not read yet)."""
+        self._items[row].sources, self._items[row].notice = sources, notice
+        self._changed(row, MessageRole.SOURCES, MessageRole.NOTICE)
+
     def set_versions(self, row: int, versions: tuple[int, ...]) -> None:
         """Record a message's versions (its switcher shows "2/3")."""
         self._items[row].versions = versions
@@ -144,6 +153,7 @@ class MessageListModel(QAbstractListModel):
         """Clear an answer so a new version can be generated (by `model`, saved as `store`)."""
         item = self._items[row]
         item.text, item.streaming, item.stats, item.notice, item.store, item.model = "", True, None, "", store, model
+        item.sources = ()
         self._changed(
             row,
             MessageRole.TEXT,

@@ -9,11 +9,13 @@ the end. Regenerating and editing add versions instead of overwriting.
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, replace
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from app import settings as opts
+from app.core.docs.grounding import Grounding, Source
 from app.core.engine.generation import GenerationStats
 from app.core.store.conversation_store import OpenedConversation
 from app.core.turn import TurnRequest, TurnResult
@@ -86,7 +88,7 @@ class ChatSession(QObject):
         request = self._prepare_turn(row)
         if self.history.is_open:
             user.store = self.history.save_message(
-                above, "user", text, system_prompt=self.system_prompt, then=lambda: self._submit(request)
+                above, "user", text, system_prompt=self.system_prompt, then=lambda: self._ground(request, text)
             )
             answer.store = self.history.save_message([*above, user.store], "assistant", model=self.model_name)
         else:
@@ -101,7 +103,11 @@ class ChatSession(QObject):
         above = self.model.refs(last)
         store = self.history.save_message(above, "assistant", model=self.model_name) if self.history.is_open else Ref()
         self.model.reset_message(last, store, self.model_name)
-        self._submit(self._prepare_turn(last))
+        request = self._prepare_turn(last)
+        if self.history.is_open:
+            self._ground(request, self.model.item(last - 1).text)
+        else:
+            self._submit(request)
 
     def edit(self, row: int) -> str:
         """Drop a user message and what followed from the view and return its text; sending makes a new version."""
@@ -179,6 +185,25 @@ class ChatSession(QObject):
         self.busy_changed.emit(True)
         return self._request
 
+    def _ground(self, request: TurnRequest, question: str) -> None:
+        """Look up the conversation's documents for `question`, then start the turn with what they offer."""
+        budget = max(512, self.n_ctx // 2)  # half the context for sources; the rest is the conversation and answer
+        self.history.ground(question, budget, lambda grounding: self._grounded(request, grounding))
+
+    def _grounded(self, request: TurnRequest, grounding: Grounding | None) -> None:
+        if request.turn_id != self._turn_id or self._answer_row is None:
+            return
+        if grounding is not None and grounding.prompt:
+            notes = []
+            if not grounding.sources:
+                notes.append("No passage in the attached documents matches this question.")
+            if grounding.not_ready:
+                notes.append(f"Not read yet: {', '.join(grounding.not_ready)}.")
+            self.model.set_sources(self._answer_row, tuple(grounding.sources), " ".join(notes))
+            request = replace(request, context=grounding.prompt)  # the same cancel event: Stop still works
+            self._request = request
+        self._submit(request)
+
     def _submit(self, request: TurnRequest) -> None:
         if request.turn_id == self._turn_id and self.busy:
             self._inference.submit(request)
@@ -205,6 +230,8 @@ class ChatSession(QObject):
         stats: dict[str, Any] = item.stats.as_dict() if item.stats else {}
         if item.notice:
             stats["notice"] = item.notice
+        if item.sources:
+            stats["sources"] = [asdict(s) for s in item.sources]
         self.history.finish_answer(item.store, item.text, stats or None, self.history.refresh)
 
     def _on_turn_finished(self, result: TurnResult) -> None:
@@ -234,7 +261,8 @@ class ChatSession(QObject):
     def _end_turn(self, stats: GenerationStats | None, notice: str) -> None:
         row = self._answer_row
         assert row is not None
-        self.model.finish(row, stats, notice)
+        earlier = self.model.item(row).notice  # e.g. documents not read yet
+        self.model.finish(row, stats, " ".join(n for n in (earlier, notice) if n))
         self._finish_saving(row)
         self._answer_row = None
         self._request = None
@@ -274,6 +302,7 @@ def chat_items(opened: OpenedConversation, start: int) -> list[ChatItem]:
         m = entry.message
         stats = dict(m.stats or {})
         notice = str(stats.pop("notice", ""))
+        sources = tuple(Source(**s) for s in stats.pop("sources", []))
         if not m.complete and m.role == "assistant":
             notice = notice or INTERRUPTED
         items.append(
@@ -283,6 +312,7 @@ def chat_items(opened: OpenedConversation, start: int) -> list[ChatItem]:
                 stats=GenerationStats.from_dict(stats),
                 notice=notice,
                 model=m.model or "",
+                sources=sources,
                 store=Ref(m.id),
                 versions=entry.versions,
             )

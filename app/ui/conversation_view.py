@@ -8,6 +8,7 @@ rebuilt. Links `copy:N` inside a message copy its N-th code block.
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass
 
 from PySide6.QtCore import (
@@ -69,6 +70,8 @@ def stats_line(stats: GenerationStats) -> str:
 
 
 VERSION_SCHEME = "version"
+SOURCE_SCHEME = "source"
+_CITATION = re.compile(r"(?<![\[\w])\[(\d{1,3})\](?!\()")
 
 
 def version_switcher(position: int, count: int) -> str:
@@ -92,6 +95,7 @@ class MessageDelegate(QStyledItemDelegate):
 
     copied = Signal(str)  # what was copied, for a status message
     version_requested = Signal(int, int)  # row, step (-1: previous version, +1: next)
+    source_requested = Signal(int, int)  # row, source number
 
     def __init__(self, view: QListView) -> None:
         super().__init__(view)
@@ -126,8 +130,18 @@ class MessageDelegate(QStyledItemDelegate):
         if streaming:
             shown = (text + " ▍") if text else "_Thinking…_"
         dark = key[2]
+        sources = item.sources
+        if sources:  # inline [n] markers become links to their source
+            shown = _CITATION.sub(
+                lambda m: f"[[{m[1]}]]({SOURCE_SCHEME}:{m[1]})" if 1 <= int(m[1]) <= len(sources) else m[0], shown
+            )
         md = render_markdown(shown, dark)
         footer = []
+        if sources:
+            rows = "<br>".join(
+                f'[{s.number}] <a href="{SOURCE_SCHEME}:{s.number}">{html.escape(s.citation())}</a>' for s in sources
+            )
+            footer.append(f'<p style="font-size:small;"><b>Sources</b><br>{rows}</p>')
         if notice:
             colour = "#f0b35a" if dark else "#92400e"
             footer.append(f'<p style="color:{colour}; font-size:small;">{html.escape(notice)}</p>')
@@ -231,6 +245,9 @@ class MessageDelegate(QStyledItemDelegate):
         r = self.rendered(index)
         origin = self._doc_origin(option.rect.left(), option.rect.top(), index, r)
         anchor = r.doc.documentLayout().anchorAt(event.position() - origin)
+        if anchor.startswith(SOURCE_SCHEME + ":"):
+            self.source_requested.emit(index.row(), int(anchor.split(":", 1)[1]))
+            return True
         if anchor.startswith(VERSION_SCHEME + ":"):
             self.version_requested.emit(index.row(), int(anchor.split(":", 1)[1]))
             return True

@@ -16,6 +16,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from app.core.docs.doc_store import DocumentStore
+from app.core.docs.grounding import Grounding, ground
 from app.core.store import backup, keys
 from app.core.store.conversation_store import ConversationStore, OpenedConversation
 from app.core.store.database import set_aside
@@ -160,7 +162,22 @@ class History(QObject):
         if on_fail is not None:
             on_fail(message)
 
+    def query(self, job: Callable[[ConversationStore], Any], then: Callable[[Any], None]) -> None:
+        """Run `job(store)` on the writer thread and hand its result to `then` here (a failure is reported)."""
+        self._request(job, then)
+
     # Conversations
+    def ensure_conversation(self, system_prompt: str, then: Callable[[int], None]) -> None:
+        """The open conversation's id, creating it first for a new chat (e.g. when files are attached)."""
+        conversation = self.conversation
+
+        def job(store: ConversationStore) -> int:
+            if conversation.value is None:
+                conversation.value = store.create_conversation(system_prompt=system_prompt)
+            return conversation.value
+
+        self._request(job, then)
+
     def refresh(self) -> None:
         """Ask for the sidebar's list."""
         self._request(lambda s: s.conversations(), self.conversations.emit)
@@ -288,6 +305,22 @@ class History(QObject):
 
         self._request(job, done, lambda _msg: then() if then is not None else None)
         return ref
+
+    def ground(self, question: str, budget_tokens: int, then: Callable[[Grounding | None], None]) -> None:
+        """The open conversation's document context for `question` (None without documents); `then` gets it."""
+        conversation = self.conversation
+
+        def job(store: ConversationStore) -> Grounding | None:
+            if conversation.value is None:
+                return None
+            docs = DocumentStore(store.connection)
+            documents = docs.documents(conversation.value)
+            if not documents:
+                return None
+            whole = {d.id: docs.chunks(d.id) for d in documents if d.state == "ready"}
+            return ground(documents, whole, docs.search(conversation.value, question, 40), budget_tokens)
+
+        self._request(job, then, lambda _msg: then(None))
 
     def checkpoint(self, ref: Ref, text: str) -> None:
         """Save a streaming answer so far."""

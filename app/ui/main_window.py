@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, Signal
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragLeaveEvent, QDropEvent
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
@@ -41,6 +41,7 @@ from app.settings import Settings
 from app.ui.chat_session import ChatSession
 from app.ui.composer import Composer
 from app.ui.conversation_view import ConversationView
+from app.ui.documents_panel import DocumentChat
 from app.ui.history import History
 from app.ui.lock_page import IdleWatcher, LockMode, LockPage
 from app.ui.menus import build_menus
@@ -174,6 +175,7 @@ class MainWindow(QMainWindow):
         self.downloads.installed.connect(self._model_installed)
         self.downloads.copied.connect(self._model_installed)
         self._manager: ModelManager | None = None
+        self.documents = DocumentChat(self, self.history, self.session, self.view)
         self.setAcceptDrops(True)
         self.idle = IdleWatcher(self)
         app = QApplication.instance()
@@ -304,16 +306,28 @@ class MainWindow(QMainWindow):
         return self._manager
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
-        """Accept GGUF files dropped on the window."""
-        if any(u.toLocalFile().lower().endswith(".gguf") for u in event.mimeData().urls()):
+        """Accept dropped files: models to load, anything else to chat about."""
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
             event.acceptProposedAction()
+            if not all(p.lower().endswith(".gguf") for p in paths):
+                self.documents.overlay.cover()
+
+    def dragLeaveEvent(self, event: QDragLeaveEvent) -> None:  # noqa: N802
+        """The files went elsewhere."""
+        self.documents.overlay.hide()
 
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
-        """A dropped GGUF is imported (validated, not copied) and loaded."""
-        models = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.toLocalFile().lower().endswith(".gguf")]
-        if models:
+        """A GGUF is imported (validated, not copied) and loaded; other files and folders are attached."""
+        self.documents.overlay.hide()
+        paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
+        models = [p for p in paths if p.suffix.lower() == ".gguf"]
+        if paths:
             event.acceptProposedAction()
+        if models:
             self.import_and_load(models[0])
+        if len(models) < len(paths):
+            self.documents.attach([p for p in paths if p.suffix.lower() != ".gguf"])
 
     def _on_load_progress(self, stage: str, fraction: float) -> None:
         self.load_progress.show()
@@ -555,6 +569,7 @@ class MainWindow(QMainWindow):
         self.session.close()
         self.sidebar.finish_deletions()
         self.memory_monitor.shutdown()
+        self.documents.shutdown()
         self.downloads.shutdown()
         self._inference.shutdown()
         self.history.writer.shutdown()

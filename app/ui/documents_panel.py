@@ -1,0 +1,246 @@
+"""Document chat in the window: drop or attach files, watch them being read, and check an answer's sources.
+
+`DocumentChat` ties the pieces together: the drop overlay, the Documents dock
+(each file's state, pages, chunks; the batch's progress and time left), the
+background indexer, and the passage dialog that a click on a source opens.
+Documents live in the encrypted history, so they need it open.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDialog,
+    QDialogButtonBox,
+    QDockWidget,
+    QFileDialog,
+    QHeaderView,
+    QLabel,
+    QMainWindow,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core.docs.doc_store import DocumentInfo, DocumentStore
+from app.core.docs.grounding import Source
+from app.ui.chat_session import ChatSession
+from app.ui.conversation_view import ConversationView
+from app.ui.history import History
+from app.workers.doc_indexer import DocumentIndexer
+
+STATE_LABELS = {
+    "queued": "Waiting",
+    "extracting": "Reading…",
+    "indexing": "Indexing…",
+    "ready": "Ready",
+    "failed": "Failed",
+}
+
+
+class DropOverlay(QLabel):
+    """The hint shown over the window while files are dragged onto it."""
+
+    def __init__(self, parent: QWidget) -> None:
+        super().__init__("Drop files or folders to chat about them", parent)
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setStyleSheet(
+            "background: rgba(30, 64, 175, 40); border: 3px dashed #1e40af; border-radius: 16px;"
+            "font-size: 18pt; color: #1e3a8a;"
+        )
+        self.hide()
+
+    def cover(self) -> None:
+        """Show over the whole parent."""
+        parent = self.parentWidget()
+        if parent is not None:
+            self.setGeometry(parent.rect().adjusted(12, 12, -12, -12))
+        self.raise_()
+        self.show()
+
+
+class DocumentsPanel(QDockWidget):
+    """The conversation's documents and the batch's progress."""
+
+    attach_requested = Signal()
+    remove_requested = Signal(int)  # document id
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Documents", parent)
+        self.setObjectName("documents")
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["File", "State", "Pages", "Passages"])
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.table.verticalHeader().hide()
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.progress = QProgressBar()
+        self.progress.hide()
+        self.status = QLabel("Drop files here, or attach them, to ask about them.")
+        self.status.setWordWrap(True)
+        self.skipped = QLabel()  # files that were not attached, each with why
+        self.skipped.setWordWrap(True)
+        self.skipped.setStyleSheet("color: #92400e;")
+        self.skipped.hide()
+        attach = QPushButton("Attach files…")
+        self.remove_button = QPushButton("Remove")
+        body = QWidget()
+        layout = QVBoxLayout(body)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.skipped)
+        layout.addWidget(attach)
+        layout.addWidget(self.remove_button)
+        self.setWidget(body)
+        self._documents: list[DocumentInfo] = []
+        attach.clicked.connect(self.attach_requested)
+        self.remove_button.clicked.connect(self._remove)
+
+    def show_documents(self, documents: list[DocumentInfo]) -> None:
+        """Replace the list."""
+        self._documents = documents
+        self.table.setRowCount(len(documents))
+        for row, d in enumerate(documents):
+            state = STATE_LABELS.get(d.state, d.state)
+            cells = [
+                d.name,
+                state if d.state != "failed" else f"Failed: {d.error}",
+                str(d.pages or ""),
+                str(d.chunk_count or ""),
+            ]
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setToolTip(d.path if col == 0 else text)
+                self.table.setItem(row, col, item)
+
+    def show_progress(self, finished: int, total: int, seconds_left: float) -> None:
+        """The batch: "3 of 10 files read · about 20 s left"."""
+        self.progress.setVisible(finished < total)
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(finished)
+        if finished < total:
+            left = f" · about {seconds_left:.0f} s left" if seconds_left >= 0 else ""
+            self.status.setText(f"{finished} of {total} files read{left}. You can ask meanwhile.")
+        else:
+            self.status.setText(f"All {total} files read." if total else self.status.text())
+
+    def _remove(self) -> None:
+        rows = self.table.selectionModel().selectedRows()
+        if rows:
+            self.remove_requested.emit(self._documents[rows[0].row()].id)
+
+
+class SourceDialog(QDialog):
+    """A source's passage, highlighted, with its place in the file and a way to open the file."""
+
+    def __init__(self, source: Source, path: str | None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"[{source.number}] {source.citation()}")
+        self.resize(620, 420)
+        self.text = QTextBrowser()
+        self.text.setHtml(
+            f"<p><b>{html.escape(source.citation())}</b></p>"
+            f'<p style="background-color:#fef9c3; color:#111827;">{html.escape(source.text)}</p>'
+        )
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        self.open_button = buttons.addButton("Open file", QDialogButtonBox.ButtonRole.ActionRole)
+        self.open_button.setEnabled(bool(path) and Path(path or "").exists())
+        self.open_button.clicked.connect(lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(path or "")))
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.text)
+        layout.addWidget(buttons)
+
+
+class DocumentChat(QObject):
+    """Attaching documents to the open conversation, indexing them, and showing their sources."""
+
+    def __init__(self, window: QMainWindow, history: History, session: ChatSession, view: ConversationView) -> None:
+        super().__init__(window)
+        self._window, self._history, self._session, self._view = window, history, session, view
+        self.indexer = DocumentIndexer(history.writer, self)
+        self.panel = DocumentsPanel(window)
+        window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.panel)
+        self.panel.hide()
+        self.overlay = DropOverlay(window)
+        self.source_dialog: SourceDialog | None = None
+        self._paths: dict[int, str] = {}
+        self._refresh_soon = QTimer(self)
+        self._refresh_soon.setSingleShot(True)
+        self._refresh_soon.setInterval(150)
+        self._refresh_soon.timeout.connect(self.refresh)
+        history.ready.connect(self.indexer.resume)
+        session.conversation_shown.connect(lambda _cid: self.refresh())
+        self.indexer.state_changed.connect(lambda *_: self._refresh_soon.start())
+        self.indexer.batch_progress.connect(self.panel.show_progress)
+        self.indexer.attached.connect(self._attached)
+        self.panel.attach_requested.connect(self.choose_files)
+        self.panel.remove_requested.connect(self._remove)
+        view.delegate.source_requested.connect(self.show_source)
+
+    def choose_files(self) -> None:
+        """Pick files with the platform's dialog and attach them."""
+        paths, _ = QFileDialog.getOpenFileNames(self._window, "Attach documents", str(Path.home()))
+        if paths:
+            self.attach([Path(p) for p in paths])
+
+    def attach(self, paths: list[Path]) -> None:
+        """Attach files or folders to the open conversation (starting one if needed)."""
+        if not self._history.is_open:
+            self.panel.show()
+            self.panel.status.setText("Documents are kept in your encrypted history; open (or unlock) it first.")
+            return
+        self.panel.show()
+        self.panel.status.setText("Adding…")
+        self._history.ensure_conversation(self._session.system_prompt, lambda cid: self.indexer.attach(cid, paths))
+
+    def _attached(self, documents: list[DocumentInfo], skipped: list[tuple[str, str]]) -> None:
+        self.refresh()
+        self._session.conversation_shown.emit(self._history.conversation.value)  # a new chat now exists
+        lines = "; ".join(f"{Path(p).name}: {reason}" for p, reason in skipped[:6])
+        more = f" (and {len(skipped) - 6} more)" if len(skipped) > 6 else ""
+        self.panel.skipped.setText(f"Not attached: {lines}{more}." if skipped else "")
+        self.panel.skipped.setVisible(bool(skipped))
+
+    def refresh(self) -> None:
+        """Re-read the open conversation's documents."""
+        conversation = self._history.conversation
+        if conversation.value is None or not self._history.is_open:
+            self.panel.show_documents([])
+            return
+        cid = conversation.value
+
+        def shown(documents: list[DocumentInfo]) -> None:
+            if self._history.conversation.value == cid:
+                self._paths = {d.id: d.path for d in documents}
+                self.panel.show_documents(documents)
+                if documents:
+                    self.panel.show()
+
+        self._history.query(lambda s: DocumentStore(s.connection).documents(cid), shown)
+
+    def _remove(self, document_id: int) -> None:
+        self._history.query(lambda s: DocumentStore(s.connection).remove(document_id), lambda _r: self.refresh())
+
+    def show_source(self, row: int, number: int) -> None:
+        """Open the passage of source `number` of the answer at `row`."""
+        sources = self._session.model.item(row).sources
+        if not 1 <= number <= len(sources):
+            return
+        source = sources[number - 1]
+        self.source_dialog = SourceDialog(source, self._paths.get(source.document_id), self._window)
+        self.source_dialog.show()
+
+    def shutdown(self) -> None:
+        """Stop indexing (the rest resumes at the next start)."""
+        self.indexer.shutdown()

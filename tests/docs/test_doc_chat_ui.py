@@ -1,0 +1,95 @@
+"""Document chat in the real window: drop a folder, watch it being read, ask, and check the answer's sources."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
+from pytestqt.qtbot import QtBot
+
+from app import settings as opts
+from app.core.paths import AppPaths
+from app.settings import Settings
+from app.ui.main_window import MainWindow
+from app.workers.inference_worker import InferenceThread
+from tests.docs.conftest import MakePdf
+from tests.ui.test_history_ui import click_anchor, settle
+
+LONG = 60_000
+pytestmark = pytest.mark.skipif(
+    os.environ.get("TERN_TEST_KEYRING") != "1",
+    reason="needs the Secret Service (gnome-keyring under dbus) that ./test.sh starts",
+)
+
+
+@pytest.fixture
+def make_window(qtbot: QtBot, app_paths: AppPaths, starter_model: Path) -> Iterator[object]:
+    windows: list[MainWindow] = []
+
+    def start() -> MainWindow:
+        settings = Settings(app_paths.settings_file)
+        settings.set(opts.CONTEXT_SIZE, 2048)
+        settings.set(opts.MAX_TOKENS, 16)
+        inference = InferenceThread(app_paths.models)
+        inference.start()
+        w = MainWindow(settings, inference, app_paths, show_dialogs=False)
+        qtbot.addWidget(w)
+        windows.append(w)
+        w.show()
+        qtbot.waitSignal(w.history.ready, timeout=LONG).wait()
+        with qtbot.waitSignal(w.model_ready, timeout=LONG):
+            w.load_model(starter_model)
+        return w
+
+    yield start
+    for w in windows:
+        w.close()
+
+
+def drop(window: MainWindow, paths: list[Path]) -> None:
+    data = QMimeData()
+    data.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    no_button, no_keys = Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier
+    enter = QDragEnterEvent(QPoint(300, 300), Qt.DropAction.CopyAction, data, no_button, no_keys)
+    QApplication.sendEvent(window, enter)
+    assert enter.isAccepted() and window.documents.overlay.isVisible()
+    QApplication.sendEvent(window, QDropEvent(QPointF(300, 300), Qt.DropAction.CopyAction, data, no_button, no_keys))
+    assert not window.documents.overlay.isVisible()
+
+
+def test_drop_ask_and_check_the_sources(qtbot: QtBot, make_window: object, tmp_path: Path, make_pdf: MakePdf) -> None:
+    folder = tmp_path / "dropped"
+    folder.mkdir()
+    make_pdf(folder / "report.pdf", ["An introduction to the island.", "The lighthouse keeper's name was Edda."])
+    (folder / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    w = make_window()  # type: ignore[operator]
+    panel = w.documents.panel
+    drop(w, [folder])
+    qtbot.waitUntil(lambda: panel.table.rowCount() == 1 and panel.table.item(0, 1).text() == "Ready", timeout=LONG)
+    assert panel.isVisible() and panel.table.item(0, 2).text() == "2"
+    assert "photo.png: images are not supported: no OCR" in panel.skipped.text()
+
+    with qtbot.waitSignal(w.answer_finished, timeout=LONG) as finished:
+        assert w.send_message("What was the lighthouse keeper's name?")
+    settle(qtbot, w)
+    result = finished.args[0]
+    answer = w.model.item(1)
+    assert [s.citation() for s in answer.sources] == ["report.pdf, page 1", "report.pdf, page 2"]  # whole: it fits
+    assert result.stats.prompt_tokens > 40  # the sources went into the prompt, not just the question
+    shown = w.view.delegate.rendered(w.model.index(1)).doc.toPlainText()
+    assert "Sources" in shown and "report.pdf, page 2" in shown  # always listed, whatever the model wrote
+    click_anchor(qtbot, w, 1, "report.pdf, page 2")
+    dialog = w.documents.source_dialog
+    assert dialog is not None and dialog.isVisible()
+    assert "Edda" in dialog.text.toPlainText() and dialog.open_button.isEnabled()
+    w.close()
+
+    again = make_window()  # type: ignore[operator]
+    qtbot.waitUntil(lambda: again.model.rowCount() == 2, timeout=LONG)
+    assert [s.citation() for s in again.model.item(1).sources] == ["report.pdf, page 1", "report.pdf, page 2"]
+    qtbot.waitUntil(lambda: again.documents.panel.table.rowCount() == 1, timeout=LONG)
