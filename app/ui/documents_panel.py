@@ -162,6 +162,14 @@ class SourceDialog(QDialog):
         layout.addWidget(buttons)
 
 
+def _changed_on_disk(document: DocumentInfo) -> bool:
+    try:
+        st = Path(document.path).stat()
+    except OSError:
+        return False  # gone: its passages stay usable; the panel still lists it
+    return (st.st_size, st.st_mtime) != (document.size, document.mtime)
+
+
 class DocumentChat(QObject):
     """Attaching documents to the open conversation, indexing them, and showing their sources."""
 
@@ -221,11 +229,15 @@ class DocumentChat(QObject):
         cid = conversation.value
 
         def shown(documents: list[DocumentInfo]) -> None:
-            if self._history.conversation.value == cid:
-                self._paths = {d.id: d.path for d in documents}
-                self.panel.show_documents(documents)
-                if documents:
-                    self.panel.show()
+            if self._history.conversation.value != cid:
+                return
+            self._paths = {d.id: d.path for d in documents}
+            self.panel.show_documents(documents)
+            if documents:
+                self.panel.show()
+            changed = [Path(d.path) for d in documents if d.state in ("ready", "failed") and _changed_on_disk(d)]
+            if changed:  # edited since it was read: read it again
+                self.indexer.attach(cid, changed)
 
         self._history.query(lambda s: DocumentStore(s.connection).documents(cid), shown)
 

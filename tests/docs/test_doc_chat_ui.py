@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from app import settings as opts
+from app.core.docs.doc_store import DocumentStore
 from app.core.paths import AppPaths
 from app.settings import Settings
 from app.ui.main_window import MainWindow
@@ -93,3 +94,26 @@ def test_drop_ask_and_check_the_sources(qtbot: QtBot, make_window: object, tmp_p
     qtbot.waitUntil(lambda: again.model.rowCount() == 2, timeout=LONG)
     assert [s.citation() for s in again.model.item(1).sources] == ["report.pdf, page 1", "report.pdf, page 2"]
     qtbot.waitUntil(lambda: again.documents.panel.table.rowCount() == 1, timeout=LONG)
+
+
+def test_a_file_changed_on_disk_is_read_again(qtbot: QtBot, make_window: object, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Ferry\n\nThe ferry leaves at nine from the north pier.\n")
+    w = make_window()  # type: ignore[operator]
+    panel = w.documents.panel
+    drop(w, [notes])
+    qtbot.waitUntil(lambda: panel.table.rowCount() == 1 and panel.table.item(0, 1).text() == "Ready", timeout=LONG)
+    notes.write_text("# Ferry\n\nSince May the ferry leaves at ten from the south pier, on weekdays only.\n")
+    with qtbot.waitSignal(
+        w.documents.indexer.state_changed, check_params_cb=lambda _d, s, _r: s == "ready", timeout=LONG
+    ):
+        w.documents.refresh()  # what opening the conversation does
+    with qtbot.waitSignal(w.history.conversations, timeout=LONG):
+        w.history.refresh()
+    found = []
+    w.history.query(
+        lambda s: DocumentStore(s.connection).search(w.history.conversation.value or 0, "south pier weekdays"),
+        found.extend,
+    )
+    qtbot.waitUntil(lambda: bool(found), timeout=LONG)
+    assert "south pier" in found[0].text
