@@ -42,6 +42,7 @@ THREADS = Option("model/threads", int, 0, 0, 256)  # 0 = automatic
 GPU_LAYERS = Option("model/gpu_layers", int, 0, 0, 999)  # layers offloaded on a GPU build of llama.cpp
 MODEL_PATH = Option("model/path", str, "")  # empty = the starter model
 RESIDENCY = Option("model/residency", str, Residency.PLE_ON_DISK.value)
+EMBEDDING_MODEL = Option("documents/embedding_model", str, "")  # a GGUF for hybrid document search; "" = words only
 HUB_ENDPOINT = Option("hub/endpoint", str, "https://huggingface.co")  # a mirror, for regions that need one
 AUTO_LOCK_MINUTES = Option("history/auto_lock_minutes", int, 0, 0, 1440)  # with a passphrase; 0 = never
 LAST_CONVERSATION = Option("history/last_conversation", int, 0)  # reopened at start (an id, not content)

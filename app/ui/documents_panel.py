@@ -176,7 +176,8 @@ class DocumentChat(QObject):
     def __init__(self, window: QMainWindow, history: History, session: ChatSession, view: ConversationView) -> None:
         super().__init__(window)
         self._window, self._history, self._session, self._view = window, history, session, view
-        self.indexer = DocumentIndexer(history.writer, self)
+        self.indexer = DocumentIndexer(history.writer, parent=self)
+        history.embedder = self.indexer.embedder  # one embedding model for indexing and for questions
         self.panel = DocumentsPanel(window)
         window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.panel)
         self.panel.hide()

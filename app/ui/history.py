@@ -16,7 +16,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from app.core.docs.doc_store import DocumentStore
+from app.core.docs.doc_store import DocumentStore, fuse, nearest
+from app.core.docs.embedder import EmbedderSlot
 from app.core.docs.grounding import Grounding, ground
 from app.core.store import backup, keys
 from app.core.store.conversation_store import ConversationStore, OpenedConversation
@@ -57,6 +58,7 @@ class History(QObject):
         self.conversation = Ref()
         self.is_open = False
         self._key: bytes | None = None  # set on the writer thread while open
+        self.embedder: EmbedderSlot | None = None  # for hybrid document search, when a model is chosen
         self._seq = 0
         self._callbacks: dict[str, tuple[Callable[[Any], None] | None, Callable[[str], None] | None, bool]] = {}
         self.writer = StoreWriter(self)
@@ -318,7 +320,12 @@ class History(QObject):
             if not documents:
                 return None
             whole = {d.id: docs.chunks(d.id) for d in documents if d.state == "ready"}
-            return ground(documents, whole, docs.search(conversation.value, question, 40), budget_tokens)
+            ranked = docs.search(conversation.value, question, 40)
+            embedder = self.embedder.get() if self.embedder is not None else None
+            if embedder is not None:  # words and meaning, fused by rank
+                by_meaning = nearest(docs, conversation.value, embedder.embed([question])[0], 40)
+                ranked = fuse(ranked, by_meaning, limit=40)
+            return ground(documents, whole, ranked, budget_tokens)
 
         self._request(job, then, lambda _msg: then(None))
 

@@ -176,6 +176,8 @@ class MainWindow(QMainWindow):
         self.downloads.copied.connect(self._model_installed)
         self._manager: ModelManager | None = None
         self.documents = DocumentChat(self, self.history, self.session, self.view)
+        embedding = settings.get(opts.EMBEDDING_MODEL)
+        self.documents.indexer.embedder.set_path(Path(embedding) if embedding else None)
         self.setAcceptDrops(True)
         self.idle = IdleWatcher(self)
         app = QApplication.instance()
@@ -287,6 +289,10 @@ class MainWindow(QMainWindow):
             return
         self.load_model(path)  # the installed list refreshes when it has loaded
 
+    def _use_for_embeddings(self, path: Path) -> None:
+        self._settings.set(opts.EMBEDDING_MODEL, str(path))
+        self.documents.indexer.embedder.set_path(path)
+
     def _is_loaded(self, path: str) -> bool:
         return self._loaded is not None and str(self._loaded.info.path) == path
 
@@ -301,6 +307,7 @@ class MainWindow(QMainWindow):
                 self.downloads, self.registry, self._settings, self._paths.models, self._is_loaded, self
             )
             self._manager.load_requested.connect(self.load_model)
+            self._manager.embedding_requested.connect(self._use_for_embeddings)
         self._manager.show()
         self._manager.raise_()
         return self._manager

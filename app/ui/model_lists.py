@@ -57,6 +57,7 @@ class InstalledTab(QWidget):
     """Installed models with Load, Delete, Show in folder, and Import."""
 
     load_requested = Signal(object)  # Path
+    embedding_requested = Signal(object)  # Path: use this model for document search
 
     def __init__(
         self, registry: ModelRegistry, downloads: DownloadManager, models_dir: Path, is_loaded: Callable[[str], bool]
@@ -71,13 +72,17 @@ class InstalledTab(QWidget):
         self.load_button = QPushButton("Load")
         self.delete_button = QPushButton("Delete…")
         self.reveal_button = QPushButton("Show in folder")
+        self.embedding_button = QPushButton("Use for document search")
+        self.embedding_button.setToolTip(
+            "Documents are then found by meaning as well as by words (EmbeddingGemma is made for this)."
+        )
         self.import_button = QPushButton("Import a GGUF file…")
         self.copy_on_import = QCheckBox("Copy it into Tern's models folder")
         self.copy_on_import.setToolTip("Otherwise Tern uses the file where it is, and never deletes it.")
         self.status = QLabel()
         self.status.setWordWrap(True)
         buttons = QHBoxLayout()
-        for b in (self.load_button, self.delete_button, self.reveal_button):
+        for b in (self.load_button, self.delete_button, self.reveal_button, self.embedding_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
         buttons.addWidget(self.copy_on_import)
@@ -90,6 +95,7 @@ class InstalledTab(QWidget):
         self.table.doubleClicked.connect(lambda _i: self._load())
         self.delete_button.clicked.connect(self._delete)
         self.reveal_button.clicked.connect(self._reveal)
+        self.embedding_button.clicked.connect(self._use_for_embeddings)
         self.import_button.clicked.connect(self._choose_import)
         self.table.itemSelectionChanged.connect(self._selection_changed)
         downloads.copied.connect(self._copied)
@@ -122,7 +128,7 @@ class InstalledTab(QWidget):
 
     def _selection_changed(self) -> None:
         chosen = self.selected() is not None
-        for b in (self.load_button, self.delete_button, self.reveal_button):
+        for b in (self.load_button, self.delete_button, self.reveal_button, self.embedding_button):
             b.setEnabled(chosen)
 
     def _load(self) -> None:
@@ -154,6 +160,12 @@ class InstalledTab(QWidget):
             return
         self.status.setText(f"Deleted {len(deleted)} file(s)." if deleted else f"Removed {model.name} from the list.")
         self.refresh()
+
+    def _use_for_embeddings(self) -> None:
+        model = self.selected()
+        if model is not None:
+            self.embedding_requested.emit(Path(model.path))
+            self.status.setText(f"{model.name} will find document passages by meaning (newly read documents).")
 
     def _reveal(self) -> None:
         model = self.selected()

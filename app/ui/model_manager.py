@@ -283,6 +283,7 @@ class ModelManager(QDialog):
     """Discover, Installed, Downloads, Network and Hub tabs."""
 
     load_requested = Signal(object)  # Path of a model to load
+    embedding_requested = Signal(object)  # Path of a model for document search
 
     def __init__(
         self,
@@ -310,6 +311,7 @@ class ModelManager(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(self.tabs)
         self.installed.load_requested.connect(self.load_requested)
+        self.installed.embedding_requested.connect(self.embedding_requested)
         downloads.installed.connect(lambda _m: self.installed.refresh())
         downloads.changed.connect(lambda _id: self._count_downloads(downloads))
         self._count_downloads(downloads)

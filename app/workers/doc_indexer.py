@@ -18,6 +18,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from app.core.docs.doc_store import DocumentInfo, DocumentStore
+from app.core.docs.embedder import EmbedderSlot
 from app.core.docs.extract import classify, iter_files
 from app.core.docs.ingest import IngestError, ingest
 from app.core.store.conversation_store import ConversationStore
@@ -30,9 +31,10 @@ class _Worker(QObject):
     state = Signal(int, str, str)  # document id, state, error
     idle = Signal()
 
-    def __init__(self, writer: StoreWriter) -> None:
+    def __init__(self, writer: StoreWriter, embedder: EmbedderSlot) -> None:
         super().__init__()
         self._writer = writer
+        self._embedder = embedder
         self._queue: deque[tuple[int, Path]] = deque()
         self._lock = threading.Lock()
         self.stopping = threading.Event()
@@ -70,11 +72,12 @@ class _Worker(QObject):
             self._store(failed)
             return
         self.state.emit(doc, "indexing", "")
+        vectors = self._embedder.embed_chunks([c.text for c in result.chunks])  # None without a model
 
         def save(store: ConversationStore) -> None:
             docs = DocumentStore(store.connection)
             docs.set_state(doc, "indexing", pages=result.pages)
-            docs.replace_chunks(doc, result.chunks)
+            docs.replace_chunks(doc, result.chunks, vectors)
             self.state.emit(doc, "ready", "")
 
         self._store(save)
@@ -88,12 +91,15 @@ class DocumentIndexer(QObject):
     batch_progress = Signal(int, int, float)  # finished, total, seconds left (-1 when unknown)
     _run_requested = Signal()
 
-    def __init__(self, writer: StoreWriter, parent: QObject | None = None) -> None:
+    def __init__(
+        self, writer: StoreWriter, embedder: EmbedderSlot | None = None, parent: QObject | None = None
+    ) -> None:
         super().__init__(parent)
         self._writer = writer
+        self.embedder = embedder or EmbedderSlot()
         self._thread = QThread()
         self._thread.setObjectName("documents")
-        self._worker = _Worker(writer)
+        self._worker = _Worker(writer, self.embedder)
         self._worker.moveToThread(self._thread)
         self._run_requested.connect(self._worker.run)
         self._worker.state.connect(self._on_state)

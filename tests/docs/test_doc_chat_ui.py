@@ -117,3 +117,28 @@ def test_a_file_changed_on_disk_is_read_again(qtbot: QtBot, make_window: object,
     )
     qtbot.waitUntil(lambda: bool(found), timeout=LONG)
     assert "south pier" in found[0].text
+
+
+def test_with_an_embedding_model_passages_get_vectors_and_questions_use_both(
+    qtbot: QtBot, make_window: object, tmp_path: Path, make_pdf: MakePdf, starter_model: Path
+) -> None:
+    """The mechanism, not quality: the starter Gemma stands in for an embedding model (none can be downloaded here)."""
+    pdf = make_pdf(
+        tmp_path / "report.pdf", ["An introduction to the island.", "The lighthouse keeper's name was Edda."]
+    )
+    w = make_window()  # type: ignore[operator]
+    w._use_for_embeddings(starter_model)
+    assert w._settings.get(opts.EMBEDDING_MODEL) == str(starter_model)
+    panel = w.documents.panel
+    drop(w, [pdf])
+    qtbot.waitUntil(lambda: panel.table.rowCount() == 1 and panel.table.item(0, 1).text() == "Ready", timeout=LONG)
+    counts: list[tuple[int, int]] = []
+    w.history.query(
+        lambda s: s.connection.execute("SELECT count(*), count(vector) FROM chunks").fetchone(), counts.append
+    )
+    qtbot.waitUntil(lambda: bool(counts), timeout=LONG)
+    assert counts[0][0] == counts[0][1] > 0  # every passage has its vector, in the encrypted store
+    with qtbot.waitSignal(w.answer_finished, timeout=LONG):
+        assert w.send_message("Who kept the lighthouse?")
+    assert "report.pdf, page 2" in [s.citation() for s in w.model.item(1).sources]
+    assert w.documents.indexer.embedder.error == ""

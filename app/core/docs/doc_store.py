@@ -76,6 +76,11 @@ class DocumentStore:
     def __init__(self, conn: Connection) -> None:
         self._db = conn
 
+    @property
+    def connection(self) -> Connection:
+        """The open database."""
+        return self._db
+
     def add(self, conversation_id: int, path: str, name: str, kind: str, size: int, mtime: float) -> int:
         """Attach a file (again: a changed file is queued for re-indexing); returns the document id."""
         row = self._db.execute(
@@ -183,3 +188,39 @@ class DocumentStore:
             depth *= 8
         rows = sorted(((*r[:8], scores[r[0]]) for r in rows), key=lambda r: r[8])[:limit]
         return [Passage(*r) for r in rows]
+
+
+RRF_K = 60  # reciprocal-rank fusion's usual constant: ranks matter, raw scores from two scales do not
+
+
+def fuse(*rankings: list[Passage], limit: int) -> list[Passage]:
+    """Reciprocal-rank fusion of several best-first lists (BM25, vectors): sum of 1 / (k + rank)."""
+    scores: dict[int, float] = {}
+    passages: dict[int, Passage] = {}
+    for ranking in rankings:
+        for rank, p in enumerate(ranking, start=1):
+            scores[p.chunk_id] = scores.get(p.chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+            passages.setdefault(p.chunk_id, p)
+    best = sorted(scores, key=lambda c: -scores[c])[:limit]
+    return [passages[c] for c in best]
+
+
+def nearest(store: DocumentStore, conversation_id: int, query: Any, limit: int = 20) -> list[Passage]:
+    """The conversation's chunks whose vectors are closest to `query` (a unit vector), best first."""
+    from app.core.docs.embedder import from_blobs
+
+    rows = store.connection.execute(
+        "SELECT c.id, d.id, d.name, c.text, c.page, c.heading, c.line_start, c.line_end, c.vector "
+        "FROM chunks c JOIN documents d ON d.id = c.document_id "
+        "WHERE d.conversation_id = ? AND c.vector IS NOT NULL",
+        (conversation_id,),
+    ).fetchall()
+    if not rows:
+        return []
+    similarity = from_blobs([r[8] for r in rows]) @ query
+    order = similarity.argsort()[::-1][:limit]
+    return [_passage(rows[i], float(-similarity[i])) for i in order]
+
+
+def _passage(row: Any, score: float) -> Passage:
+    return Passage(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], score)

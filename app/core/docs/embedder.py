@@ -1,0 +1,108 @@
+"""Text to vectors with an embedding model (EmbeddingGemma) through llama-cpp-python, for hybrid search.
+
+The model is validated by our GGUF reader before llama.cpp opens it. Vectors
+are mean-pooled and L2-normalised, so a dot product is the cosine similarity;
+they are stored as float32 blobs inside the encrypted database. One lock
+guards the llama.cpp context: the indexer and a question's look-up may both
+ask for vectors.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from llama_cpp import LLAMA_POOLING_TYPE_MEAN, Llama
+
+from app.core.engine.gguf_info import GgufError, read_gguf_info
+
+Vectors = npt.NDArray[np.float32]
+
+
+class Embedder:
+    """An embedding model, loaded once."""
+
+    def __init__(self, path: Path, n_threads: int = 0, n_ctx: int = 512) -> None:
+        self.info = read_gguf_info(path)  # raises GgufError with a reason, before llama.cpp sees the file
+        self._lock = threading.Lock()
+        self._llama = Llama(
+            model_path=str(path),
+            embedding=True,
+            n_ctx=n_ctx,
+            n_batch=n_ctx,
+            n_ubatch=n_ctx,
+            pooling_type=LLAMA_POOLING_TYPE_MEAN,
+            n_threads=n_threads or None,
+            verbose=False,
+        )
+
+    @property
+    def name(self) -> str:
+        """The model's name, stored with the vectors it made."""
+        return self.info.name
+
+    def embed(self, texts: list[str]) -> Vectors:
+        """Unit vectors, one row per text (long texts are cut at the model's context)."""
+        with self._lock:
+            raw = self._llama.embed(texts, truncate=True)
+        vectors = np.asarray(raw, dtype=np.float32).reshape(len(texts), -1)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        unit: Vectors = vectors / np.maximum(norms, 1e-12)
+        return unit
+
+    def close(self) -> None:
+        """Free the model."""
+        with self._lock:
+            self._llama.close()
+
+
+def to_blob(vector: Vectors) -> bytes:
+    """A vector as stored."""
+    return np.asarray(vector, dtype=np.float32).tobytes()
+
+
+def from_blobs(blobs: list[bytes]) -> Vectors:
+    """Stored vectors as one matrix."""
+    return np.vstack([np.frombuffer(b, dtype=np.float32) for b in blobs]) if blobs else np.zeros((0, 0), np.float32)
+
+
+class EmbedderSlot:
+    """The embedding model chosen in the settings, loaded on first use by whichever thread needs it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._path: Path | None = None
+        self._embedder: Embedder | None = None
+        self.error = ""  # why the chosen model could not be loaded
+
+    def set_path(self, path: Path | None) -> None:
+        """Choose (or, with None, drop) the embedding model."""
+        with self._lock:
+            if path == self._path:
+                return
+            if self._embedder is not None:
+                self._embedder.close()
+            self._path, self._embedder, self.error = path, None, ""
+
+    def get(self) -> Embedder | None:
+        """The loaded model, or None when none is chosen or it cannot be loaded (see `error`)."""
+        with self._lock:
+            if self._embedder is None and self._path is not None:
+                try:
+                    self._embedder = Embedder(self._path)
+                except (GgufError, ValueError, RuntimeError, OSError) as exc:
+                    self.error = str(exc)
+                    self._path = None
+            return self._embedder
+
+    def embed_chunks(self, texts: list[str], batch: int = 16) -> list[bytes] | None:
+        """Blobs for `texts` with the chosen model, or None without one."""
+        embedder = self.get()
+        if embedder is None or not texts:
+            return None
+        blobs: list[bytes] = []
+        for start in range(0, len(texts), batch):
+            blobs += [to_blob(v) for v in embedder.embed(texts[start : start + batch])]
+        return blobs
