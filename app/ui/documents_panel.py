@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.docs.doc_store import DocumentInfo, DocumentStore
+from app.core.docs.doc_store import DocumentInfo, DocumentStore, Passage
 from app.core.docs.grounding import Source
 from app.ui.chat_session import ChatSession
 from app.ui.conversation_view import ConversationView
@@ -147,11 +147,9 @@ class SourceDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle(f"[{source.number}] {source.citation()}")
         self.resize(620, 420)
+        self._source = source
         self.text = QTextBrowser()
-        self.text.setHtml(
-            f"<p><b>{html.escape(source.citation())}</b></p>"
-            f'<p style="background-color:#fef9c3; color:#111827;">{html.escape(source.text)}</p>'
-        )
+        self.show_context([])
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         self.open_button = buttons.addButton("Open file", QDialogButtonBox.ButtonRole.ActionRole)
@@ -160,6 +158,20 @@ class SourceDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(self.text)
         layout.addWidget(buttons)
+
+    def show_context(self, neighbours: list[Passage]) -> None:
+        """The passage highlighted among the passages around it in the document (when they are known)."""
+        source = self._source
+        parts = [f"<p><b>{html.escape(source.citation())}</b></p>"]
+        chunk_ids = [p.chunk_id for p in neighbours]
+        at = chunk_ids.index(source.chunk_id) if source.chunk_id in chunk_ids else -1
+        before = neighbours[max(at - 1, 0) : at] if at >= 0 else []
+        after = neighbours[at + 1 : at + 2] if at >= 0 else []
+        muted = 'style="color:#6b7280;"'
+        parts += [f"<p {muted}>…{html.escape(p.text[-600:])}</p>" for p in before]
+        parts.append(f'<p style="background-color:#fef9c3; color:#111827;">{html.escape(source.text)}</p>')
+        parts += [f"<p {muted}>{html.escape(p.text[:600])}…</p>" for p in after]
+        self.text.setHtml("".join(parts))
 
 
 def _changed_on_disk(document: DocumentInfo) -> bool:
@@ -251,8 +263,10 @@ class DocumentChat(QObject):
         if not 1 <= number <= len(sources):
             return
         source = sources[number - 1]
-        self.source_dialog = SourceDialog(source, self._paths.get(source.document_id), self._window)
-        self.source_dialog.show()
+        dialog = self.source_dialog = SourceDialog(source, self._paths.get(source.document_id), self._window)
+        dialog.show()
+        if self._history.is_open:  # the text around it, read from the store
+            self._history.query(lambda s: DocumentStore(s.connection).chunks(source.document_id), dialog.show_context)
 
     def shutdown(self) -> None:
         """Stop indexing (the rest resumes at the next start)."""

@@ -88,6 +88,7 @@ def test_drop_ask_and_check_the_sources(qtbot: QtBot, make_window: object, tmp_p
     dialog = w.documents.source_dialog
     assert dialog is not None and dialog.isVisible()
     assert "Edda" in dialog.text.toPlainText() and dialog.open_button.isEnabled()
+    qtbot.waitUntil(lambda: "An introduction to the island" in dialog.text.toPlainText(), timeout=LONG)  # in context
     w.close()
 
     again = make_window()  # type: ignore[operator]
