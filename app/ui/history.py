@@ -18,7 +18,7 @@ from PySide6.QtCore import QObject, Signal
 
 from app.core.docs.doc_store import DocumentStore, fuse, nearest
 from app.core.docs.embedder import EmbedderSlot
-from app.core.docs.grounding import Grounding, ground
+from app.core.docs.grounding import Grounding, fits_whole, ground
 from app.core.store import backup, keys
 from app.core.store.conversation_store import ConversationStore, OpenedConversation
 from app.core.store.database import set_aside
@@ -319,13 +319,15 @@ class History(QObject):
             documents = docs.documents(conversation.value)
             if not documents:
                 return None
-            whole = {d.id: docs.chunks(d.id) for d in documents if d.state == "ready"}
+            if fits_whole(documents, budget_tokens):  # read every passage, search nothing
+                whole = {d.id: docs.chunks(d.id) for d in documents if d.state == "ready"}
+                return ground(documents, whole, [], budget_tokens)
             ranked = docs.search(conversation.value, question, 40)
             embedder = self.embedder.get() if self.embedder is not None else None
             if embedder is not None:  # words and meaning, fused by rank
                 by_meaning = nearest(docs, conversation.value, embedder.embed([question])[0], 40)
                 ranked = fuse(ranked, by_meaning, limit=40)
-            return ground(documents, whole, ranked, budget_tokens)
+            return ground(documents, {}, ranked, budget_tokens)
 
         self._request(job, then, lambda _msg: then(None))
 

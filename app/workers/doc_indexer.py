@@ -29,7 +29,6 @@ log = logging.getLogger("tern.docs")
 
 class _Worker(QObject):
     state = Signal(int, str, str)  # document id, state, error
-    idle = Signal()
 
     def __init__(self, writer: StoreWriter, embedder: EmbedderSlot) -> None:
         super().__init__()
@@ -52,7 +51,6 @@ class _Worker(QObject):
                     break
                 doc, path = self._queue.popleft()
             self._index(doc, path)
-        self.idle.emit()
 
     def _store(self, job: object) -> None:
         self._writer.submit("docs", job)  # type: ignore[arg-type]

@@ -34,7 +34,6 @@ KeySource = bytes | Callable[[], bytes]
 class _Writer(QObject):
     opened = Signal()
     open_failed = Signal(object)  # the StoreError, so the window can tell a wrong key from a missing one
-    closed = Signal()
     done = Signal(str, object)  # tag, result
     failed = Signal(str, str)  # tag, message for the user
 
@@ -102,7 +101,6 @@ class _Writer(QObject):
             self._conn.close()
             self._conn = None
             self._store = None
-            self.closed.emit()
 
 
 class StoreWriter(QObject):
@@ -110,7 +108,6 @@ class StoreWriter(QObject):
 
     opened = Signal()
     open_failed = Signal(object)
-    closed = Signal()
     done = Signal(str, object)
     failed = Signal(str, str)
     _open_requested = Signal(object, object)
@@ -130,7 +127,6 @@ class StoreWriter(QObject):
         self._close_requested.connect(self._writer.close)
         self._writer.opened.connect(self.opened)
         self._writer.open_failed.connect(self.open_failed)
-        self._writer.closed.connect(self.closed)
         self._writer.done.connect(self.done)
         self._writer.failed.connect(self.failed)
         self._thread.start()

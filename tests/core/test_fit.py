@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from app.core.engine.gguf_info import GgufError, HeaderTruncatedError, read_gguf_info
+from app.core.engine.gguf_info import GgufError, HeaderTruncatedError, read_gguf_header, read_gguf_info
 from app.core.engine.llama_engine import LlamaEngine, LoadOptions, Residency
 from app.core.models.fit import (
     Machine,
     MemoryEstimate,
     ModelShape,
     Verdict,
-    estimate_from_header,
     estimate_memory,
     judge,
     recommend,
@@ -107,13 +106,13 @@ def test_an_estimate_from_the_header_alone_matches_the_file(models: dict[str, Pa
     info = read_gguf_info(path)
     data_start = min(t.offset for t in info.tensors)
     header = path.read_bytes()[:data_start]
-    assert estimate_from_header(header, info.file_size, 4096) == estimate_memory(info, 4096)
+    assert estimate_memory(read_gguf_header(header, path.name, info.file_size), 4096) == estimate_memory(info, 4096)
     with pytest.raises(HeaderTruncatedError):
-        estimate_from_header(header[: data_start // 2], info.file_size, 4096)
+        read_gguf_header(header[: data_start // 2], path.name, info.file_size)
     with pytest.raises(GgufError, match="not a GGUF model"):
-        estimate_from_header(b"<html>rate limited</html>" * 10, info.file_size, 4096)
+        read_gguf_header(b"<html>rate limited</html>" * 10, path.name, info.file_size)
     with pytest.raises(GgufError, match="truncated"):  # the tensors do not fit in the size given
-        estimate_from_header(header, data_start + 100, 4096)
+        read_gguf_header(header, path.name, data_start + 100)
 
 
 def test_repack_types_follow_the_cpu() -> None:

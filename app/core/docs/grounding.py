@@ -105,6 +105,12 @@ def prompt_for(sources: list[Source], not_ready: list[str]) -> str:
     )
 
 
+def fits_whole(documents: list[DocumentInfo], budget_tokens: int) -> bool:
+    """True when the ready documents can go into the prompt whole."""
+    ready = [d for d in documents if d.state == "ready"]
+    return bool(ready) and sum(d.token_count for d in ready) <= budget_tokens
+
+
 def ground(
     documents: list[DocumentInfo],
     whole: dict[int, list[Passage]],
@@ -113,14 +119,15 @@ def ground(
 ) -> Grounding:
     """Choose whole documents (when all ready ones fit `budget_tokens`) or ranked passages, and number them.
 
-    `whole` holds every chunk of each ready document (the store's `chunks`),
-    `ranked` the store's search results for the question, best first.
+    `whole` holds every chunk of each ready document (the store's `chunks`; needed only when
+    `fits_whole`), `ranked` the store's search results for the question, best first (needed
+    only when not).
     """
-    ready = [d for d in documents if d.state == "ready"]
     not_ready = [d.name for d in documents if d.state != "ready"]
     if not documents:
         return Grounding("none", [], [], "")
-    if ready and sum(d.token_count for d in ready) <= budget_tokens:
+    if fits_whole(documents, budget_tokens):
+        ready = [d for d in documents if d.state == "ready"]
         passages = [p for d in ready for p in whole.get(d.id, [])]
         sources = _sources(passages)
         return Grounding("whole", sources, not_ready, prompt_for(sources, not_ready))

@@ -32,7 +32,7 @@ from typing import TypeVar
 
 import psutil
 
-from app.core.engine.gguf_info import PLE_TENSOR, GgufInfo, read_gguf_header
+from app.core.engine.gguf_info import PLE_TENSOR, GgufInfo
 from app.core.engine.llama_engine import LoadOptions, Residency
 
 MIB = 1 << 20
@@ -333,13 +333,6 @@ def for_file(estimate: MemoryEstimate, header_file_size: int, file_size: int) ->
         ple_paged=int(estimate.ple_paged * scale),
         disk=file_size,
     )
-
-
-def estimate_from_header(
-    header: bytes, file_size: int, n_ctx: int, residency: Residency = Residency.PLE_ON_DISK, n_gpu_layers: int = 0
-) -> MemoryEstimate:
-    """Estimate from the first bytes of a remote file (a 262k-token vocabulary needs about 7 MB of them)."""
-    return estimate_memory(read_gguf_header(header, "model.gguf", file_size), n_ctx, residency, n_gpu_layers, file_size)
 
 
 @dataclass(frozen=True)
