@@ -2,19 +2,32 @@
 
 Waits for the model, sends a prompt through the composer's own path, and
 measures the longest stall of the GUI thread while the answer streams with a
-QTimer heartbeat. Prints one JSON object and sets the exit code.
+QTimer heartbeat. Then it checks what a frozen bundle most easily gets wrong:
+an encrypted history written and read back with its key in the system
+keychain, a PDF read by the sandboxed reader in a child process, and the TLS
+trust store downloads use. Prints one JSON object and sets the exit code.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import ssl
 import sys
+import tempfile
 import time
+from pathlib import Path
 
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QEvent, QObject, QRectF, Qt, QTimer
+from PySide6.QtGui import QPageSize, QPainter, QPdfWriter
 from PySide6.QtWidgets import QApplication
 
+from app.core.docs.ingest import IngestError, ingest
+from app.core.engine import backends
 from app.core.engine.llama_engine import LoadedModel
+from app.core.store import keys
+from app.core.store.conversation_store import ConversationStore
+from app.core.store.database import open_database
 from app.core.turn import TurnResult
 from app.ui.main_window import MainWindow
 
@@ -23,14 +36,18 @@ MIN_TOKENS = 16
 MAX_ATTEMPTS = 3  # a sampled answer may end early; that is the model's choice, not a failure
 HEARTBEAT_MS = 5
 TIMEOUT_S = 300
+MARKER = "Tern self-test: the lamp is lit at dusk"
 
 
 class SelfTest(QObject):
     """Drives the window and reports."""
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: MainWindow, started: float | None = None) -> None:
         super().__init__(window)
         self._window = window
+        self._started = started  # time.monotonic() when the process began running Python
+        self._shown_at: float | None = None
+        self._loaded_at: float | None = None
         self.exit_code = 1
         self._last_beat = 0.0
         self._max_stall_ms = 0.0
@@ -45,12 +62,20 @@ class SelfTest(QObject):
 
     def start(self) -> None:
         """Begin once the model has loaded."""
+        self._window.installEventFilter(self)
         self._window.model_ready.connect(self._on_loaded)
         self._window.model_failed.connect(self._on_failed)
         self._window.answer_finished.connect(self._on_answer)
         self._deadline.start(TIMEOUT_S * 1000)
 
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+        """Note when the window is first painted."""
+        if self._shown_at is None and event.type() == QEvent.Type.Paint:
+            self._shown_at = time.monotonic()
+        return False
+
     def _on_loaded(self, _loaded: LoadedModel) -> None:
+        self._loaded_at = time.monotonic()
         self._window.composer.setPlainText(PROMPT)
         self._streaming = True
         self._attempts = 1
@@ -74,7 +99,9 @@ class SelfTest(QObject):
             QTimer.singleShot(0, self._window.regenerate)  # the Regenerate button's path
             return
         self._streaming = False
+        self._heartbeat.stop()
         text = self._window.model.item(self._window.model.rowCount() - 1).text
+        backend = backends.current()
         report: dict[str, object] = {
             "ok": s.completion_tokens >= MIN_TOKENS and bool(text.strip()),
             "tokens": s.completion_tokens,
@@ -84,15 +111,95 @@ class SelfTest(QObject):
             "prompt_tokens": s.prompt_tokens,
             "stop_reason": s.stop_reason.value,
             "attempts": self._attempts,
+            "cpu_backend": backend.variant if backend else None,
+            "cpu_backend_library": backend.library if backend else None,
+            "frozen": bool(getattr(sys, "frozen", False)),
+            "window_shown_at": self._shown_at,  # time.monotonic(), comparable with the caller's clock on Linux
+            "model_loaded_at": self._loaded_at,
         }
+        if self._started is not None and self._shown_at is not None and self._loaded_at is not None:
+            report["window_shown_s"] = round(self._shown_at - self._started, 3)
+            report["model_loaded_s"] = round(self._loaded_at - self._started, 3)
         if not report["ok"]:
             report["error"] = f"only {s.completion_tokens} tokens streamed (need {MIN_TOKENS})"
+        with tempfile.TemporaryDirectory(prefix="tern-self-test-") as scratch:
+            for name, check in (("history", history_round_trip), ("pdf", pdf_in_child), ("tls", tls_trust)):
+                try:
+                    report[name] = check(Path(scratch))
+                except Exception as exc:  # each check reports its own failure; the others still run
+                    report[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+                    report["ok"] = False
+                    report.setdefault("error", f"{name} check failed: {exc}")
         self._finish(report)
 
     def _finish(self, report: dict[str, object]) -> None:
         self._heartbeat.stop()
         self._deadline.stop()
         self.exit_code = 0 if report.get("ok") else 1
-        print(json.dumps(report), flush=True)
-        sys.stdout.flush()
+        if sys.stdout is not None:  # a windowed build on Windows has none; the log has the report
+            print(json.dumps(report), flush=True)
+        logging.getLogger("tern.self_test").info("Self-test: %s", json.dumps(report))
         QApplication.instance().quit()  # type: ignore[union-attr]
+
+
+def history_round_trip(scratch: Path) -> dict[str, object]:
+    """Write a message to a new encrypted history, close it, open it again with the key from the keychain."""
+    db = scratch / "history.db"
+    in_keychain = keys.keyring_usable()
+    key = keys.load_or_create_key(db) if in_keychain else keys.new_key()
+    try:
+        conn = open_database(db, key)
+        store = ConversationStore(conn)
+        conversation = store.create_conversation("Self-test")
+        store.add_message(conversation, None, "user", MARKER)
+        conn.close()
+        again = keys.load_or_create_key(db) if in_keychain else key
+        conn = open_database(db, again)
+        stored = [m.content for m in ConversationStore(conn).current_path(conversation)]
+        conn.close()
+    finally:
+        if in_keychain:
+            keys.forget_key(db)
+    if stored != [MARKER]:
+        raise AssertionError(f"read back {stored!r}")
+    if MARKER.encode() in db.read_bytes():
+        raise AssertionError("the message is on disk in the clear")
+    import keyring
+
+    return {"ok": True, "keychain": type(keyring.get_keyring()).__module__ if in_keychain else None}
+
+
+def pdf_in_child(scratch: Path) -> dict[str, object]:
+    """Draw a two-page PDF and read it with the document reader, in its child process."""
+    path = scratch / "self-test.pdf"
+    writer = QPdfWriter(str(path))
+    writer.setPageSize(QPageSize(QPageSize.PageSizeId.A4))
+    writer.setResolution(72)
+    painter = QPainter(writer)
+    painter.drawText(QRectF(50, 50, 480, 700), Qt.TextFlag.TextWordWrap, "A first page.")
+    writer.newPage()
+    painter.drawText(QRectF(50, 50, 480, 700), Qt.TextFlag.TextWordWrap, MARKER)
+    painter.end()
+    started = time.perf_counter()
+    try:
+        result = ingest(path, time_limit_s=60)
+    except IngestError as exc:
+        raise AssertionError(str(exc)) from exc
+    pages = [c.page for c in result.chunks if MARKER in " ".join(c.text.split())]
+    if result.pages != 2 or pages != [2]:
+        raise AssertionError(f"read {result.pages} pages; the marker was on pages {pages}")
+    return {"ok": True, "ms": round((time.perf_counter() - started) * 1000)}
+
+
+def tls_trust(_scratch: Path) -> dict[str, object]:
+    """The certificate authorities a download's TLS would verify against (the hub client's own context)."""
+    import httpx2
+
+    context = httpx2.create_ssl_context()
+    authorities = context.cert_store_stats()["x509_ca"]
+    folder = ssl.get_default_verify_paths().capath  # a hashed folder is read lazily, so count its files
+    if not authorities and folder and Path(folder).is_dir():
+        authorities = sum(1 for f in Path(folder).iterdir() if f.name.endswith(".0"))
+    if authorities < 20:
+        raise AssertionError(f"only {authorities} certificate authorities are trusted")
+    return {"ok": True, "authorities": authorities}

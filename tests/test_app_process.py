@@ -33,6 +33,13 @@ def test_self_test_streams_from_the_starter_model(tmp_path: Path) -> None:
     assert report["tokens"] >= 16
     assert set(report) >= {"tokens", "ttft_ms", "decode_tok_s", "max_ui_stall_ms"}
     assert report["decode_tok_s"] > 0 and report["ttft_ms"] > 0
+    # What a frozen bundle most easily gets wrong, checked from the venv too.
+    assert report["pdf"]["ok"] and report["tls"]["authorities"] >= 20
+    assert report["history"]["ok"]
+    if os.environ.get("TERN_TEST_KEYRING") == "1":
+        assert "SecretService" in report["history"]["keychain"]
+    assert 0 < report["window_shown_s"] < report["model_loaded_s"]
+    assert report["cpu_backend"] == "native" and report["frozen"] is False
     # The starter model was assembled into the user's models folder, not next to the code.
     assert (tmp_path / "xdg_data_home" / "tern" / "models" / STARTER_FILE_NAME).is_file()
     log = (tmp_path / "xdg_state_home" / "tern" / "log" / "tern.log").read_text()

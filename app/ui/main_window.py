@@ -7,7 +7,6 @@ or the disk. The turn flow itself lives in `ChatSession`.
 
 from __future__ import annotations
 
-import html
 import logging
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from app.core.models.starter import STARTER_DISPLAY_NAME, STARTER_NOTICE, is_sta
 from app.core.paths import AppPaths
 from app.core.store.errors import KeyringUnavailableError, StoreError, WrongKeyError
 from app.settings import Settings
+from app.ui.about_dialog import AboutDialog
 from app.ui.chat_session import ChatSession
 from app.ui.composer import Composer
 from app.ui.conversation_view import ConversationView
@@ -47,6 +47,7 @@ from app.ui.lock_page import IdleWatcher, LockMode, LockPage
 from app.ui.menus import build_menus
 from app.ui.model_info_panel import ModelInfoPanel
 from app.ui.model_manager import ModelManager
+from app.ui.notice_bar import NoticeBar
 from app.ui.privacy_dialog import PrivacyDialog
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.sidebar import Sidebar
@@ -57,30 +58,10 @@ from app.workers.memory_monitor import MemoryMonitor
 log = logging.getLogger("tern.ui")
 
 
-class NoticeBar(QWidget):
-    """A dismissible line of information above the conversation."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.label = QLabel()
-        self.label.setWordWrap(True)
-        self.label.setTextFormat(Qt.TextFormat.RichText)
-        close = QPushButton("Dismiss")
-        close.setFlat(True)
-        close.clicked.connect(self.hide)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(12, 6, 8, 6)
-        layout.addWidget(self.label, 1)
-        layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
-        self.setAutoFillBackground(True)
-        self.hide()
-
-    def show_text(self, text: str, warning: bool = False) -> None:
-        """Show `text` (plain), in amber when it is a warning."""
-        colour = "#fef3c7" if warning else "#e0f2fe"
-        self.setStyleSheet(f"NoticeBar {{ background: {colour}; }}")
-        self.label.setText(html.escape(text))
-        self.show()
+def _split_models(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """GGUF files (models) and everything else (documents and folders)."""
+    models = [p for p in paths if p.suffix.lower() == ".gguf"]
+    return models, [p for p in paths if p.suffix.lower() != ".gguf"]
 
 
 class MainWindow(QMainWindow):
@@ -108,6 +89,8 @@ class MainWindow(QMainWindow):
         self._show_dialogs = show_dialogs
         self._loaded: LoadedModel | None = None
         self._requested_model: Path | None = None  # the last load asked for (None: the starter)
+        self._pending_documents: list[Path] = []  # opened before the history was ready
+        self.log_file: Path | None = None  # shown in About; set by bootstrap
 
         self.history = history or History(paths.history_db, self)
         self.session = ChatSession(settings, inference, self.history, self)
@@ -328,13 +311,41 @@ class MainWindow(QMainWindow):
         """A GGUF is imported (validated, not copied) and loaded; other files and folders are attached."""
         self.documents.overlay.hide()
         paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
-        models = [p for p in paths if p.suffix.lower() == ".gguf"]
         if paths:
             event.acceptProposedAction()
+        models, documents = _split_models(paths)
         if models:
             self.import_and_load(models[0])
-        if len(models) < len(paths):
-            self.documents.attach([p for p in paths if p.suffix.lower() != ".gguf"])
+        if documents:
+            self.documents.attach(documents)
+
+    def open_files(self, paths: list[Path]) -> None:
+        """Files from the command line or a later launch ("Open with"): a model is imported and loaded;
+        documents start a chat of their own, once the history is open (or unlocked)."""
+        self.bring_to_front()
+        models, documents = _split_models(paths)
+        if models:
+            self.import_and_load(models[0])
+        self._pending_documents += documents
+        if self.history.is_open:
+            self._attach_pending()
+
+    def _attach_pending(self) -> bool:
+        if not self._pending_documents:
+            return False
+        documents, self._pending_documents = self._pending_documents, []
+        self.new_chat()
+        self.documents.attach(documents)
+        return True
+
+    def bring_to_front(self) -> None:
+        """Show the window above the others (the window manager may only flag it)."""
+        if self.isMinimized():
+            self.showNormal()
+        self.show()
+        self.raise_()
+        self.activateWindow()
+        QApplication.alert(self)
 
     def _on_load_progress(self, stage: str, fraction: float) -> None:
         self.load_progress.show()
@@ -475,10 +486,11 @@ class MainWindow(QMainWindow):
         self.sidebar.setEnabled(True)
         self.history.refresh()
         wanted = self.history.conversation
-        self.history.open_latest(
-            self._settings.get(opts.LAST_CONVERSATION) or None,
-            lambda: self.history.conversation is wanted and self.model.rowCount() == 0,  # nothing started since
-        )
+        if not self._attach_pending():  # documents given at launch start a chat of their own
+            self.history.open_latest(
+                self._settings.get(opts.LAST_CONVERSATION) or None,
+                lambda: self.history.conversation is wanted and self.model.rowCount() == 0,  # nothing started since
+            )
         self._update_locking()
         self.composer.setFocus()
 
@@ -557,6 +569,10 @@ class MainWindow(QMainWindow):
         PrivacyDialog(self.history, self._settings, self).exec()
         if self.history.is_open:
             self._update_locking()
+
+    def open_about(self) -> None:
+        """Help → About Tern."""
+        AboutDialog(self._paths, self.log_file, self).exec()
 
     def show_crash_notice(self, crash_log: Path) -> None:
         """Tell the user the previous run ended abnormally."""

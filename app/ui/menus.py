@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtGui import QAction, QKeySequence
 
+from app import APP_NAME
+
 if TYPE_CHECKING:
     from app.ui.main_window import MainWindow
 
@@ -60,4 +62,8 @@ def build_menus(window: MainWindow) -> QAction:
     panel.setText("&Model info")
     panel.setShortcut(QKeySequence("Ctrl+I"))
     window.menuBar().addMenu("&View").addAction(panel)
+    about = QAction(f"&About {APP_NAME}", window)
+    about.setMenuRole(QAction.MenuRole.AboutRole)
+    about.triggered.connect(window.open_about)
+    window.menuBar().addMenu("&Help").addAction(about)
     return lock_action

@@ -2,6 +2,7 @@
 # Install the Debian/Ubuntu packages Tern needs, only those missing.
 #   system-deps.sh app   - to build and show the app on an X11/Wayland desktop
 #   system-deps.sh test  - to build and run the test suite headless
+#   system-deps.sh bundle - to build the bundle, its .deb and installers, and smoke-test them
 set -euo pipefail
 mode=${1:-app}
 
@@ -19,7 +20,11 @@ desktop="libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-
 case "$mode" in
     app) wanted="$common $desktop" ;;
     test) wanted="$common dbus gnome-keyring" ;;  # a real Secret Service for the key tests
-    *) echo "usage: $0 app|test" >&2; exit 2 ;;
+    # dpkg-shlibdeps, the desktop-entry and AppStream validators, makensis for the Windows
+    # installer script, and strace to watch the frozen app for network access.
+    # Qt's xcb libraries too, so dpkg-shlibdeps can name the packages that provide them.
+    bundle) wanted="$common $desktop dbus gnome-keyring dpkg-dev desktop-file-utils appstream nsis strace" ;;
+    *) echo "usage: $0 app|test|bundle" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
-import resource
 import sys
 import time
 from dataclasses import dataclass
@@ -46,6 +45,8 @@ def ingest_here(path: Path, deadline_s: float = TIME_LIMIT_S) -> Ingested:
 
 def _child(path: str, deadline_s: float, memory_limit: int, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     if sys.platform.startswith("linux"):
+        import resource  # POSIX only; Windows and macOS readers rely on the time limit alone
+
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
     try:
         out.put(("ok", ingest_here(Path(path), deadline_s)))

@@ -21,7 +21,8 @@ import llama_cpp
 import llama_cpp.llama_cpp as llama_lib
 
 from app.core.chat.templates import ChatTemplate, select_template
-from app.core.engine import llama_log
+from app.core.engine import backends, llama_log
+from app.core.engine.backends import BackendError
 from app.core.engine.generation import GenerationStats, SamplingParams, StopReason
 from app.core.engine.gguf_info import PLE_TENSOR, GgufInfo, read_gguf_info
 from app.core.engine.model_params import LAZY_OFF, LAZY_ON, extra_model_params
@@ -119,6 +120,10 @@ class LlamaEngine:
     ) -> LoadedModel:
         """Validate and load `path`, replacing any current model. Raises `GgufError` or `EngineError`."""
         info = read_gguf_info(path)  # before llama.cpp ever sees the file
+        try:
+            backends.ensure_loaded()
+        except (BackendError, OSError) as exc:
+            raise EngineError(str(exc)) from exc
         n_ctx = min(options.n_ctx, info.context_length) if info.context_length else options.n_ctx
         n_threads = options.n_threads or default_threads()
         self.unload()

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import functools
-import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
-import llama_cpp
 import llama_cpp.llama_cpp as llama_lib
+
+from app.core.engine.backends import cpu_buffer_type
 
 LAZY_OFF = 0  # llama.h: enum llama_lazy_mode (AUTO = 1 applies only to tensors over 4 GiB)
 LAZY_ON = 2
@@ -32,23 +30,6 @@ class _BuftOverride(ctypes.Structure):
     """`struct llama_model_tensor_buft_override` (include/llama.h)."""
 
     _fields_ = [("pattern", ctypes.c_char_p), ("buft", ctypes.c_void_p)]
-
-
-@functools.cache
-def cpu_buffer_type() -> int:
-    """`ggml_backend_cpu_buffer_type()`, from the ggml library llama-cpp-python ships."""
-    # Where llama-cpp-python loaded llama.cpp from (LLAMA_CPP_LIB_PATH overrides its own lib/).
-    lib_dir = Path(os.environ.get("LLAMA_CPP_LIB_PATH") or Path(llama_cpp.__file__).parent / "lib")
-    for candidate in sorted(lib_dir.glob("*ggml-base*")) + sorted(lib_dir.glob("*ggml-cpu*")):
-        try:
-            fn = ctypes.CDLL(str(candidate)).ggml_backend_cpu_buffer_type
-        except (OSError, AttributeError):
-            continue
-        fn.restype = ctypes.c_void_p
-        buft = fn()
-        if buft:
-            return int(buft)
-    raise RuntimeError("ggml's CPU buffer type was not found next to llama.cpp")
 
 
 @contextlib.contextmanager

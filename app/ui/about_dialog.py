@@ -1,0 +1,169 @@
+"""Help → About Tern: versions, where the files are, and the licences."""
+
+from __future__ import annotations
+
+import html
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import PySide6
+from PySide6.QtCore import Qt, QUrl, qVersion
+from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QTabWidget,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app import APP_NAME, __version__
+from app.core.engine import backends
+from app.core.paths import AppPaths
+from app.licences import STARTER_MODEL_NOTICE, components, notice_text
+from app.ui.app_icon import app_icon
+
+
+def _package_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _sqlcipher_version() -> str:
+    from sqlcipher3 import dbapi2
+
+    connection = dbapi2.connect(":memory:")
+    try:
+        row = connection.execute("PRAGMA cipher_version").fetchone()
+        return str(row[0]) if row else "unknown"
+    finally:
+        connection.close()
+
+
+def versions() -> list[tuple[str, str]]:
+    """(component, version) for About and for bug reports."""
+    backend = backends.current()
+    if backend is None:
+        llama, cpu = "not loaded yet", "not loaded yet"
+    else:
+        llama = f"{backend.llama_cpp_commit} (ggml {backend.ggml_version})"
+        cpu = backend.variant + (f": {' '.join(backend.features)}" if backend.features else "")
+    build = "portable bundle" if getattr(sys, "frozen", False) else f"from source ({sys.prefix})"
+    return [
+        (APP_NAME, f"{__version__}, {build}"),
+        ("llama.cpp", llama),
+        ("llama.cpp CPU backend", cpu),
+        ("llama-cpp-python", _package_version("llama-cpp-python")),
+        ("Qt", f"{qVersion()} (PySide6 {PySide6.__version__}, {QGuiApplication.platformName()})"),
+        ("Python", f"{platform.python_version()} ({platform.python_implementation()})"),
+        ("SQLCipher", _sqlcipher_version()),
+        ("System", platform.platform()),
+    ]
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    cells = "".join(
+        f"<tr><td style='padding-right:14px'><b>{html.escape(k)}</b></td><td>{v}</td></tr>" for k, v in rows
+    )
+    return f"<table cellspacing='0' cellpadding='3'>{cells}</table>"
+
+
+def _folder_link(path: Path) -> str:
+    url = QUrl.fromLocalFile(str(path)).toString()
+    return f"<a href='{html.escape(url)}'>{html.escape(str(path))}</a>"
+
+
+class AboutDialog(QDialog):
+    """Versions, folders and licences."""
+
+    def __init__(self, paths: AppPaths, log_file: Path | None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"About {APP_NAME}")
+        self._versions = versions()
+
+        icon = QLabel()
+        icon.setPixmap(app_icon().pixmap(72, 72))
+        title = QLabel(
+            f"<h2 style='margin:0'>{APP_NAME} {html.escape(__version__)}</h2>"
+            "<p>A private assistant for Gemma models. Everything runs on this computer; "
+            "nothing you type or attach leaves it.</p>"
+        )
+        title.setWordWrap(True)
+        header = QHBoxLayout()
+        header.addWidget(icon, 0, Qt.AlignmentFlag.AlignTop)
+        header.addWidget(title, 1)
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self._browser(_table([(k, html.escape(v)) for k, v in self._versions])), "Versions")
+        folders = [
+            ("History and documents", _folder_link(paths.data)),
+            ("Models", _folder_link(paths.models)),
+            ("Settings", _folder_link(paths.config)),
+            ("Logs", _folder_link(log_file.parent if log_file else paths.logs)),
+        ]
+        self.tabs.addTab(self._browser(_table(folders)), "Folders")
+        self.tabs.addTab(self._licences(), "Licences")
+
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        copy = QPushButton("Copy versions")
+        copy.clicked.connect(self._copy_versions)
+        buttons.addButton(copy, QDialogButtonBox.ButtonRole.ActionRole)
+        buttons.rejected.connect(self.reject)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(header)
+        layout.addWidget(self.tabs, 1)
+        layout.addWidget(buttons)
+        self.resize(640, 460)
+
+    def _browser(self, body: str) -> QTextBrowser:
+        browser = QTextBrowser()
+        browser.setOpenLinks(False)
+        browser.anchorClicked.connect(QDesktopServices.openUrl)
+        browser.setHtml(body)
+        return browser
+
+    def _licences(self) -> QWidget:
+        rows = [
+            (
+                f"{c.name} {c.version}",
+                html.escape(c.licence) + (f" <i>(includes {html.escape(c.carries)})</i>" if c.carries else ""),
+            )
+            for c in components()
+        ]
+        intro = (
+            f"<p>{APP_NAME} is free software under the Apache License 2.0.</p>"
+            f"<p><b>{html.escape(STARTER_MODEL_NOTICE)}</b></p><p>It is built on:</p>"
+        )
+        browser = self._browser(intro + _table(rows))
+        texts = QPushButton("Show the licence texts…")
+        texts.clicked.connect(self._show_texts)
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(browser, 1)
+        layout.addWidget(texts, 0, Qt.AlignmentFlag.AlignLeft)
+        return page
+
+    def _show_texts(self) -> None:
+        dialog = QDialog(self)
+        dialog.setWindowTitle("Licence texts")
+        view = QPlainTextEdit(notice_text())
+        view.setReadOnly(True)
+        layout = QVBoxLayout(dialog)
+        layout.addWidget(view)
+        dialog.resize(720, 560)
+        dialog.show()
+
+    def _copy_versions(self) -> None:
+        text = "\n".join(f"{k}: {v}" for k, v in self._versions)
+        QGuiApplication.clipboard().setText(text)
