@@ -24,7 +24,7 @@ from PySide6.QtWidgets import QApplication
 
 from app.core.docs.ingest import IngestError, ingest
 from app.core.engine import backends
-from app.core.engine.llama_engine import LoadedModel
+from app.core.engine.options import LoadedModel
 from app.core.store import keys
 from app.core.store.conversation_store import ConversationStore
 from app.core.store.database import open_database

@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 from PySide6.QtCore import QSettings
 
 from app.core.engine.generation import SamplingParams
-from app.core.engine.llama_engine import LoadOptions, Residency
+from app.core.engine.options import LoadOptions, Residency
 
 T = TypeVar("T", str, int, float, bool)
 

@@ -10,11 +10,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from app.core.chat.message import ChatMessage
 from app.core.chat.prompt_builder import build_prompt
 from app.core.engine.generation import GenerationStats, SamplingParams
-from app.core.engine.llama_engine import EngineError, LlamaEngine
+from app.core.engine.options import EngineError
+
+if TYPE_CHECKING:
+    from app.core.engine.llama_engine import LlamaEngine
 
 
 @dataclass(frozen=True)

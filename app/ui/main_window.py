@@ -30,14 +30,13 @@ from PySide6.QtWidgets import (
 from app import APP_NAME
 from app import settings as opts
 from app.core.engine.gguf_info import GgufError
-from app.core.engine.llama_engine import LoadedModel, Residency
+from app.core.engine.options import LoadedModel, Residency
 from app.core.models.hub import load_token
 from app.core.models.registry import InstalledModel, ModelRegistry
 from app.core.models.starter import STARTER_DISPLAY_NAME, STARTER_NOTICE, is_starter
 from app.core.paths import AppPaths
 from app.core.store.errors import KeyringUnavailableError, StoreError, WrongKeyError
 from app.settings import Settings
-from app.ui.about_dialog import AboutDialog
 from app.ui.chat_session import ChatSession
 from app.ui.composer import Composer
 from app.ui.conversation_view import ConversationView
@@ -572,6 +571,8 @@ class MainWindow(QMainWindow):
 
     def open_about(self) -> None:
         """Help → About Tern."""
+        from app.ui.about_dialog import AboutDialog  # its licence list reads package metadata: not at start-up
+
         AboutDialog(self._paths, self.log_file, self).exec()
 
     def show_crash_notice(self, crash_log: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QDockWidget, QFormLayout, QLabel, QScrollArea, QWidget
 
-from app.core.engine.llama_engine import LoadedModel, PlePlacement, Residency
+from app.core.engine.options import LoadedModel, PlePlacement, Residency
 from app.ui import units
 from app.workers.memory_monitor import MemoryReading
 

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from app import settings as opts
-from app.core.engine.llama_engine import Residency
+from app.core.engine.options import Residency
 from app.settings import Option, Settings
 from app.ui.model_info_panel import RESIDENCY_LABELS
 

@@ -12,15 +12,19 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from app.core.chat.prompt_builder import PromptTooLongError
 from app.core.chat.templates import TemplateError
 from app.core.engine.gguf_info import GgufError
-from app.core.engine.llama_engine import EngineError, LlamaEngine, LoadOptions
+from app.core.engine.options import EngineError, LoadOptions
 from app.core.models.starter import StarterModelError, ensure_starter_model
 from app.core.turn import TurnRequest, TurnResult, run_turn
+
+if TYPE_CHECKING:
+    from app.core.engine.llama_engine import LlamaEngine
 
 log = logging.getLogger("tern.worker")
 
@@ -54,6 +58,8 @@ class InferenceWorker(QObject):
 
     def _get_engine(self) -> LlamaEngine:
         if self._engine is None:
+            from app.core.engine.llama_engine import LlamaEngine  # llama.cpp loads here, on this thread
+
             self._engine = LlamaEngine()
         return self._engine
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, QTimer, Signal, Slot
 
-from app.core.engine.llama_engine import LoadedModel
+from app.core.engine.options import LoadedModel
 from app.core.engine.residency import ProcessMemory, process_memory, resident_bytes
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from llama_cpp import LLAMA_POOLING_TYPE_MEAN, Llama
 
 from app.core.engine.backends import ensure_loaded
 from app.core.engine.gguf_info import GgufError, read_gguf_info
@@ -28,6 +27,8 @@ class Embedder:
     def __init__(self, path: Path, n_threads: int = 0, n_ctx: int = 512) -> None:
         self.info = read_gguf_info(path)  # raises GgufError with a reason, before llama.cpp sees the file
         self._lock = threading.Lock()
+        from llama_cpp import LLAMA_POOLING_TYPE_MEAN, Llama  # loaded with the first embedding model
+
         ensure_loaded()  # raises BackendError, a RuntimeError like llama.cpp's own load failures
         self._llama = Llama(
             model_path=str(path),

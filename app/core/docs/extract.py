@@ -14,12 +14,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import charset_normalizer
-import docx
-import pypdfium2 as pdfium
-import pypdfium2.raw as pdfium_c
-from docx.table import Table
-from selectolax.lexbor import LexborHTMLParser
+# The parsers (PDFium, python-docx, lexbor, charset detection) are imported where a
+# file of their kind is read, in the reader's child process: the app itself only
+# classifies files, and its start-up should not pay for them.
 
 StrPath = str | os.PathLike[str]
 MB = 1024 * 1024
@@ -210,6 +207,8 @@ def extract(
 
 def _decode(path: Path, data: bytes) -> str:
     """Bytes to text with Unix newlines: a BOM, else UTF-8, else a guess; binaries are refused."""
+    import charset_normalizer
+
     binary = ExtractError(path, "looks like a binary file, not text")
     encoding = next((enc for bom, enc in _BOMS if data.startswith(bom)), None)
     if encoding is None and b"\x00" in data:  # text without a BOM never holds NUL bytes
@@ -292,6 +291,9 @@ def _rst_headings(lines: list[str]) -> list[_Heading]:
 
 def _pdf(path: Path, max_pages: int, clock: _Deadline) -> Extracted:
     """One section per page that has text; a scan without a text layer is refused rather than returned empty."""
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as pdfium_c
+
     sections: list[Section] = []
     visible = broken = 0
     with _PDFIUM_LOCK:
@@ -395,6 +397,9 @@ def _check_zip(path: Path) -> None:
 
 def _docx(path: Path, clock: _Deadline) -> Extracted:
     """Paragraphs and tables in document order, sectioned by the Heading 1-9 styles."""
+    import docx
+    from docx.table import Table
+
     _check_zip(path)
     try:
         document = docx.Document(str(path))
@@ -427,6 +432,8 @@ def _docx(path: Path, clock: _Deadline) -> Extracted:
 
 def _html(path: Path, text: str, clock: _Deadline) -> Extracted:
     """Visible text in order, with h1-h3 starting sections; scripts, styles and navigation are dropped."""
+    from selectolax.lexbor import LexborHTMLParser
+
     tree = LexborHTMLParser(text)
     title_node = tree.css_first("title")
     title = " ".join(title_node.text().split()) if title_node is not None else ""

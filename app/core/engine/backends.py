@@ -24,11 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import llama_cpp
-from llama_cpp._ctypes_extensions import load_shared_library
-
-from app.core.engine import llama_log
-
 log = logging.getLogger("tern.engine")
 
 _DEVICE_TYPE_CPU = 0  # enum ggml_backend_dev_type
@@ -56,6 +51,8 @@ class _Ggml:
     """The few ggml calls this needs, declared once."""
 
     def __init__(self, lib_dir: Path) -> None:
+        from llama_cpp._ctypes_extensions import load_shared_library
+
         lib = load_shared_library("ggml", lib_dir)
         base = load_shared_library("ggml-base", lib_dir)  # Windows finds a symbol only in its own DLL
         self.reg_count = _declare(lib, "ggml_backend_reg_count", ctypes.c_size_t)
@@ -85,6 +82,8 @@ class _Feature(ctypes.Structure):
 
 def library_dir() -> Path:
     """Where llama-cpp-python loaded llama.cpp from (LLAMA_CPP_LIB_PATH overrides its own lib/)."""
+    import llama_cpp  # here, not at start-up: importing it costs a quarter of a second
+
     return Path(os.environ.get("LLAMA_CPP_LIB_PATH") or Path(llama_cpp.__file__).parent / "lib")
 
 
@@ -103,6 +102,8 @@ def ensure_loaded() -> CpuBackend:
         ggml = _Ggml(lib_dir)
         library = None
         if ggml.reg_count() == 0:  # a portable build: nothing is linked in
+            from app.core.engine import llama_log
+
             llama_log.install()
             with llama_log.capture() as lines:
                 ggml.load_all_from_path(os.fsencode(lib_dir))

@@ -14,8 +14,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from enum import Enum
 
 import llama_cpp
 import llama_cpp.llama_cpp as llama_lib
@@ -26,71 +24,20 @@ from app.core.engine.backends import BackendError
 from app.core.engine.generation import GenerationStats, SamplingParams, StopReason
 from app.core.engine.gguf_info import PLE_TENSOR, GgufInfo, read_gguf_info
 from app.core.engine.model_params import LAZY_OFF, LAZY_ON, extra_model_params
+from app.core.engine.options import (
+    EngineError,
+    LoadCancelledError,
+    LoadedModel,
+    LoadOptions,
+    PlePlacement,
+    Residency,
+    default_threads,
+)
 from app.core.engine.residency import drop_resident, drop_resident_ranges, evict_from_page_cache
 
 log = logging.getLogger("tern.engine")
 _REPACKED = re.compile(r"repack tensor (\S+) with")
 _NO_ABORT = llama_lib.ggml_abort_callback()  # a NULL callback
-
-
-class EngineError(RuntimeError):
-    """A failure the user should read (bad file, load failure, full context)."""
-
-
-class LoadCancelledError(EngineError):
-    """The load was aborted through the progress callback."""
-
-
-def default_threads() -> int:
-    """Threads for decoding: every core on small machines, half of them (≈ physical cores) on larger ones."""
-    cores = os.cpu_count() or 2
-    return cores if cores <= 4 else cores // 2
-
-
-class Residency(str, Enum):
-    """Where the weights live. The PLE table is a pure lookup, so by default it stays on disk."""
-
-    PLE_ON_DISK = "ple_on_disk"  # effective weights in RAM, PLE rows paged in on demand
-    PLE_IN_RAM = "ple_in_ram"  # everything read at load: faster first tokens on slow disks
-    LOCKED = "locked"  # mlock the model; the on-disk PLE stays excluded
-
-
-class PlePlacement(str, Enum):
-    """What the engine did with the PLE table at load."""
-
-    NONE = "no PLE"
-    LAZY = "on disk, rows read on demand"
-    DROPPED = "on disk, paged out after load"
-    IN_RAM = "in RAM"
-
-
-@dataclass(frozen=True)
-class LoadOptions:
-    """How to load a model."""
-
-    n_ctx: int = 8192
-    n_threads: int = 0  # 0: default_threads()
-    n_gpu_layers: int = 0
-    n_batch: int = 512
-    residency: Residency = Residency.PLE_ON_DISK
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """What the engine has loaded."""
-
-    info: GgufInfo
-    n_ctx: int
-    n_threads: int
-    load_ms: float
-    template_name: str
-    residency: Residency = Residency.PLE_ON_DISK
-    ple: PlePlacement = PlePlacement.NONE
-    buffers: tuple[tuple[str, float], ...] = ()  # ("CPU_Mapped model", MiB) as llama.cpp logged them
-
-    def buffer_mib(self, kind: str) -> float:
-        """Total MiB of the buffers whose label ends with `kind` ("model", "KV", "compute")."""
-        return sum(mib for label, mib in self.buffers if label.endswith(" " + kind))
 
 
 class LlamaEngine:

@@ -33,7 +33,7 @@ from typing import TypeVar
 import psutil
 
 from app.core.engine.gguf_info import PLE_TENSOR, GgufInfo
-from app.core.engine.llama_engine import LoadOptions, Residency
+from app.core.engine.options import LoadOptions, Residency
 
 MIB = 1 << 20
 PAGE = mmap.PAGESIZE

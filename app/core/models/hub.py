@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 import httpx2
 import keyring
 import keyring.errors
-from huggingface_hub import HfApi, hf_hub_url
+from huggingface_hub import hf_hub_url
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
@@ -181,6 +181,8 @@ def fetch_model(repo_id: str, endpoint: str = DEFAULT_ENDPOINT, token: str | Non
     """List a repository's GGUF options with sizes and sha256; needs `network.online`."""
     network.install()
     try:
+        from huggingface_hub import HfApi  # most of huggingface_hub, which start-up does not need
+
         info = HfApi(endpoint=endpoint, token=token or False).model_info(repo_id, files_metadata=True, timeout=20)
     except (HfHubHTTPError, OfflineModeIsEnabled, httpx2.TransportError) as exc:
         raise translate(exc, repo_id) from exc
