@@ -64,7 +64,7 @@ def _hand_over(instance: SingleInstance, files: list[Path]) -> int:
     """Give `files` to the Tern already running on this profile; the exit code for this launch."""
     from PySide6.QtCore import QCoreApplication
 
-    app = QCoreApplication.instance() or QCoreApplication([sys.argv[0]])
+    _app = QCoreApplication.instance() or QCoreApplication([sys.argv[0]])  # the local socket needs one
     if instance.send(files):
         return 0
     pid = instance.holder_pid()
@@ -73,7 +73,6 @@ def _hand_over(instance: SingleInstance, files: list[Path]) -> int:
         "Wait for it, or end that process and start Tern again."
     )
     print(message, file=sys.stderr)
-    del app
     return 1
 
 

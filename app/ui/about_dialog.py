@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 from app import APP_NAME, __version__
 from app.core.engine import backends
 from app.core.paths import AppPaths
+from app.core.store.database import cipher_version
 from app.licences import STARTER_MODEL_NOTICE, components, notice_text
 from app.ui.app_icon import app_icon
 
@@ -36,17 +37,6 @@ def _package_version(name: str) -> str:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return "not installed"
-
-
-def _sqlcipher_version() -> str:
-    from sqlcipher3 import dbapi2
-
-    connection = dbapi2.connect(":memory:")
-    try:
-        row = connection.execute("PRAGMA cipher_version").fetchone()
-        return str(row[0]) if row else "unknown"
-    finally:
-        connection.close()
 
 
 def versions() -> list[tuple[str, str]]:
@@ -65,7 +55,7 @@ def versions() -> list[tuple[str, str]]:
         ("llama-cpp-python", _package_version("llama-cpp-python")),
         ("Qt", f"{qVersion()} (PySide6 {PySide6.__version__}, {QGuiApplication.platformName()})"),
         ("Python", f"{platform.python_version()} ({platform.python_implementation()})"),
-        ("SQLCipher", _sqlcipher_version()),
+        ("SQLCipher", cipher_version()),
         ("System", platform.platform()),
     ]
 

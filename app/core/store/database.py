@@ -39,6 +39,16 @@ def apply_key(conn: Connection, key: bytes) -> None:
     conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
 
 
+def cipher_version() -> str:
+    """SQLCipher's version, e.g. "4.12.0 community" (for About)."""
+    conn = sqlite.connect(":memory:")
+    try:
+        row = conn.execute("PRAGMA cipher_version").fetchone()
+        return str(row[0]) if row else "unknown"
+    finally:
+        conn.close()
+
+
 def open_database(path: Path, key: bytes) -> Connection:
     """Open (or create) the encrypted database at `path` and bring its schema up to date."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
