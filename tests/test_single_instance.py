@@ -75,8 +75,12 @@ def test_nobody_answering_is_reported_not_waited_on_forever(tmp_path: Path) -> N
 
 
 @pytest.mark.skipif(os.environ.get("TERN_TEST_KEYRING") != "1", reason="needs the Secret Service ./test.sh starts")
-def test_open_with_a_document_starts_a_chat_about_it_in_the_running_window(qtbot: QtBot, tmp_path: Path) -> None:
+def test_open_with_hands_a_model_and_a_document_to_the_running_window(
+    qtbot: QtBot, tmp_path: Path, starter_model: Path
+) -> None:
     report = write_pdf(tmp_path / "report.pdf", ["The ferry to the island leaves at noon."])
+    model = tmp_path / "another-model.gguf"
+    os.link(starter_model, model)  # a second GGUF, without copying 250 MB
     args = parse_args(["--no-err-windows"])
     from app.core.paths import AppPaths
 
@@ -86,9 +90,11 @@ def test_open_with_a_document_starts_a_chat_about_it_in_the_running_window(qtbot
     window = session.window
     try:
         qtbot.waitSignal(window.history.ready, timeout=LONG).wait()
+        qtbot.waitSignal(window.model_ready, timeout=LONG).wait()  # the starter
         env = {**os.environ, **user_env(tmp_path), "QT_QPA_PLATFORM": "offscreen"}
+        loaded = qtbot.waitSignal(window.model_ready, timeout=LONG, check_params_cb=lambda m: m.info.path == model)
         second = subprocess.Popen(
-            [sys.executable, "-m", "app", str(report)],
+            [sys.executable, "-m", "app", str(report), str(model)],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -102,6 +108,8 @@ def test_open_with_a_document_starts_a_chat_about_it_in_the_running_window(qtbot
         qtbot.waitUntil(lambda: panel.table.rowCount() == 1 and panel.table.item(0, 1).text() == "Ready", timeout=LONG)
         assert panel.table.item(0, 0).text() == "report.pdf"
         assert window.history.conversation.value is not None  # a conversation of its own
+        loaded.wait()  # the model was imported where it lies, and loaded
+        assert any(m.path == str(model) for m in window.registry.models())
     finally:
         shutdown(session)
 
