@@ -9,6 +9,7 @@ the end. Regenerating and editing add versions instead of overwriting.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -55,6 +56,7 @@ class ChatSession(QObject):
         self._stream_started = 0.0
         self._stream_pieces = 0
         self._saved_length = 0
+        self._waiting: Callable[[], None] | None = None  # a message sent while the history was still opening
         self._checkpoint_timer = QTimer(self)
         self._checkpoint_timer.setInterval(CHECKPOINT_MS)
         self._checkpoint_timer.timeout.connect(self._checkpoint)
@@ -66,6 +68,7 @@ class ChatSession(QObject):
         history.conversation_opened.connect(self._show_conversation)
         history.branch_switched.connect(self._show_branch)
         history.message_saved.connect(self._on_saved)
+        history.ready.connect(self._send_waiting)
 
     @property
     def busy(self) -> bool:
@@ -86,14 +89,37 @@ class ChatSession(QObject):
         answer = ChatItem("assistant", streaming=True, model=self.model_name)
         row = self.model.extend([user, answer])
         request = self._prepare_turn(row)
-        if self.history.is_open:
+
+        def save_then_answer() -> None:
             user.store = self.history.save_message(
                 above, "user", text, system_prompt=self.system_prompt, then=lambda: self._ground(request, text)
             )
             answer.store = self.history.save_message([*above, user.store], "assistant", model=self.model_name)
+
+        if self.history.is_open:
+            save_then_answer()
+        elif self.history.is_opening:  # saved first, answered after: a message is never answered but lost
+            self._waiting = save_then_answer
+            self.status.emit("Opening your history; your message is sent once it is saved")
         else:
             self._submit(request)
         return True
+
+    @property
+    def waiting(self) -> bool:
+        """True while a sent message waits for the history to open."""
+        return self._waiting is not None
+
+    def _send_waiting(self) -> None:
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None and self.busy:
+            waiting()
+
+    def send_unsaved(self) -> None:
+        """The history will not open (the user chose to go on without it): answer a waiting message anyway."""
+        self._waiting = None
+        if self._request is not None and self.busy:
+            self._submit(self._request)
 
     def regenerate(self) -> None:
         """A new version of the last answer (the old one is kept)."""
@@ -126,6 +152,7 @@ class ChatSession(QObject):
 
     def clear(self) -> None:
         """Show an empty conversation, abandoning an answer in progress."""
+        self._waiting = None
         self._abandon()
         self.model.clear()
         self._dropped = 0

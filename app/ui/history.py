@@ -57,6 +57,7 @@ class History(QObject):
         self.db_path = db_path
         self.conversation = Ref()
         self.is_open = False
+        self.is_opening = False  # between asking the writer to open and hearing back
         self._key: bytes | None = None  # set on the writer thread while open
         self.embedder: EmbedderSlot | None = None  # for hybrid document search, when a model is chosen
         self._seq = 0
@@ -94,14 +95,17 @@ class History(QObject):
             self._key = key_source()
             return self._key
 
+        self.is_opening = True
         self.writer.open(self.db_path, fetch)
 
     def _on_opened(self) -> None:
+        self.is_opening = False
         self.is_open = True
         self._request(lambda s: s.purge_deleted())  # deletions left from last time are final
         self.ready.emit()
 
     def _on_open_failed(self, exc: StoreError) -> None:
+        self.is_opening = False
         self.is_open = False
         self._key = None
         log.warning("History not opened: %s", exc)

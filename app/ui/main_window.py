@@ -319,8 +319,7 @@ class MainWindow(QMainWindow):
             self.documents.attach(documents)
 
     def open_files(self, paths: list[Path]) -> None:
-        """Files from the command line or a later launch ("Open with"): a model is imported and loaded;
-        documents start a chat of their own, once the history is open (or unlocked)."""
+        """Files from the command line or "Open with": a model is loaded; documents start a chat of their own."""
         self.bring_to_front()
         models, documents = _split_models(paths)
         if models:
@@ -339,9 +338,7 @@ class MainWindow(QMainWindow):
 
     def bring_to_front(self) -> None:
         """Show the window above the others (the window manager may only flag it)."""
-        if self.isMinimized():
-            self.showNormal()
-        self.show()
+        self.showNormal() if self.isMinimized() else self.show()
         self.raise_()
         self.activateWindow()
         QApplication.alert(self)
@@ -510,7 +507,8 @@ class MainWindow(QMainWindow):
 
     def _history_unavailable(self, error: StoreError | None) -> None:
         """Show the lock page: unlock, choose a passphrase, or decide about a problem."""
-        self.session.new_conversation()
+        if not self.session.waiting:  # a message sent while the history was opening stays, to be saved or sent
+            self.session.new_conversation()
         self.sidebar.set_conversations([])
         self.idle.set_minutes(0)
         if isinstance(error, WrongKeyError) and self.history.uses_passphrase:
@@ -534,7 +532,9 @@ class MainWindow(QMainWindow):
     def _continue_without_history(self) -> None:
         self.pages.setCurrentWidget(self.splitter)
         self.sidebar.setEnabled(False)
-        self.notice.show_text("History is off: this conversation will not be saved.", warning=True)
+        unsaved = " Your message was sent without being saved." if self.session.waiting else ""
+        self.session.send_unsaved()
+        self.notice.show_text(f"History is off: this conversation will not be saved.{unsaved}", warning=True)
         self.composer.setFocus()
 
     def lock(self) -> None:

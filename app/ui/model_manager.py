@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlparse
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
@@ -35,6 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from app import settings as opts
+from app.core.models import network
 from app.core.models.catalog import CatalogEntry, load_catalog
 from app.core.models.download import DownloadJob
 from app.core.models.fit import Machine, Verdict, estimate_memory, for_file, judge, recommend
@@ -257,9 +257,7 @@ class HubSettings(QWidget):
     def save(self) -> None:
         """Keep the address in settings and the token (if typed) in the keychain."""
         address = self.endpoint.text().strip().rstrip("/") or opts.HUB_ENDPOINT.default
-        host = urlparse(address).hostname or ""
-        loopback = host in ("localhost", "127.0.0.1", "::1")  # a mirror on this machine needs no encryption
-        if not (address.startswith("https://") or (address.startswith("http://") and loopback)):
+        if not network.may_carry_token(address):  # a mirror on this machine needs no encryption
             self.status.setText("The hub address must start with https:// (your token must never travel unencrypted).")
             return
         self._settings.set(opts.HUB_ENDPOINT, address)

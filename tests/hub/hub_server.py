@@ -113,7 +113,7 @@ class _HTTPServer(ThreadingHTTPServer):
 
     def __init__(self, hub: HubServer) -> None:
         self.hub = hub
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__((hub.host, 0), _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Clients hanging up mid-answer are routine here; anything else is still reported."""
@@ -244,6 +244,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, None, "Sorry, we can't find the page you are looking for.")
 
     def _resolve(self, hub: HubServer, repo_id: str, revision: str, filename: str, body: bool) -> None:
+        if hub.redirect_to is not None:
+            self._send(302, {"Location": hub.redirect_to + self.path})
+            return
         repo = self._repo(hub, repo_id, revision)
         if repo is None:
             return
@@ -319,7 +322,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class HubServer:
-    """A Hugging Face Hub on 127.0.0.1, serving local files as repos, with injectable faults."""
+    """A Hugging Face Hub on 127.0.0.1 (or `host`), serving local files as repos, with injectable faults."""
 
     def __init__(
         self,
@@ -329,8 +332,11 @@ class HubServer:
         commits: dict[str, str] | None = None,
         info: dict[str, dict[str, Any]] | None = None,
         valid_token: str = "hf_test_token",
+        host: str = "127.0.0.1",
     ) -> None:
         gated = set(gated)
+        self.host = host  # another of this machine's addresses makes a "remote" plain-http mirror
+        self.redirect_to: str | None = None  # answer every file request with a redirect to this base URL
         for repo_id in {*repos, *gated}:
             if repo_id.count("/") != 1:
                 raise ValueError(f"repo ids are 'org/name': {repo_id!r}")
@@ -396,7 +402,7 @@ class HubServer:
         """The base URL, e.g. `http://127.0.0.1:PORT`."""
         if self._httpd is None:
             raise RuntimeError("the hub server is not running")
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        return f"http://{self.host}:{self._httpd.server_address[1]}"
 
     def commit(self, repo_id: str) -> str:
         """The commit sha the repo is at."""

@@ -539,3 +539,25 @@ def test_restoring_mid_answer_keeps_the_answer_out_of_the_restored_history(
     texts = [r[0] for r in kept.execute("SELECT content FROM messages ORDER BY id")]
     assert texts[-2] == "Write a long story about a dragon." and len(texts[-1]) > 20  # saved in the old file
     kept.close()
+
+
+def test_a_message_sent_before_the_history_opens_is_saved(
+    qtbot: QtBot, open_window: OpenWindow, app_paths: AppPaths, settings: Settings, starter_model: Path
+) -> None:
+    inference = InferenceThread(app_paths.models)
+    inference.start()
+    w = MainWindow(settings, inference, app_paths, show_dialogs=False, open_history=False)
+    qtbot.addWidget(w)
+    with qtbot.waitSignal(w.model_ready, timeout=LONG):
+        w.load_model(starter_model)
+    w.history.start()  # as at launch, when the keychain may take seconds to answer
+    assert w.history.is_opening and not w.history.is_open
+    with qtbot.waitSignal(w.answer_finished, timeout=LONG):
+        assert w.send_message("Sent before the history opened")
+    settle(qtbot, w)
+    assert rows(w)[0] == ("user", "Sent before the history opened")
+    w.close()
+    again = open_window()
+    qtbot.waitUntil(lambda: again.model.rowCount() == 2, timeout=LONG)  # the last conversation reopens at start
+    assert [t for k, t in sidebar_rows(again) if k == Kind.CONVERSATION] == ["Sent before the history opened"]
+    assert rows(again)[0] == ("user", "Sent before the history opened") and rows(again)[1][1]

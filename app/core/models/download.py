@@ -238,6 +238,8 @@ def _fetch(
                         have += len(chunk)
                         received += len(chunk)
                         meter.add(len(chunk))
+        except network.InsecureTokenError as exc:
+            raise DownloadError(str(exc)) from exc  # never retried: the address itself is the problem
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise DownloadError("The disk filled up during the download; free some space and resume.") from exc

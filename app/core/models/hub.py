@@ -160,6 +160,8 @@ def translate(exc: Exception, repo_id: str) -> HubError:
         return HubError(f"{repo_id} has no such revision.")
     if isinstance(exc, EntryNotFoundError):
         return HubError(f"A file of {repo_id} is no longer on the hub; refresh the model's file list.")
+    if isinstance(exc, network.InsecureTokenError):
+        return HubError(str(exc))
     if isinstance(exc, OfflineModeIsEnabled):
         return HubError("Tern is offline; browsing and downloading only happen when you ask for them.")
     if isinstance(exc, HfHubHTTPError):
@@ -223,7 +225,7 @@ def fetch_header(repo_id: str, commit: str, remote: RemoteFile, endpoint: str, t
                     data += chunk
                     if len(data) >= limit:  # a server that ignores Range must not send us the whole model
                         break
-        except (HfHubHTTPError, httpx2.TransportError) as exc:
+        except (HfHubHTTPError, OfflineModeIsEnabled, httpx2.TransportError) as exc:
             raise translate(exc, repo_id) from exc
         try:
             return read_gguf_header(bytes(data[:limit]), remote.path, remote.size)

@@ -5,11 +5,16 @@ huggingface_hub's HTTP client is replaced by one whose request hook refuses
 every request unless the calling thread is inside `online(...)`, which only an
 explicit user action (browse, download) enters, and which records every
 request and its answer in `ACTIVITY` for the model manager's network log.
+
+The same hook is the one place that decides where the access token may go: a
+request that carries it (a look-up, a header read, a download, or any redirect
+of those) is refused unless it is encrypted or stays on this machine.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -58,6 +63,29 @@ class ActivityLog:
             return list(self.entries)
 
 
+class InsecureTokenError(OfflineModeIsEnabled):
+    """A request would have sent the access token unencrypted to another machine; it was not sent."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for this machine's own addresses (where plain http stays on the machine)."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def may_carry_token(url: str | httpx2.URL) -> bool:
+    """True when a request to `url` may carry the access token: https, or plain http on loopback."""
+    try:
+        parsed = httpx2.URL(str(url))
+    except httpx2.InvalidURL:
+        return False
+    return parsed.scheme == "https" or (parsed.scheme == "http" and is_loopback(parsed.host))
+
+
 ACTIVITY = ActivityLog()
 _allowed = threading.local()
 
@@ -77,6 +105,11 @@ def _on_request(request: httpx2.Request) -> None:
     reason = getattr(_allowed, "reason", None)
     if reason is None:
         raise OfflineModeIsEnabled(f"Tern is offline; nothing asked to reach {request.url.host}.")
+    if "authorization" in request.headers and not may_carry_token(request.url):
+        raise InsecureTokenError(
+            f"Your access token was not sent to {request.url.host}: the hub address uses plain http, which "
+            "would show it to anyone on the network. Use an https:// address (or one on this computer)."
+        )
     shown = request.url.copy_with(query=None, userinfo=b"")  # never a credential in the log
     entry = Activity(time.time(), reason, request.method, str(shown))
     request.extensions["tern_activity"] = entry
