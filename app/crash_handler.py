@@ -11,10 +11,11 @@ import logging
 import os
 import sys
 import threading
-import traceback
 from pathlib import Path
 from types import TracebackType
 from typing import TextIO
+
+from app.core.redact import failure
 
 log = logging.getLogger("tern.crash")
 
@@ -39,8 +40,9 @@ class CrashHandler:
         threading.excepthook = self._thread_excepthook
 
     def _excepthook(self, kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
-        text = "".join(traceback.format_exception(kind, value, tb))
-        log.critical("Uncaught exception\n%s", text)
+        text = failure(value.with_traceback(tb))  # no message: it may quote the user
+        log.critical("Uncaught exception: %s", text)
+        log.debug("Uncaught exception", exc_info=(kind, value, tb))
         if self._fault_file is not None:
             self._fault_file.write(text)
             self._fault_file.flush()

@@ -29,9 +29,11 @@ class Option(Generic[T]):
     default: T
     minimum: float | None = None
     maximum: float | None = None
+    private: bool = False  # user text: kept in the encrypted history, never in the settings file
 
 
-SYSTEM_PROMPT = Option("chat/system_prompt", str, "")
+SYSTEM_PROMPT = Option("chat/system_prompt", str, "", private=True)
+PRIVATE_KEYS = (SYSTEM_PROMPT.key,)
 TEMPERATURE = Option("sampling/temperature", float, 0.7, 0.0, 2.0)
 TOP_P = Option("sampling/top_p", float, 0.95, 0.0, 1.0)
 TOP_K = Option("sampling/top_k", int, 64, 0, 1000)
@@ -58,6 +60,10 @@ class Settings:
     def __init__(self, path: Path) -> None:
         self._qs = QSettings(str(path), QSettings.Format.IniFormat)
         self._upgrade()
+        self._private: dict[str, str] = {}  # private preferences, from the history once it is open
+        self._unsaved: dict[str, str] = {}  # set while no history could take them
+        # Called with (key, value) when a private preference changes; True once the history has it.
+        self.keep_private: Callable[[str, str], bool] = lambda _key, _value: False
 
     def _upgrade(self) -> None:
         version = int(str(self._qs.value("meta/version", 0) or 0))
@@ -69,7 +75,9 @@ class Settings:
 
     def get(self, option: Option[T]) -> T:
         """The stored value, or the default when missing or unreadable."""
-        raw: Any = self._qs.value(option.key, option.default)
+        raw: Any = self._private.get(option.key, option.default) if option.private else None
+        if not option.private:
+            raw = self._qs.value(option.key, option.default)
         value: Any
         try:
             if option.type is bool and isinstance(raw, str):
@@ -85,8 +93,26 @@ class Settings:
         return value  # type: ignore[no-any-return]
 
     def set(self, option: Option[T], value: T) -> None:
-        """Store a value."""
-        self._qs.setValue(option.key, option.type(value))
+        """Store a value (a private one in the history, through `keep_private`)."""
+        if not option.private:
+            self._qs.setValue(option.key, option.type(value))
+            return
+        self._private[option.key] = str(value)
+        if not self.keep_private(option.key, str(value)):
+            self._unsaved[option.key] = str(value)
+
+    def unsaved_private(self) -> dict[str, str]:
+        """Private preferences the history does not hold yet: set while it was closed, or left by an older version."""
+        older = {key: str(self._qs.value(key)) for key in PRIVATE_KEYS if self._qs.contains(key)}
+        return {**older, **self._unsaved}
+
+    def use_private(self, values: dict[str, str]) -> None:
+        """Take the private preferences from the history just opened (which now holds the unsaved ones)."""
+        self._private = dict(values)
+        self._unsaved.clear()
+        for key in PRIVATE_KEYS:  # an older version kept them here in the clear
+            self._qs.remove(key)
+        self._qs.sync()
 
     def sync(self) -> None:
         """Write pending changes to disk."""

@@ -23,7 +23,28 @@ def test_defaults_and_round_trip(tmp_path: Path, qapp: object) -> None:
     assert again.get(opts.TEMPERATURE) == 0.3
     assert again.load_options().n_ctx == 4096
     assert again.sampling().temperature == 0.3
-    assert again.get(opts.SYSTEM_PROMPT) == "Be brief."
+    # User text never goes into the settings file: the history keeps it once it is open.
+    assert again.get(opts.SYSTEM_PROMPT) == ""
+    assert b"Be brief" not in path.read_bytes()
+    assert s.unsaved_private() == {opts.SYSTEM_PROMPT.key: "Be brief."}
+    s.use_private({opts.SYSTEM_PROMPT.key: "Be brief."})
+    assert s.get(opts.SYSTEM_PROMPT) == "Be brief." and s.unsaved_private() == {}
+
+
+def test_a_system_prompt_left_in_the_file_moves_to_the_history(tmp_path: Path, qapp: object) -> None:
+    path = tmp_path / "settings.ini"
+    raw = QSettings(str(path), QSettings.Format.IniFormat)
+    raw.setValue(opts.SYSTEM_PROMPT.key, "Answer like a ship's log.")  # as an older version wrote it
+    raw.sync()
+    s = Settings(path)
+    saved: list[tuple[str, str]] = []
+    s.keep_private = lambda key, value: saved.append((key, value)) or True
+    assert s.unsaved_private() == {opts.SYSTEM_PROMPT.key: "Answer like a ship's log."}
+    s.use_private(s.unsaved_private())  # what the history does once it has stored them
+    assert b"ship's log" not in path.read_bytes() and b"ship" not in path.read_bytes()
+    assert s.get(opts.SYSTEM_PROMPT) == "Answer like a ship's log."
+    s.set(opts.SYSTEM_PROMPT, "Be terse.")
+    assert saved == [(opts.SYSTEM_PROMPT.key, "Be terse.")] and s.unsaved_private() == {}
 
 
 def test_bad_values_fall_back_to_defaults(tmp_path: Path, qapp: object) -> None:

@@ -41,6 +41,7 @@ class TurnResult:
     turn_id: int
     stats: GenerationStats
     dropped_messages: int  # older messages left out to fit the context window
+    notes: tuple[str, ...] = ()  # for the user, e.g. the model's template was set aside during this turn
 
 
 def run_turn(engine: LlamaEngine, request: TurnRequest, on_text: Callable[[str], None]) -> TurnResult:
@@ -52,6 +53,7 @@ def run_turn(engine: LlamaEngine, request: TurnRequest, on_text: Callable[[str],
     if request.context and history:
         question = history[-1]
         history = (*history[:-1], ChatMessage(question.role, f"{request.context}\n\nQuestion: {question.content}"))
+    template_note = engine.template.note
     prompt = build_prompt(
         history,
         request.system_prompt,
@@ -62,4 +64,5 @@ def run_turn(engine: LlamaEngine, request: TurnRequest, on_text: Callable[[str],
         request.previous_dropped,
     )
     stats = engine.generate(prompt.tokens, request.sampling, request.cancel, on_text)
-    return TurnResult(request.turn_id, stats, prompt.dropped)
+    notes = (engine.template.note,) if engine.template.note != template_note else ()
+    return TurnResult(request.turn_id, stats, prompt.dropped, notes)

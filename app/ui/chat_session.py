@@ -68,7 +68,19 @@ class ChatSession(QObject):
         history.conversation_opened.connect(self._show_conversation)
         history.branch_switched.connect(self._show_branch)
         history.message_saved.connect(self._on_saved)
-        history.ready.connect(self._send_waiting)
+        history.ready.connect(self._on_history_ready)
+        settings.keep_private = history.keep_preference
+
+    def _on_history_ready(self) -> None:
+        """Take the private preferences (the system prompt) from the history, then send what waited for it."""
+
+        def loaded(preferences: dict[str, str] | None) -> None:
+            if preferences is not None:
+                self._settings.use_private(preferences)
+            self.system_prompt = self._settings.get(opts.SYSTEM_PROMPT)  # an opened conversation brings its own
+            self._send_waiting()
+
+        self.history.load_preferences(self._settings.unsaved_private(), loaded)
 
     @property
     def busy(self) -> bool:
@@ -272,6 +284,7 @@ class ChatSession(QObject):
                 f"{self.n_ctx}-token context window."
             )
         self._dropped = result.dropped_messages
+        notice = " ".join((notice, *result.notes)).strip()
         self._end_turn(result.stats, notice)
         s = result.stats
         self.status.emit(f"{stats_line(s)} · prompt {s.prompt_tokens} tokens ({s.prompt_evaluated} new)")

@@ -32,7 +32,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.docs.doc_store import DocumentInfo, DocumentStore, Passage
+from app.core.docs.embedder import EmbedderSlot
 from app.core.docs.grounding import Source
+from app.core.engine.probe import ModelChecks
 from app.ui.chat_session import ChatSession
 from app.ui.conversation_view import ConversationView
 from app.ui.history import History
@@ -188,7 +190,8 @@ class DocumentChat(QObject):
     def __init__(self, window: QMainWindow, history: History, session: ChatSession, view: ConversationView) -> None:
         super().__init__(window)
         self._window, self._history, self._session, self._view = window, history, session, view
-        self.indexer = DocumentIndexer(history.writer, parent=self)
+        checks = ModelChecks(history.db_path.parent / "model-checks.json")
+        self.indexer = DocumentIndexer(history.writer, EmbedderSlot(checks), parent=self)
         history.embedder = self.indexer.embedder  # one embedding model for indexing and for questions
         self.panel = DocumentsPanel(window)
         window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.panel)

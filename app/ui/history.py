@@ -19,7 +19,7 @@ from PySide6.QtCore import QObject, Signal
 from app.core.docs.doc_store import DocumentStore, fuse, nearest
 from app.core.docs.embedder import EmbedderSlot
 from app.core.docs.grounding import Grounding, fits_whole, ground
-from app.core.store import backup, keys
+from app.core.store import backup, key_change
 from app.core.store.conversation_store import ConversationStore, OpenedConversation
 from app.core.store.database import set_aside
 from app.core.store.errors import StoreError
@@ -72,7 +72,7 @@ class History(QObject):
     @property
     def uses_passphrase(self) -> bool:
         """True when the key comes from a passphrase rather than the keychain."""
-        return keys.salt_path(self.db_path).exists()
+        return key_change.needs_passphrase(self.db_path)
 
     @property
     def exists(self) -> bool:
@@ -80,15 +80,12 @@ class History(QObject):
         return self.db_path.exists() and self.db_path.stat().st_size > 0
 
     def start(self) -> None:
-        """Open with the keychain's key; a passphrase history waits for `unlock`."""
-        if self.uses_passphrase:
-            self.unavailable.emit(None)
-            return
-        self._open(lambda: keys.load_or_create_key(self.db_path))
+        """Open with the keychain's key; a passphrase history answers `unavailable` and waits for `unlock`."""
+        self._open(lambda: key_change.resolve_key(self.db_path))
 
     def unlock(self, passphrase: str) -> None:
         """Open (or create) a passphrase-protected history."""
-        self._open(lambda: keys.key_from_passphrase(self.db_path, passphrase))
+        self._open(lambda: key_change.resolve_key(self.db_path, passphrase))
 
     def _open(self, key_source: Callable[[], bytes]) -> None:
         def fetch() -> bytes:
@@ -268,6 +265,23 @@ class History(QObject):
             quiet=True,
         )
 
+    def load_preferences(self, unsaved: dict[str, str], then: Callable[[dict[str, str] | None], None]) -> None:
+        """The preferences kept in the history, after writing `unsaved` ones into it (None if that failed)."""
+
+        def job(store: ConversationStore) -> dict[str, str]:
+            for key, value in unsaved.items():
+                store.set_preference(key, value)
+            return store.preferences()
+
+        self._request(job, then, lambda _message: then(None))
+
+    def keep_preference(self, key: str, value: str) -> bool:
+        """Save a private preference; False while the history is not open."""
+        if not self.is_open:
+            return False
+        self._request(lambda s: s.set_preference(key, value))
+        return True
+
     def set_system_prompt(self, text: str) -> None:
         """The open conversation's system prompt."""
         conversation = self.conversation
@@ -387,25 +401,13 @@ class History(QObject):
         self._request(job, reopen, lambda _msg: reopen(), closed=True)
 
     def change_passphrase(self, passphrase: str | None) -> None:
-        """Protect the history with `passphrase`, or (None) go back to a key in the keychain."""
+        """Protect the history with `passphrase`, or (None) go back to a key in the keychain (crash-safe)."""
 
         def job(store: ConversationStore) -> str:
+            connection, self._key = key_change.change_secret(store.connection, self.db_path, passphrase)
+            store.use(connection)
             if passphrase:
-                salt = keys.new_salt()
-                new_key = keys.derive_key(passphrase, salt)
-                # The new salt is written (and synced) first, so a full disk fails before anything changed;
-                # the rename after the re-encryption cannot fail for lack of space.
-                pending = keys.save_salt(self.db_path, salt, suffix=".new")
-                backup.change_key(store.connection, new_key)
-                pending.replace(keys.salt_path(self.db_path))
-                keys.forget_key(self.db_path)
-                self._key = new_key
                 return "Your history now needs your passphrase to open."
-            new_key = keys.new_key()
-            keys.store_key(self.db_path, new_key)  # first, so a failure leaves the passphrase working
-            backup.change_key(store.connection, new_key)
-            keys.salt_path(self.db_path).unlink(missing_ok=True)
-            self._key = new_key
             return "Your history's key is back in the system keychain; no passphrase is needed."
 
         self._request(job, lambda msg: self.finished.emit("passphrase", msg))
@@ -414,8 +416,7 @@ class History(QObject):
         """Erase every conversation and the key, then start an empty history."""
 
         def job(_store: object) -> None:
-            backup.delete_history(self.db_path)
-            keys.forget_key(self.db_path)
+            key_change.delete_history_and_keys(self.db_path)
 
         def reopen(_result: object) -> None:
             self.finished.emit("delete-all", "All history was deleted.")

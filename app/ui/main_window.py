@@ -29,13 +29,13 @@ from PySide6.QtWidgets import (
 
 from app import APP_NAME
 from app import settings as opts
-from app.core.engine.gguf_info import GgufError
 from app.core.engine.options import LoadedModel, Residency
 from app.core.models.hub import load_token
-from app.core.models.registry import InstalledModel, ModelRegistry
+from app.core.models.registry import InstalledModel, ModelRegistry, import_error, inspect
 from app.core.models.starter import STARTER_DISPLAY_NAME, STARTER_NOTICE, is_starter
 from app.core.paths import AppPaths
 from app.core.store.errors import KeyringUnavailableError, StoreError, WrongKeyError
+from app.core.store.key_change import PassphraseNeededError
 from app.settings import Settings
 from app.ui.chat_session import ChatSession
 from app.ui.composer import Composer
@@ -50,6 +50,7 @@ from app.ui.notice_bar import NoticeBar
 from app.ui.privacy_dialog import PrivacyDialog
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.sidebar import Sidebar
+from app.workers.background import in_background
 from app.workers.download_worker import DownloadManager
 from app.workers.inference_worker import InferenceThread, LoadRequest
 from app.workers.memory_monitor import MemoryMonitor
@@ -59,8 +60,7 @@ log = logging.getLogger("tern.ui")
 
 def _split_models(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     """GGUF files (models) and everything else (documents and folders)."""
-    models = [p for p in paths if p.suffix.lower() == ".gguf"]
-    return models, [p for p in paths if p.suffix.lower() != ".gguf"]
+    return [p for p in paths if p.suffix.lower() == ".gguf"], [p for p in paths if p.suffix.lower() != ".gguf"]
 
 
 class MainWindow(QMainWindow):
@@ -260,16 +260,14 @@ class MainWindow(QMainWindow):
             self.import_and_load(Path(path))
 
     def import_and_load(self, path: Path) -> None:
-        """Validate and register a local GGUF without copying it, then load it."""
-        try:
-            self.registry.import_file(path)
-        except GgufError as exc:
-            self.notice.show_text(f"{path.name} is not a model Tern can load: {exc}", warning=True)
-            return
-        except OSError as exc:
-            self.notice.show_text(f"{path.name} could not be read: {exc.strerror or exc}.", warning=True)
-            return
-        self.load_model(path)  # the installed list refreshes when it has loaded
+        """Check (off the GUI thread) and register a local GGUF without copying it, then load it."""
+
+        def checked(model: InstalledModel) -> None:
+            self.registry.add(model)
+            self.load_model(path)  # the installed list refreshes when it has loaded
+
+        refused = self.notice.show_warning
+        in_background(lambda: inspect(path, imported=True), checked, lambda e: refused(import_error(path, e)), self)
 
     def _use_for_embeddings(self, path: Path) -> None:
         self._settings.set(opts.EMBEDDING_MODEL, str(path))
@@ -320,7 +318,7 @@ class MainWindow(QMainWindow):
 
     def open_files(self, paths: list[Path]) -> None:
         """Files from the command line or "Open with": a model is loaded; documents start a chat of their own."""
-        self.bring_to_front()
+        self.bring_to_front()  # then the same as a drop, except that documents wait for the history
         models, documents = _split_models(paths)
         if models:
             self.import_and_load(models[0])
@@ -376,8 +374,8 @@ class MainWindow(QMainWindow):
         self.registry.touch(loaded.info.path)
         if self._manager is not None:
             self._manager.installed.refresh()
-        if starter:
-            self.notice.show_text(STARTER_NOTICE)
+        if starter or loaded.template_note:
+            self.notice.show_text(STARTER_NOTICE if starter else loaded.template_note, warning=not starter)
         elif self.notice.isVisible():
             self.notice.hide()
         self.stats_label.setText(f"Loaded in {loaded.load_ms / 1000:.1f} s")
@@ -511,16 +509,16 @@ class MainWindow(QMainWindow):
             self.session.new_conversation()
         self.sidebar.set_conversations([])
         self.idle.set_minutes(0)
+        first_passphrase = isinstance(error, KeyringUnavailableError) and not self.history.exists
         if isinstance(error, WrongKeyError) and self.history.uses_passphrase:
-            self.lock_page.show_error("That passphrase does not open your history. Nothing was changed; try again.")
+            self.lock_page.show_error(str(error))
         elif isinstance(error, WrongKeyError):  # the keychain's own key fails: the file is damaged or replaced
             self.lock_page.show_mode(
                 LockMode.PROBLEM,
-                "Your history file cannot be decrypted with its key from the system keychain: it is damaged, "
-                "or was replaced by another file. Nothing was changed. You can start a new history "
-                "(the old file is kept), or chat without saving.",
+                "Your history file cannot be decrypted with its key from the system keychain: it is damaged, or was "
+                "replaced by another file. Nothing was changed. Start a new history (the old one is kept), or chat on.",
             )
-        elif error is None or (isinstance(error, KeyringUnavailableError) and not self.history.exists):
+        elif first_passphrase or isinstance(error, PassphraseNeededError | None):
             self.lock_page.show_mode(LockMode.UNLOCK if self.history.uses_passphrase else LockMode.CREATE)
         else:
             self.lock_page.show_mode(

@@ -24,11 +24,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.engine.gguf_info import GgufError
 from app.core.models.download import DownloadJob, Progress
 from app.core.models.network import ACTIVITY, Activity
-from app.core.models.registry import InstalledModel, ModelRegistry
+from app.core.models.registry import InstalledModel, ModelRegistry, import_error, inspect
 from app.ui import units
+from app.workers.background import in_background
 from app.workers.download_worker import DownloadManager
 
 
@@ -182,19 +182,18 @@ class InstalledTab(QWidget):
         else:
             self.import_file(Path(path))
 
-    def import_file(self, path: Path) -> InstalledModel | None:
-        """Validate and register a local GGUF where it lies; errors go to the status line."""
-        try:
-            model = self._registry.import_file(path)
-        except GgufError as exc:
-            self.status.setText(f"{path.name} was not imported: {exc}")
-            return None
-        except OSError as exc:
-            self.status.setText(f"{path.name} could not be read: {exc.strerror or exc}.")
-            return None
-        self.status.setText(f"Imported {model.name}.")
-        self.refresh()
-        return model
+    def import_file(self, path: Path) -> None:
+        """Check (off the GUI thread) and register a local GGUF where it lies; the outcome shows in the status line."""
+        self.status.setText(f"Checking {path.name}…")
+
+        def checked(model: InstalledModel) -> None:
+            self._registry.add(model)
+            self.status.setText(f"Imported {model.name}.")
+            self.refresh()
+
+        in_background(
+            lambda: inspect(path, imported=True), checked, lambda e: self.status.setText(import_error(path, e)), self
+        )
 
 
 def _progress_text(job: DownloadJob, p: Progress | None) -> str:

@@ -32,3 +32,7 @@ class NoticeBar(QWidget):
         self.setStyleSheet(f"NoticeBar {{ background: {colour}; }}")
         self.label.setText(html.escape(text))
         self.show()
+
+    def show_warning(self, text: str) -> None:
+        """Show `text` (plain) as a warning."""
+        self.show_text(text, warning=True)

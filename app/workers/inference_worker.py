@@ -20,7 +20,8 @@ from app.core.chat.prompt_builder import PromptTooLongError
 from app.core.chat.templates import TemplateError
 from app.core.engine.gguf_info import GgufError
 from app.core.engine.options import EngineError, LoadOptions
-from app.core.models.starter import StarterModelError, ensure_starter_model
+from app.core.models.starter import StarterModelError, ensure_starter_model, is_verified_starter
+from app.core.redact import log_failure
 from app.core.turn import TurnRequest, TurnResult, run_turn
 
 if TYPE_CHECKING:
@@ -59,8 +60,9 @@ class InferenceWorker(QObject):
     def _get_engine(self) -> LlamaEngine:
         if self._engine is None:
             from app.core.engine.llama_engine import LlamaEngine  # llama.cpp loads here, on this thread
+            from app.core.engine.probe import ModelChecks
 
-            self._engine = LlamaEngine()
+            self._engine = LlamaEngine(ModelChecks(self._models_dir.parent / "model-checks.json"))
         return self._engine
 
     @Slot(object)
@@ -79,7 +81,8 @@ class InferenceWorker(QObject):
                 self.load_progress.emit("Loading", fraction)
                 return not self.stopping.is_set()
 
-            loaded = self._get_engine().load(path, request.options, progress)
+            # The starter is checked by its hash; any other file first loads in a child process.
+            loaded = self._get_engine().load(path, request.options, progress, trusted=is_verified_starter(path))
         except USER_ERRORS as exc:
             log.warning("Load failed: %s", exc)
             self.load_failed.emit(str(exc), self._get_engine().loaded)
@@ -98,10 +101,10 @@ class InferenceWorker(QObject):
         try:
             result = run_turn(self._get_engine(), request, lambda text: self.chunk.emit(request.turn_id, text))
         except USER_ERRORS as exc:
-            log.warning("Turn %d failed: %s", request.turn_id, exc)
+            log_failure(log, logging.WARNING, f"Turn {request.turn_id}", exc)
             self.turn_failed.emit(request.turn_id, str(exc))
         except Exception as exc:
-            log.exception("Unexpected error in turn %d", request.turn_id)
+            log_failure(log, logging.ERROR, f"Unexpected error in turn {request.turn_id}", exc)
             self.turn_failed.emit(request.turn_id, f"Unexpected error: {exc!r}")
         else:
             self.turn_finished.emit(result)

@@ -40,14 +40,13 @@ class _Writer(QObject):
     def __init__(self) -> None:
         super().__init__()
         self._store: ConversationStore | None = None
-        self._conn: Any = None
 
     @Slot(object, object)
     def open(self, path: Path, key_source: KeySource) -> None:
         self.close()
         try:
             key = key_source if isinstance(key_source, bytes) else key_source()
-            self._conn = open_database(path, key)
+            connection = open_database(path, key)
         except StoreError as exc:
             self.open_failed.emit(exc)
             return
@@ -55,7 +54,7 @@ class _Writer(QObject):
             log.exception("Opening the history failed")
             self.open_failed.emit(StoreError(UNEXPECTED))
             return
-        self._store = ConversationStore(self._conn)
+        self._store = ConversationStore(connection)
         self.opened.emit()
 
     @Slot(object)
@@ -97,9 +96,8 @@ class _Writer(QObject):
 
     @Slot()
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if self._store is not None:
+            self._store.connection.close()  # the store's: a key change swaps it
             self._store = None
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import random
 import secrets
+import string
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,30 @@ def test_token_estimate_tracks_gemmas_tokenizer(engine: LlamaEngine) -> None:
     for text in samples:
         real = len(engine.tokenize(text))
         assert abs(count_tokens(text) - real) / real < 0.15, (count_tokens(text), real)
+
+
+def test_dense_runs_are_never_underestimated(engine: LlamaEngine) -> None:
+    rng = random.Random(7)
+    samples = {
+        "DNA on one line": "".join(rng.choice("ACGT") for _ in range(6000)),
+        "DNA in FASTA lines": "\n".join("".join(rng.choice("ACGT") for _ in range(60)) for _ in range(80)),
+        "random letters": "".join(rng.choice(string.ascii_letters) for _ in range(6000)),
+        "base64": base64.b64encode(rng.randbytes(4000)).decode(),
+        "hex": rng.randbytes(2000).hex(),
+        "rare CJK": "".join(chr(rng.randint(0x4E00, 0x9FFF)) for _ in range(1500)),
+        "Cyrillic run": "".join(chr(rng.randint(0x430, 0x44F)) for _ in range(2000)),
+    }
+    for name, text in samples.items():
+        real = len(engine.tokenize(text))
+        assert count_tokens(text) >= real, (name, count_tokens(text), real)
+
+
+def test_a_megabyte_line_becomes_chunks_the_prompt_can_hold() -> None:
+    line = "".join(random.Random(3).choice("ACGT") for _ in range(1_000_000))
+    chunks = chunk_sections([SectionText(line, line_start=1, line_end=1)], size=350, overlap=50)
+    assert "".join(c.text for c in chunks if c.text).count("A") >= line.count("A")  # nothing dropped
+    assert max(len(c.text) for c in chunks) <= 2000
+    assert sum(c.tokens for c in chunks) >= count_tokens(line) >= 1_000_000
 
 
 def test_chunks_stay_within_sections_and_overlap() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core.engine.gguf_info import GgufError, read_gguf_info
+from app.core.engine.gguf_info import MAX_METADATA, MAX_STRINGS, GgufError, read_gguf_info
 from tests.core.gguf_files import write_tiny_gguf
 
 
@@ -111,3 +111,25 @@ def _value_type(value: object) -> object:
     from gguf import GGUFValueType
 
     return GGUFValueType.get_type(value) if not isinstance(value, int) else GGUFValueType.UINT32
+
+
+def sparse_gguf(path: Path, n_kv: int, body: bytes = b"") -> Path:
+    """A GGUF header over a 64 GiB sparse file: it costs nothing on disk but claims a lot."""
+    with path.open("wb") as f:
+        f.write(b"GGUF" + (3).to_bytes(4, "little") + (0).to_bytes(8, "little") + n_kv.to_bytes(8, "little") + body)
+        f.truncate(64 << 30)
+    return path
+
+
+def test_the_checks_work_is_bounded_by_what_the_file_holds(tmp_path: Path) -> None:
+    # More entries than any real model has: refused from the counts alone.
+    with pytest.raises(GgufError, match="impossible header"):
+        read_gguf_info(sparse_gguf(tmp_path / "many.gguf", MAX_METADATA + 1))
+    # Zero-filled entries (a hole in the file) stop at the first: an empty key.
+    with pytest.raises(GgufError, match="empty or repeated metadata key"):
+        read_gguf_info(sparse_gguf(tmp_path / "holes.gguf", MAX_METADATA))
+    # A string array longer than any vocabulary is refused before it is walked.
+    key = b"tokenizer.ggml.tokens"
+    array = len(key).to_bytes(8, "little") + key + (9).to_bytes(4, "little") + (8).to_bytes(4, "little")
+    with pytest.raises(GgufError, match="claims 2097153 strings"):
+        read_gguf_info(sparse_gguf(tmp_path / "strings.gguf", 1, array + (MAX_STRINGS + 1).to_bytes(8, "little")))

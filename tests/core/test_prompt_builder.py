@@ -111,3 +111,16 @@ def test_budget_with_the_real_tokenizer(engine: LlamaEngine) -> None:
     assert prompt.dropped > 0
     assert len(prompt.tokens) <= 1024 - 256
     assert prompt.tokens == engine.tokenize(prompt.text)
+
+
+def test_megabytes_are_refused_before_tokenizing() -> None:
+    calls = []
+
+    def tokenize(text: str) -> list[int]:
+        calls.append(len(text))
+        return words(text)
+
+    huge = [ChatMessage("user", "ACGT" * 500_000)]  # 2 MB with no space: any tokenizer needs > 31,000 tokens
+    with pytest.raises(PromptTooLongError, match="needs at least 31250 tokens"):
+        build_prompt(huge, "", GemmaTurnTemplate(), tokenize, n_ctx=8192, max_tokens=512)
+    assert calls == []

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from sqlcipher3 import dbapi2 as sqlcipher
 
-from app.core.store.backup import BackupInfo, change_key, delete_history, read_backup, restore_backup, write_backup
+from app.core.store.backup import BackupInfo, delete_history, read_backup, restore_backup, write_backup
 from app.core.store.conversation_store import ConversationStore
 from app.core.store.database import open_database
 from app.core.store.errors import CorruptStoreError, StoreError, WrongKeyError
-from app.core.store.keys import _SCRYPT
+from app.core.store.key_change import change_secret, resolve_key
+from app.core.store.keys import _SCRYPT, file_salt
 from app.core.store.schema import SCHEMA_VERSION, migrate
 
 SECRET_SENTENCES = [
@@ -181,7 +182,7 @@ def test_restore_round_trip_keeps_the_old_history(tmp_path: Path, key: bytes) ->
     old.close()
 
 
-def test_restore_keeps_an_unclosed_wal_with_the_old_history(tmp_path: Path, key: bytes) -> None:
+def test_restore_folds_an_unclosed_wal_into_the_old_history_it_keeps(tmp_path: Path, key: bytes) -> None:
     a_store = fill(tmp_path / "a.db", key)
     backup = tmp_path / "tern.backup"
     write_backup(a_store._db, backup, PASSPHRASE)
@@ -193,7 +194,7 @@ def test_restore_keeps_an_unclosed_wal_with_the_old_history(tmp_path: Path, key:
     for suffix in ("", "-wal", "-shm"):
         crashed.with_name(crashed.name + suffix).write_bytes(b_path.with_name(b_path.name + suffix).read_bytes())
     kept = restore_backup(backup, PASSPHRASE, crashed, key)
-    assert kept is not None and kept.with_name(kept.name + "-wal").exists()
+    assert kept is not None and not crashed.with_name("crashed.db-wal").exists()  # no stale WAL beside the new file
     old = open_database(kept, key)
     assert [c.title for c in ConversationStore(old).conversations()] == ["Written to the WAL"]
     old.close()
@@ -218,25 +219,29 @@ def test_restore_into_a_new_place_and_from_older_schemas(tmp_path: Path, key: by
         latest.close()
 
 
-def test_change_key_re_encrypts_in_place(tmp_path: Path, key: bytes) -> None:
+def test_a_key_change_re_encrypts_into_a_new_file_and_swaps_it_in(tmp_path: Path, key: bytes) -> None:
     db = tmp_path / "history.db"
     store = fill(db, key)
-    assert (tmp_path / "history.db-wal").stat().st_size > 0  # rekey with a live WAL
-    new_key = secrets.token_bytes(32)
-    change_key(store._db, new_key)
-    store.add_message(store.conversations()[0].id, None, "user", "Written after the rekey")
+    assert (tmp_path / "history.db-wal").stat().st_size > 0  # a live WAL goes into the new file too
+    old_salt = file_salt(db)
+    connection, new_key = change_secret(store.connection, db, "a long new passphrase")
+    store.use(connection)
+    store.add_message(store.conversations()[0].id, None, "user", "Written after the change")
+    assert file_salt(db) != old_salt and new_key[32:] == file_salt(db)  # a new file, with its own salt
+    assert not (tmp_path / "history.db.rekey").exists() and not (tmp_path / "history.db.salt.new").exists()
+    assert (tmp_path / "history.db.salt").exists()
     assert_no_plaintext(*tmp_path.glob("history.db*"))
-    store._db.close()
-    assert_no_plaintext(*tmp_path.glob("history.db*"))
+    store.connection.close()
     before = digest(db)
     with pytest.raises(WrongKeyError):
         open_database(db, key)
     assert digest(db) == before
+    assert resolve_key(db, "a long new passphrase") == new_key
     reopened = ConversationStore(open_database(db, new_key))
-    assert reopened._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert reopened.connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert len(reopened.conversations()) == 2
     assert reopened.search("cetirizine")
-    reopened._db.close()
+    reopened.connection.close()
 
 
 def test_delete_history_removes_every_file(tmp_path: Path, key: bytes) -> None:

@@ -67,6 +67,8 @@ def main(model: Path) -> None:
     window.answer_finished.connect(lambda _r: QTimer.singleShot(0, ask))
     window.model.dataChanged.connect(on_change)
     window.history.error.connect(lambda msg: report("store-error", message=msg))
+    window.history.unavailable.connect(lambda exc: report("store-error", message=str(exc)))
+    window.model_failed.connect(lambda msg: report("model-failed", message=msg))
     app.exec()
 
 

@@ -14,6 +14,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -48,11 +49,15 @@ def run_and_kill(home: Path, model: Path, delay: float) -> tuple[list[dict[str, 
     )
     assert child.stdout is not None
     events: list[dict[str, Any]] = []
-    deadline = time.time() + 120
+    watchdog = threading.Timer(120, child.kill)  # a child that never answers fails the run, not the suite
+    watchdog.start()
     for line in child.stdout:  # until the first answer text is on screen
         events.append(json.loads(line))
-        if events[-1]["event"] == "text" or time.time() > deadline:
+        assert events[-1]["event"] not in ("model-failed", "store-error"), events[-1]
+        if events[-1]["event"] == "text":
             break
+    watchdog.cancel()
+    assert events and events[-1]["event"] == "text", f"no answer began within 120 s: {events}"
     time.sleep(delay)
     killed_at = time.time()
     child.send_signal(signal.SIGKILL)

@@ -350,6 +350,27 @@ def test_folder_drop_lists_files_and_says_what_it_left_out(tmp_path: Path) -> No
     }
 
 
+def test_links_that_leave_a_dropped_folder_are_not_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not part of the drop\n")
+    root = tmp_path / "project"
+    (root / "sub").mkdir(parents=True)
+    (root / "readme.md").write_text("inside\n")
+    (root / "passwd.txt").symlink_to("/etc/passwd")
+    (root / "sub" / "escape.txt").symlink_to("../../outside/secret.txt")
+    (root / "sub" / "elsewhere").symlink_to(outside, target_is_directory=True)
+    (root / "sub" / "alias.md").symlink_to("../readme.md")  # stays inside: followed (and counted once)
+
+    files, skipped = iter_files([root])
+    assert files == [root / "readme.md"]
+    reasons = {path.relative_to(root).as_posix(): reason for path, reason in skipped}
+    leaving = "is a link to somewhere outside the dropped folder"
+    assert reasons == {"passwd.txt": leaving, "sub/escape.txt": leaving, "sub/elsewhere": leaving}
+    # A link dropped on its own is the user's choice, and is read where it points.
+    assert iter_files([root / "sub" / "escape.txt"])[0] == [root / "sub" / "escape.txt"]
+
+
 def test_folder_drop_stops_at_the_file_limit(tmp_path: Path) -> None:
     for n in range(5):
         (tmp_path / f"{n}.txt").write_text("x\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from app import settings as opts
+from app.core.models import registry
 from app.core.paths import AppPaths
 from app.settings import Settings
 from app.ui.main_window import MainWindow
@@ -107,8 +109,30 @@ def test_dropping_a_gguf_imports_it_in_place_and_loads_it(
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + os.urandom(4000))
     drop(window, broken)
-    assert "not a model Tern can load" in window.notice.label.text()
+    qtbot.waitUntil(lambda: "not a model Tern can load" in window.notice.label.text(), timeout=5000)
     assert window.registry.get(broken) is None
+
+
+def test_the_model_check_runs_off_the_gui_thread(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A sparse file of 64 GiB apparent size whose header claims the most entries a real one could.
+    hostile = tmp_path / "sparse.gguf"
+    with hostile.open("wb") as f:
+        f.write(b"GGUF" + (3).to_bytes(4, "little") + (0).to_bytes(8, "little") + (65_536).to_bytes(8, "little"))
+        f.truncate(64 << 30)
+    threads = []
+    real_read = registry.read_gguf_info
+
+    def spy(path: Path) -> object:  # records where the real check runs
+        threads.append(threading.current_thread())
+        return real_read(path)
+
+    monkeypatch.setattr(registry, "read_gguf_info", spy)
+    drop(window, hostile)
+    qtbot.waitUntil(lambda: "not a model Tern can load" in window.notice.label.text(), timeout=5000)
+    assert "empty or repeated metadata key" in window.notice.label.text()
+    assert threads and threads[0] is not threading.main_thread()
 
 
 def test_importing_a_copy_and_deleting_it(

@@ -328,7 +328,7 @@ def test_a_vanished_key_offers_a_new_history_and_keeps_the_old_file(
     w = open_window(ready=False)
     qtbot.waitUntil(lambda: w.lock_page.isVisible(), timeout=LONG)
     assert w.lock_page.mode == LockMode.PROBLEM
-    assert "no longer in the system keychain" in w.lock_page.message.text()
+    assert "the system keychain has no key for this file" in w.lock_page.message.text()
     old_bytes = app_paths.history_db.read_bytes()
     with qtbot.waitSignal(w.history.ready, timeout=LONG):
         qtbot.mouseClick(w.lock_page.new_button, Qt.MouseButton.LeftButton)
@@ -461,6 +461,12 @@ def test_each_conversation_keeps_its_system_prompt(
     assert w.session.system_prompt == "Talk like a pirate."
     w.new_chat()
     assert w.session.system_prompt == "Be brief."
+    # The default system prompt lives in the encrypted history, not in the settings file.
+    qtbot.waitUntil(lambda: not settings.unsaved_private(), timeout=5000)
+    assert b"Be brief" not in app_paths.settings_file.read_bytes()
+    conn = open_database(db, load_or_create_key(db))
+    assert ConversationStore(conn).preferences() == {opts.SYSTEM_PROMPT.key: "Be brief."}
+    conn.close()
 
 
 def test_privacy_settings_show_where_and_how_the_history_is_kept(qtbot: QtBot, open_window: OpenWindow) -> None:

@@ -20,7 +20,8 @@ def test_edits_are_stored(qtbot: QtBot, app_paths: AppPaths) -> None:
     dialog.accept()
     assert not dialog.reload_needed
     again = Settings(app_paths.settings_file)
-    assert again.get(opts.SYSTEM_PROMPT) == "Answer in French."
+    assert s.get(opts.SYSTEM_PROMPT) == "Answer in French."  # kept for the history, not in the file
+    assert again.get(opts.SYSTEM_PROMPT) == ""
     assert again.sampling().temperature == 0.2
     assert again.sampling().max_tokens == 256
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from pytestqt.qtbot import QtBot
 from app.core.chat.message import ChatMessage
 from app.core.engine.generation import SamplingParams, StopReason
 from app.core.engine.llama_engine import LoadOptions
+from app.core.models.synthetic_gemma import TINY_GEMMA4, write_gemma
 from app.core.paths import AppPaths
 from app.core.turn import TurnRequest, TurnResult
 from app.workers.inference_worker import InferenceThread, LoadRequest
@@ -113,3 +115,26 @@ def test_shutdown_during_generation_is_prompt(qtbot: QtBot, inference: Inference
     QCoreApplication.processEvents()  # deliver what the worker sent before it stopped
     assert len(rec.results) == 1
     assert rec.results[0].stats.stop_reason == StopReason.CANCELLED
+
+
+def test_a_failed_turn_logs_no_user_text(
+    qtbot: QtBot, inference: InferenceThread, tmp_path: Path, starter_model: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A template that quotes the user's message in its refusal: the user sees it, the log does not.
+    source = (
+        "{% if 'marker' in messages[-1]['content'] %}{{ raise_exception('Cannot answer: ' + messages[-1]['content']) }}"
+        "{% endif %}{% for m in messages %}<start_of_turn>{{ m['role'] }}\n{{ m['content'] }}<end_of_turn>\n"
+        "{% endfor %}"
+    )
+    model = write_gemma(tmp_path / "quoting.gguf", TINY_GEMMA4, starter_model, chat_template=source)
+    recorder = Recorder(inference)
+    failures: list[str] = []
+    inference.worker.turn_failed.connect(lambda _turn, message: failures.append(message))
+    inference.load(LoadRequest(model, LoadOptions(n_ctx=256)))
+    qtbot.waitUntil(lambda: bool(recorder.loaded or recorder.failed), timeout=60_000)
+    assert recorder.loaded, recorder.failed
+    with caplog.at_level(logging.INFO):
+        inference.submit(ask(9, "my bank PIN is 4471-marker"))
+        qtbot.waitUntil(lambda: bool(failures), timeout=60_000)
+    assert "4471-marker" in failures[0]  # shown to the user
+    assert "TemplateError" in caplog.text and "4471-marker" not in caplog.text

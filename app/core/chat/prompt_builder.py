@@ -17,6 +17,9 @@ from app.core.chat.templates import ChatTemplate
 
 Tokenize = Callable[[str], list[int]]
 _TRIM_TARGET = 0.75
+# No vocabulary packs more bytes into one token (Gemma's longest is 31), so a text of
+# n bytes needs at least n / 64 tokens: megabytes are refused without tokenizing them.
+MAX_TOKEN_BYTES = 64
 
 
 class PromptTooLongError(ValueError):
@@ -28,8 +31,9 @@ class BuiltPrompt:
     """The prompt handed to the engine."""
 
     text: str
-    tokens: list[int]
+    tokens: list[int]  # empty when the text is too long to be worth tokenizing
     dropped: int  # how many older messages were left out
+    n_tokens: int  # len(tokens), or a lower bound when they were not counted
 
 
 def answer_reserve(n_ctx: int, max_tokens: int) -> int:
@@ -55,29 +59,34 @@ def build_prompt(
 
     def attempt(dropped: int) -> BuiltPrompt:
         text = template.render([*system, *history[dropped:]])
-        return BuiltPrompt(text, tokenize(text), dropped)
+        at_least = len(text.encode("utf-8")) // MAX_TOKEN_BYTES
+        if at_least > budget:  # cannot fit, whatever the tokenizer makes of it
+            return BuiltPrompt(text, [], dropped, at_least)
+        tokens = tokenize(text)
+        return BuiltPrompt(text, tokens, dropped, len(tokens))
 
     whole = attempt(0)
-    if len(whole.tokens) <= budget:
+    if whole.n_tokens <= budget:
         return whole
     # Keep the last cut if it still fits, so the cached prefix stays valid.
     if 0 < previous_dropped <= older and previous_dropped % 2 == 0:
         kept = attempt(previous_dropped)
-        if len(kept.tokens) <= budget:
+        if kept.n_tokens <= budget:
             return kept
     # Smallest even number of dropped messages that fits the trim target.
     target = int(budget * _TRIM_TARGET)
     lo, hi = 1, older // 2  # counted in pairs
     best = attempt(older)
-    if len(best.tokens) > budget:
+    if best.n_tokens > budget:
+        needs = f"at least {best.n_tokens}" if not best.tokens else str(best.n_tokens)
         raise PromptTooLongError(
-            f"Your message needs {len(best.tokens)} tokens, but the context window holds {n_ctx} "
+            f"Your message needs {needs} tokens, but the context window holds {n_ctx} "
             f"with {n_ctx - budget} kept for the answer. Shorten it or raise the context size in Settings."
         )
     while lo <= hi:
         mid = (lo + hi) // 2
         candidate = attempt(2 * mid)
-        if len(candidate.tokens) <= target:
+        if candidate.n_tokens <= target:
             best, hi = candidate, mid - 1
         else:
             lo = mid + 1

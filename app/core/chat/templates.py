@@ -7,6 +7,7 @@ documented turn format when the architecture is Gemma.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -16,14 +17,22 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from app.core.chat.message import ChatMessage
 from app.core.engine.gguf_info import GgufInfo
+from app.core.sandbox import Sandbox, SandboxError
 
 log = logging.getLogger("tern.chat")
+
+MAX_TEMPLATE_CHARS = 200_000  # Gemma 4's own is about 10 kB
+RENDER_TIMEOUT_S = 5.0  # a real template renders a long conversation in milliseconds
+OUTPUT_LIMIT_BASE = 64_000  # characters, plus ...
+OUTPUT_LIMIT_FACTOR = 8  # ... this many per character of the messages
+TEMPLATE_MEMORY = 1024**3  # address space of the child
 
 
 class ChatTemplate(Protocol):
     """Turns a message list into prompt text (without the leading BOS token)."""
 
     name: str
+    note: str  # for the user, when the model's own template had to be set aside
 
     def render(self, messages: Sequence[ChatMessage]) -> str:
         """Prompt text ending where the model's answer begins."""
@@ -34,6 +43,9 @@ class GemmaTurnTemplate:
     """Gemma's turn format. Gemma has no system role: the system prompt leads the first user turn."""
 
     name = "gemma-turns"
+
+    def __init__(self, note: str = "") -> None:
+        self.note = note  # why the file's own template is not used, when it has one
 
     def render(self, messages: Sequence[ChatMessage]) -> str:
         """Render `<start_of_turn>role\\n…<end_of_turn>\\n` turns and open the model's turn."""
@@ -53,26 +65,52 @@ class GemmaTurnTemplate:
 
 
 class JinjaChatTemplate:
-    """A template from the GGUF metadata, rendered in a sandbox as transformers does."""
+    """A template from the GGUF metadata, compiled and rendered in a sandboxed child process.
+
+    The template is the file's, so it is untrusted: besides Jinja's own sandbox
+    it runs in a `Sandbox` child with a time limit, an output limit and a memory
+    cap. When it breaks one of them, or fails to compile or render, it is set
+    aside for the rest of the session and Gemma's turn format takes over, with
+    a `note` saying so. A `raise_exception` in the template (the template
+    refusing the conversation, as some do when roles do not alternate) is the
+    one error passed on, as a `TemplateError` for the user.
+    """
 
     name = "gguf-jinja"
 
     def __init__(self, source: str, bos_token: str, eos_token: str) -> None:
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, loader=jinja2.BaseLoader())
-        env.globals["raise_exception"] = _raise_template_error
-        self._template = env.from_string(source)
+        self._source = source
         self._bos = bos_token
         self._eos = eos_token
+        self._fallback = GemmaTurnTemplate()
+        self.note = ""
+        if len(source) > MAX_TEMPLATE_CHARS:
+            self.set_aside(f"it is {len(source) // 1000} kB long, more than a chat template needs")
 
     def render(self, messages: Sequence[ChatMessage]) -> str:
         """Render with `add_generation_prompt`; the BOS text is removed since the tokenizer adds BOS."""
-        payload: list[dict[str, Any]] = [{"role": m.role, "content": m.content} for m in messages]
-        text = self._template.render(
-            messages=payload, bos_token=self._bos, eos_token=self._eos, add_generation_prompt=True
-        )
+        if self.note:
+            return self._fallback.render(messages)
+        payload = [{"role": m.role, "content": m.content} for m in messages]
+        limit = OUTPUT_LIMIT_BASE + OUTPUT_LIMIT_FACTOR * sum(len(m.content) for m in messages)
+        try:
+            refused, text = _sandbox().call(
+                _render_untrusted, self._source, payload, self._bos, self._eos, limit, timeout=RENDER_TIMEOUT_S
+            )
+        except SandboxError as exc:
+            self.set_aside(_failure(exc))
+            return self._fallback.render(messages)
+        if refused:
+            raise TemplateError(text)
         if self._bos and text.startswith(self._bos):
             text = text[len(self._bos) :]
         return text
+
+    def set_aside(self, reason: str) -> None:
+        """Use Gemma's turn format from now on, and say why in `note`."""
+        self.name = self._fallback.name
+        self.note = f"The model's own chat template was not used ({reason}); Gemma's turn format is used instead."
+        log.warning("The GGUF's chat template was set aside: %s", reason)  # never user text: see _failure
 
 
 class TemplateError(ValueError):
@@ -84,14 +122,69 @@ def _raise_template_error(message: str) -> None:
 
 
 def select_template(info: GgufInfo, bos_token: str, eos_token: str) -> ChatTemplate:
-    """The file's own template when it has a usable one, else Gemma's turn format."""
+    """The file's own template when it has a usable one, else Gemma's turn format (with a note why)."""
     if info.chat_template:
+        template = JinjaChatTemplate(info.chat_template, bos_token, eos_token)
         try:
-            template = JinjaChatTemplate(info.chat_template, bos_token, eos_token)
             template.render([ChatMessage("user", "ping")])
-            return template
-        except (jinja2.TemplateError, TemplateError) as exc:
-            log.warning("The chat template in %s does not render (%s); using Gemma turns", info.path.name, exc)
-    elif not info.is_gemma:
+        except TemplateError:
+            template.set_aside("it refuses a plain one-message conversation")
+        return template if not template.note else GemmaTurnTemplate(template.note)
+    if not info.is_gemma:
         log.warning("%s (%s) has no chat template; using Gemma turns", info.path.name, info.architecture)
     return GemmaTurnTemplate()
+
+
+# --- in the sandbox's child process -------------------------------------------------------------
+
+
+def _failure(exc: SandboxError) -> str:
+    """Why a render failed, in words that never quote the conversation."""
+    if exc.kind == "timeout":
+        return f"it ran longer than {RENDER_TIMEOUT_S:.0f} s"
+    if exc.kind == "memory":
+        return "it needed too much memory"
+    if exc.kind == "crashed":
+        return "rendering it crashed"
+    kind = exc.detail.split(":", 1)[0]  # the exception's type; its message may quote the messages
+    return f"it failed to render ({kind})"
+
+
+_SANDBOX: Sandbox | None = None
+
+
+def _sandbox() -> Sandbox:
+    global _SANDBOX
+    if _SANDBOX is None:
+        _SANDBOX = Sandbox("templates", memory_limit=TEMPLATE_MEMORY)
+    return _SANDBOX
+
+
+class _OutputTooLongError(Exception):
+    """The template produced far more text than the conversation holds."""
+
+
+@functools.lru_cache(maxsize=4)
+def _compile(source: str) -> jinja2.Template:
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, loader=jinja2.BaseLoader(), extensions=["jinja2.ext.loopcontrols"]
+    )
+    env.globals["raise_exception"] = _raise_template_error
+    return env.from_string(source)
+
+
+def _render_untrusted(source: str, messages: list[dict[str, Any]], bos: str, eos: str, limit: int) -> tuple[bool, str]:
+    """(refused, text): the text, or the template's own refusal message. Runs in the child."""
+    pieces: list[str] = []
+    size = 0
+    try:
+        for piece in _compile(source).generate(
+            messages=messages, bos_token=bos, eos_token=eos, add_generation_prompt=True
+        ):
+            size += len(piece)
+            if size > limit:
+                raise _OutputTooLongError(f"more than {limit} characters")
+            pieces.append(piece)
+    except TemplateError as exc:
+        return True, str(exc)
+    return False, "".join(pieces)

@@ -9,6 +9,7 @@ ask for vectors.
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
@@ -17,8 +18,11 @@ import numpy.typing as npt
 
 from app.core.engine.backends import ensure_loaded
 from app.core.engine.gguf_info import GgufError, read_gguf_info
+from app.core.engine.probe import ModelChecks
+from app.core.redact import log_failure
 
 Vectors = npt.NDArray[np.float32]
+log = logging.getLogger("tern.docs")
 
 
 class Embedder:
@@ -29,17 +33,20 @@ class Embedder:
         self._lock = threading.Lock()
         from llama_cpp import LLAMA_POOLING_TYPE_MEAN, Llama  # loaded with the first embedding model
 
+        from app.core.engine.model_params import untrusted_load  # which imports llama.cpp too
+
         ensure_loaded()  # raises BackendError, a RuntimeError like llama.cpp's own load failures
-        self._llama = Llama(
-            model_path=str(path),
-            embedding=True,
-            n_ctx=n_ctx,
-            n_batch=n_ctx,
-            n_ubatch=n_ctx,
-            pooling_type=LLAMA_POOLING_TYPE_MEAN,
-            n_threads=n_threads or None,
-            verbose=False,
-        )
+        with untrusted_load():
+            self._llama = Llama(
+                model_path=str(path),
+                embedding=True,
+                n_ctx=n_ctx,
+                n_batch=n_ctx,
+                n_ubatch=n_ctx,
+                pooling_type=LLAMA_POOLING_TYPE_MEAN,
+                n_threads=n_threads or None,
+                verbose=False,
+            )
 
     @property
     def name(self) -> str:
@@ -74,8 +81,9 @@ def from_blobs(blobs: list[bytes]) -> Vectors:
 class EmbedderSlot:
     """The embedding model chosen in the settings, loaded on first use by whichever thread needs it."""
 
-    def __init__(self) -> None:
+    def __init__(self, checks: ModelChecks | None = None) -> None:
         self._lock = threading.Lock()
+        self._checks = checks  # a first load in a child process, so a bad file cannot take the app down
         self._path: Path | None = None
         self._embedder: Embedder | None = None
         self.error = ""  # why the chosen model could not be loaded
@@ -94,9 +102,16 @@ class EmbedderSlot:
         with self._lock:
             if self._embedder is None and self._path is not None:
                 try:
+                    if self._checks is not None:
+                        read_gguf_info(self._path)  # the quick checks first, then a load in a child process
+                        self._checks.vet(self._path, lazy_ple=False, embedding=True)
                     self._embedder = Embedder(self._path)
                 except (GgufError, ValueError, RuntimeError, OSError) as exc:
                     self.error = str(exc)
+                    self._path = None
+                except Exception as exc:  # never a traceback on every question: one plain message
+                    log_failure(log, logging.ERROR, "Loading the embedding model", exc)
+                    self.error = f"{self._path.name} could not be loaded as an embedding model ({type(exc).__name__})."
                     self._path = None
             return self._embedder
 

@@ -462,17 +462,29 @@ def _html(path: Path, text: str, clock: _Deadline) -> Extracted:
     return Extracted(path, "html", blocks.sections, title=title or blocks.title)
 
 
+def _inside(link: Path, root: Path) -> bool:
+    """Whether the link resolves to a place within `root` (a resolved folder)."""
+    try:
+        return link.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):  # a loop of links
+        return False
+
+
 def iter_files(paths: Iterable[StrPath], *, max_files: int = MAX_FILES) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Expand dropped files and folders into supported files, and (path, reason) for everything left out."""
     files: list[Path] = []
     skipped: list[tuple[Path, str]] = []
     seen: set[tuple[int, int]] = set()
     # Depth-first with an explicit stack, in name order; dropped paths are taken as given, even if hidden.
-    stack: list[tuple[Path, bool]] = [(Path(p), True) for p in reversed(list(paths))]
+    # Each entry carries the folder it was dropped in: a link may not lead out of it.
+    stack: list[tuple[Path, Path | None]] = [(Path(p), None) for p in reversed(list(paths))]
     while stack:
-        path, dropped = stack.pop()
-        if not dropped and path.name.startswith("."):
+        path, root = stack.pop()
+        if root is not None and path.name.startswith("."):
             skipped.append((path, "is hidden"))
+            continue
+        if root is not None and path.is_symlink() and not _inside(path, root):
+            skipped.append((path, "is a link to somewhere outside the dropped folder"))
             continue
         try:
             st = path.stat()
@@ -492,7 +504,8 @@ def iter_files(paths: Iterable[StrPath], *, max_files: int = MAX_FILES) -> tuple
             except OSError as e:
                 skipped.append((path, _unreadable(path, e).reason))
                 continue
-            stack.extend((path / name, False) for name in reversed(names))
+            inner = root or path.resolve()
+            stack.extend((path / name, inner) for name in reversed(names))
         elif not stat.S_ISREG(st.st_mode):
             skipped.append((path, "is not a regular file"))
         elif classify(path) is None:

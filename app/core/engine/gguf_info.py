@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import mmap
 import os
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,11 @@ _GEMMA_NAMES = {"gemma": "Gemma", "gemma2": "Gemma 2", "gemma3": "Gemma 3", "gem
 
 # Arrays longer than this are skipped, not kept (vocabularies, merges, scores).
 _MAX_KEPT_ARRAY = 4096
+# Bounds on what a header may claim, far above any real model: the largest vocabularies
+# and merge lists hold under a million strings, and models a few thousand tensors.
+MAX_METADATA = 65_536
+MAX_TENSORS = 65_536
+MAX_STRINGS = 2_097_152
 
 _SCALAR_FORMATS = {
     GGUFValueType.UINT8: "<B",
@@ -237,6 +243,8 @@ def _read_value(cur: _Cursor, vtype: GGUFValueType, key: str) -> Any:
 
 def _skip_array(cur: _Cursor, etype: GGUFValueType, count: int, key: str) -> None:
     if etype == GGUFValueType.STRING:
+        if count > MAX_STRINGS:
+            raise GgufError(f"Metadata key '{key}' claims {count} strings; the file is corrupt.")
         for _ in range(count):
             cur.skip_string(key)
     else:
@@ -298,13 +306,16 @@ def _parse(path: Path, buf: mmap.mmap | bytes, size: int, file_size: int | None 
         raise GgufError(f"'{path.name}' uses GGUF version {version}; this app reads versions 2 and 3.")
     n_tensors = cur.unpack("<Q", "tensor count")
     n_kv = cur.unpack("<Q", "metadata count")
-    # Each entry needs at least ~24 bytes, so absurd counts mean corruption.
-    if n_tensors > file_size // 24 or n_kv > file_size // 24:
+    # Real models hold a few dozen metadata entries and a few thousand tensors; each entry
+    # also needs ~24 bytes. Anything beyond is corruption, refused before any loop over it.
+    if n_tensors > min(file_size // 24, MAX_TENSORS) or n_kv > min(file_size // 24, MAX_METADATA):
         raise GgufError(f"'{path.name}' has an impossible header (counts {n_tensors}/{n_kv}); it is corrupt.")
 
     metadata: dict[str, Any] = {}
     for _ in range(n_kv):
         key = cur.string("metadata key")
+        if not key or key in metadata:  # llama.cpp refuses these too; zero-filled files stop here
+            raise GgufError(f"'{path.name}' has an empty or repeated metadata key ({key!r}); it is corrupt.")
         metadata[key] = _read_value(cur, _value_type(cur.unpack("<I", key), key), key)
 
     arch = metadata.get("general.architecture")
@@ -352,7 +363,98 @@ def _parse(path: Path, buf: mmap.mmap | bytes, size: int, file_size: int | None 
         tensors.append(TensorInfo(name, shape, qtype.name, start, n_bytes))
     if not tensors:
         raise GgufError(f"'{path.name}' has no tensors; it holds no model weights.")
+    _check_hyperparameters(path.name, arch, metadata, tensors)
     return GgufInfo(path, file_size, version, arch, metadata, tuple(tensors))
+
+
+# llama-hparams.h: LLAMA_MAX_LAYERS. A layer count outside 1..512 makes llama.cpp abort (GGML_ASSERT).
+MAX_LAYERS = 512
+_HEAD_SIZE_KEYS = (
+    "attention.key_length",
+    "attention.value_length",
+    "attention.key_length_swa",
+    "attention.value_length_swa",
+    "rope.dimension_count",
+    "rope.dimension_count_swa",
+    "attention.sliding_window",
+    "embedding_length_per_layer_input",
+)
+_PER_LAYER_KEYS = (
+    "feed_forward_length",
+    "attention.head_count",
+    "attention.head_count_kv",
+    "attention.sliding_window_pattern",
+)
+_BLOCK = re.compile(r"blk\.(\d+)\.(.+)")
+# Tensors whose rows take, or whose columns give, a vector of the model's width (n_embd).
+_TAKES_EMBD = ("attn_q.weight", "attn_k.weight", "attn_v.weight", "ffn_up.weight", "ffn_gate.weight")
+_GIVES_EMBD = ("attn_output.weight", "ffn_down.weight")
+# Projections split across attention heads, and the key that counts those heads.
+_HEAD_SPLIT = {
+    "attn_q.weight": "attention.head_count",
+    "attn_k.weight": "attention.head_count_kv",
+    "attn_v.weight": "attention.head_count_kv",
+}
+
+
+def _check_hyperparameters(name: str, arch: str, metadata: dict[str, Any], tensors: list[TensorInfo]) -> None:
+    """Hyper-parameters that llama.cpp asserts on (and so would abort on) must agree with themselves and the tensors."""
+
+    def bad(what: str) -> GgufError:
+        return GgufError(f"'{name}' is damaged or not supported: {what}.")
+
+    layers = metadata.get(f"{arch}.block_count")
+    if layers is not None and not 1 <= layers <= MAX_LAYERS:
+        raise bad(f"it claims {layers} layers (llama.cpp runs 1 to {MAX_LAYERS})")
+    context = metadata.get(f"{arch}.context_length")
+    if context is not None and not 0 <= context < 2**31:
+        raise bad(f"its context length {context} is out of range")
+    width = metadata.get(f"{arch}.embedding_length")
+    if width is not None and not 1 <= width <= 2**20:
+        raise bad(f"its embedding size {width} is out of range")
+    for key in _HEAD_SIZE_KEYS:  # llama.cpp sizes buffers by these before it checks them against the weights
+        value = metadata.get(f"{arch}.{key}")
+        if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= 2**20:
+            raise bad(f"{arch}.{key} is {value}, far beyond any model")
+    per_layer: dict[str, Any] = {}
+    for key in _PER_LAYER_KEYS:
+        value = metadata.get(f"{arch}.{key}")
+        if isinstance(value, (list, SkippedArray)):
+            if layers is None or len(value) != layers:
+                raise bad(f"{arch}.{key} lists {len(value)} layers, but the model has {layers}")
+            if isinstance(value, SkippedArray) or any(not isinstance(v, int) or v < 0 for v in value):
+                raise bad(f"{arch}.{key} holds a negative or unreadable value")
+        elif value is not None and not isinstance(value, int):
+            raise bad(f"{arch}.{key} is malformed")
+        per_layer[key] = value
+
+    def at(key: str, layer: int) -> int | None:
+        value = per_layer.get(key)
+        if isinstance(value, list):
+            return int(value[layer]) if layer < len(value) else None
+        return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+    for layer in range(layers or 0):
+        heads, kv_heads = at("attention.head_count", layer), at("attention.head_count_kv", layer)
+        if heads is not None and kv_heads and heads % kv_heads:
+            raise bad(f"layer {layer} has {heads} attention heads, not a multiple of its {kv_heads} key/value heads")
+    for tensor in tensors:
+        if tensor.name == "token_embd.weight" and width is not None and tensor.shape[0] != width:
+            raise bad(f"its token embeddings are {tensor.shape[0]} wide, but the model is {width}")
+        block = _BLOCK.fullmatch(tensor.name)
+        if block is None:
+            continue
+        layer, part = int(block.group(1)), block.group(2)
+        if layers is not None and layer >= layers:
+            raise bad(f"it has weights for layer {layer} of a {layers}-layer model")
+        if width is not None and part in _TAKES_EMBD and tensor.shape[0] != width:
+            raise bad(f"{tensor.name} takes vectors of {tensor.shape[0]}, but the model is {width} wide")
+        if width is not None and part in _GIVES_EMBD and (len(tensor.shape) < 2 or tensor.shape[1] != width):
+            raise bad(f"{tensor.name} does not give vectors of the model's width {width}")
+        if part in _HEAD_SPLIT and len(tensor.shape) > 1:
+            heads = at(_HEAD_SPLIT[part], layer)
+            if heads and tensor.shape[1] % heads:
+                raise bad(f"{tensor.name} has {tensor.shape[1]} outputs, which {heads} heads cannot share")
 
 
 def read_array(path: str | os.PathLike[str], array: SkippedArray) -> list[Any]:

@@ -33,6 +33,7 @@ from app.core.engine.options import (
     Residency,
     default_threads,
 )
+from app.core.engine.probe import ModelChecks
 from app.core.engine.residency import drop_resident, drop_resident_ranges, evict_from_page_cache
 
 log = logging.getLogger("tern.engine")
@@ -43,8 +44,9 @@ _NO_ABORT = llama_lib.ggml_abort_callback()  # a NULL callback
 class LlamaEngine:
     """Loads one model and streams completions from it, reusing the KV cache across turns."""
 
-    def __init__(self) -> None:
+    def __init__(self, checks: ModelChecks | None = None) -> None:
         llama_log.install()
+        self._checks = checks  # when given, files not seen before first load in a child process
         self._llm: llama_cpp.Llama | None = None
         self._loaded: LoadedModel | None = None
         self.template: ChatTemplate | None = None
@@ -64,13 +66,22 @@ class LlamaEngine:
         path: str | os.PathLike[str],
         options: LoadOptions = LoadOptions(),
         progress: Callable[[float], bool] | None = None,
+        trusted: bool = False,
     ) -> LoadedModel:
-        """Validate and load `path`, replacing any current model. Raises `GgufError` or `EngineError`."""
+        """Validate and load `path`, replacing any current model. Raises `GgufError` or `EngineError`.
+
+        Unless `trusted` (the starter, whose hash is known), a file this engine's checks have not
+        seen is first loaded in a child process; one that fails there never replaces the current model.
+        """
         info = read_gguf_info(path)  # before llama.cpp ever sees the file
         try:
             backends.ensure_loaded()
         except (BackendError, OSError) as exc:
             raise EngineError(str(exc)) from exc
+        if self._checks is not None and not trusted:
+            self._checks.vet(
+                info.path, lazy_ple=info.ple_tensor is not None and options.residency != Residency.PLE_IN_RAM
+            )
         n_ctx = min(options.n_ctx, info.context_length) if info.context_length else options.n_ctx
         n_threads = options.n_threads or default_threads()
         self.unload()
@@ -139,6 +150,7 @@ class LlamaEngine:
             options.residency,
             placement,
             tuple(llama_log.buffer_sizes(load_log)),
+            self.template.note,
         )
         log.info(
             "Loaded %s: n_ctx=%d threads=%d template=%s PLE %s buffers %s",

@@ -1,4 +1,4 @@
-"""Fields of `llama_model_params` that `llama_cpp.Llama()` does not expose.
+"""Fields of `llama_model_params` that `llama_cpp.Llama()` does not expose, and a template it must not compile.
 
 `Llama.__init__` starts from `llama_cpp.llama_model_default_params()` and sets
 only the fields it knows. While a model loads, that function is swapped for
@@ -6,6 +6,11 @@ one that also fills in ours: a load-progress callback, `lazy_mode` (read the
 PLE table's rows on demand) and `tensor_buft_overrides` (pin tensors to a
 buffer type). Loads are serialised by a lock, so the swap never leaks into
 another load.
+
+`Llama.__init__` also compiles every chat template in the file's metadata,
+in this process, where a hostile one can hang it. Tern renders templates
+itself, in a sandbox (`app.core.chat.templates`), so during a load
+llama-cpp-python's template formatter is swapped for one that compiles nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import llama_cpp.llama_chat_format as llama_chat_format
 import llama_cpp.llama_cpp as llama_lib
 
 from app.core.engine.backends import cpu_buffer_type
@@ -30,6 +36,38 @@ class _BuftOverride(ctypes.Structure):
     """`struct llama_model_tensor_buft_override` (include/llama.h)."""
 
     _fields_ = [("pattern", ctypes.c_char_p), ("buft", ctypes.c_void_p)]
+
+
+class _TemplateNotCompiled:
+    """Stands in for llama-cpp-python's `Jinja2ChatFormatter` while a model loads."""
+
+    def __init__(self, *_args: Any, **_kwargs: Any) -> None:
+        pass
+
+    def to_chat_handler(self) -> Callable[..., Any]:
+        """A handler that is never used: Tern builds its own prompts."""
+
+        def unused(*_args: Any, **_kwargs: Any) -> Any:
+            raise RuntimeError("Tern renders chat templates itself")
+
+        return unused
+
+
+@contextlib.contextmanager
+def _templates_not_compiled() -> Iterator[None]:
+    original = llama_chat_format.Jinja2ChatFormatter
+    llama_chat_format.Jinja2ChatFormatter = _TemplateNotCompiled  # type: ignore[misc,assignment]
+    try:
+        yield
+    finally:
+        llama_chat_format.Jinja2ChatFormatter = original  # type: ignore[misc]
+
+
+@contextlib.contextmanager
+def untrusted_load() -> Iterator[None]:
+    """Around any `Llama()`: the file's chat templates are not compiled here (for loads without our params)."""
+    with _swap_lock, _templates_not_compiled():
+        yield
 
 
 @contextlib.contextmanager
@@ -67,7 +105,7 @@ def extra_model_params(
             params.progress_callback_user_data = ctypes.c_void_p(0)
         return params
 
-    with _swap_lock:
+    with _swap_lock, _templates_not_compiled():
         llama_lib.llama_model_default_params = patched
         try:
             yield keep_alive

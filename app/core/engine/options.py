@@ -68,6 +68,7 @@ class LoadedModel:
     residency: Residency = Residency.PLE_ON_DISK
     ple: PlePlacement = PlePlacement.NONE
     buffers: tuple[tuple[str, float], ...] = ()  # ("CPU_Mapped model", MiB) as llama.cpp logged them
+    template_note: str = ""  # why the file's own chat template is not used, when it is not
 
     def buffer_mib(self, kind: str) -> float:
         """Total MiB of the buffers whose label ends with `kind` ("model", "KV", "compute")."""

@@ -8,6 +8,7 @@ list can show it without opening the file again.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -16,7 +17,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.core.engine.gguf_info import read_gguf_info
+from app.core.engine.gguf_info import GgufError, read_gguf_info
+
+log = logging.getLogger("tern.models")
 
 
 @dataclass
@@ -65,6 +68,16 @@ def copy_model(source: Path, folder: Path) -> InstalledModel:
     finally:
         tmp.unlink(missing_ok=True)
     return inspect(target)
+
+
+def import_error(path: Path, exc: Exception) -> str:
+    """What the user reads when a file could not be added as a model."""
+    if isinstance(exc, GgufError):
+        return f"{path.name} is not a model Tern can load: {exc}"
+    if isinstance(exc, OSError):
+        return f"{path.name} could not be read: {exc.strerror or exc}."
+    log.error("Checking %s failed", path.name, exc_info=exc)
+    return f"{path.name} could not be checked ({type(exc).__name__}); it was not added."
 
 
 class ModelRegistry:

@@ -47,16 +47,20 @@ def is_starter(path: Path) -> bool:
     return path.name == STARTER_FILE_NAME
 
 
+def is_verified_starter(path: Path) -> bool:
+    """True when `path` is the starter as assembled and checksummed here, unchanged since."""
+    try:
+        return is_starter(path) and json.loads(_marker(path).read_text()) == {**_stamp(path), "sha256": STARTER_SHA256}
+    except (OSError, ValueError):
+        return False
+
+
 def ensure_starter_model(models_dir: Path, progress: Callable[[float], None] | None = None) -> Path:
     """Return the verified starter GGUF in `models_dir`, assembling it if needed."""
     target = models_dir / STARTER_FILE_NAME
+    if is_verified_starter(target):
+        return target
     marker = _marker(target)
-    if target.exists() and marker.exists():
-        try:
-            if json.loads(marker.read_text()) == {**_stamp(target), "sha256": STARTER_SHA256}:
-                return target
-        except (OSError, ValueError):
-            pass
     models_dir.mkdir(parents=True, exist_ok=True)
     chunks = starter_package.chunk_paths()
     missing = [str(c) for c in chunks if not c.exists()]

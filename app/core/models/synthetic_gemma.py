@@ -316,8 +316,8 @@ def _values(t: _Tensor, pool: np.ndarray, rng: np.random.Generator) -> Iterator[
         remaining -= n
 
 
-def write_gemma(path: Path, shape: GemmaShape, starter: Path, seed: int = 0) -> Path:
-    """Write a random-weight F16 GGUF of `shape` to `path` (atomically)."""
+def write_gemma(path: Path, shape: GemmaShape, starter: Path, seed: int = 0, chat_template: str | None = None) -> Path:
+    """Write a random-weight F16 GGUF of `shape` to `path` (atomically), with `chat_template` if given."""
     rng = np.random.default_rng(seed)
     pool = (rng.standard_normal(_POOL_SIZE, dtype=np.float32) * 0.02).astype(np.float16)
     tmp = path.with_name(path.name + ".part")
@@ -325,6 +325,8 @@ def write_gemma(path: Path, shape: GemmaShape, starter: Path, seed: int = 0) -> 
     writer = GGUFWriter(str(tmp), shape.arch)
     _add_metadata(writer, shape)
     _add_tokenizer(writer, starter, shape.vocab)
+    if chat_template is not None:
+        writer.add_chat_template(chat_template)
     writer.add_file_type(1)  # mostly F16
     tensors = tensors_of(shape)
     for t in tensors:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -185,13 +186,19 @@ def restore_backup(src: Path, passphrase: str, db_path: Path, key: bytes) -> Pat
         open_database(tmp, key).close()  # migrates an older schema
         old: Path | None = None
         if db_path.exists():
+            # Fold the current history's WAL into it, so the swap below leaves no stale side file.
+            current = open_database(db_path, key)
+            current.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            current.close()
+            if db_path.with_name(db_path.name + "-wal").exists():
+                raise StoreError("Your history is still in use; close other Tern windows and try again.")
             old = kept
             _remove(kept)
-            for suffix in ("", *SIDE_SUFFIXES):
-                side = db_path.with_name(db_path.name + suffix)
-                if side.exists():
-                    os.replace(side, kept.with_name(kept.name + suffix))
-        os.replace(tmp, db_path)
+            try:
+                os.link(db_path, kept)  # the previous history stays reachable at every instant
+            except OSError:
+                shutil.copy2(db_path, kept)
+        os.replace(tmp, db_path)  # the restore takes effect here, in one step
     except (sqlite.Error, OSError, StoreError) as exc:
         _remove(tmp)
         if isinstance(exc, StoreError):
@@ -200,25 +207,17 @@ def restore_backup(src: Path, passphrase: str, db_path: Path, key: bytes) -> Pat
     return old
 
 
-def change_key(conn: Connection, new_key: bytes) -> None:
-    """Re-encrypt the open database in place under `new_key`; the old key stops opening it.
-
-    Rekeying works in WAL mode; checkpointing before and after leaves no page under the old key in the WAL.
-    """
-    try:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        conn.execute(f"PRAGMA rekey = \"x'{new_key.hex()}'\"")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    except sqlite.Error as exc:
-        raise _failure(exc, "changing the history's key") from exc
+def history_files(db_path: Path) -> list[Path]:
+    """The history and the copies kept by restores and set-asides."""
+    copies = [db_path.with_name(db_path.name + ".before-restore")]
+    copies += db_path.parent.glob(f"{db_path.stem}-unopened-*{db_path.suffix}")
+    return [db_path, *copies]
 
 
 def delete_history(db_path: Path) -> None:
     """Remove the (closed) history with its side files, and the copies kept by restores and set-asides."""
-    copies = [db_path.with_name(db_path.name + ".before-restore")]
-    copies += db_path.parent.glob(f"{db_path.stem}-unopened-*{db_path.suffix}")
     try:
-        for path in [db_path, *copies]:
+        for path in history_files(db_path):
             _remove(path)
             path.with_name(path.name + ".salt").unlink(missing_ok=True)
     except OSError as exc:

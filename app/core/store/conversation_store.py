@@ -119,6 +119,10 @@ class ConversationStore:
         """The open database (for backup and re-keying)."""
         return self._db
 
+    def use(self, conn: Connection) -> None:
+        """Go on with another connection to the same history (after its key changed)."""
+        self._db = conn
+
     # Conversations
     def create_conversation(
         self, title: str = "", system_prompt: str = "", settings: dict[str, Any] | None = None
@@ -162,6 +166,14 @@ class ConversationStore:
     def set_system_prompt(self, conversation_id: int, text: str) -> None:
         """The system prompt this conversation's turns use."""
         self._db.execute("UPDATE conversations SET system_prompt = ? WHERE id = ?", (text, conversation_id))
+
+    def preferences(self) -> dict[str, str]:
+        """The preferences kept in the history."""
+        return {k: v for k, v in self._db.execute("SELECT key, value FROM preferences").fetchall()}
+
+    def set_preference(self, key: str, value: str) -> None:
+        """Keep one preference in the history."""
+        self._db.execute("INSERT OR REPLACE INTO preferences (key, value) VALUES (?, ?)", (key, value))
 
     def set_pinned(self, conversation_id: int, pinned: bool) -> None:
         """Pin or unpin."""

@@ -3,6 +3,13 @@
 The key never touches the settings or the disk in the clear. Without a usable
 keychain the caller must ask for a passphrase (scrypt, memory-hard); there is
 no silent fallback to a weaker scheme or an unencrypted database.
+
+A key here is SQLCipher's raw key followed by the file's own 16-byte salt
+(the first bytes of an encrypted database, in the clear), 48 bytes in all.
+The salt names the file's keychain entry, so the entry follows the file when
+its folder moves; a new file is created with a salt chosen here, so its entry
+can be written before the file exists. A 32-byte key (without a salt) still
+opens a file; it just cannot name a keychain entry.
 """
 
 from __future__ import annotations
@@ -21,12 +28,28 @@ from app import APP_NAME
 from app.core.store.errors import KeyringUnavailableError, MissingKeyError
 
 KEY_BYTES = 32
+FILE_SALT_BYTES = 16  # SQLCipher's per-file salt, the first bytes of the file
 # scrypt at n=2**15, r=8: 32 MiB and ~0.1 s per derivation (OWASP's baseline).
 _SCRYPT = {"n": 2**15, "r": 8, "p": 1, "maxmem": 64 * 1024 * 1024, "dklen": KEY_BYTES}
 
 
-def _account(db_path: Path) -> str:
-    """One keychain entry per history file, so profiles (and tests) never share a key."""
+def file_salt(db_path: Path) -> bytes | None:
+    """The salt SQLCipher keeps at the start of an encrypted file (None before the file is written)."""
+    try:
+        with db_path.open("rb") as f:
+            head = f.read(FILE_SALT_BYTES)
+    except OSError:
+        return None
+    return head if len(head) == FILE_SALT_BYTES else None
+
+
+def _account(salt: bytes) -> str:
+    """The keychain entry of the history file with this salt."""
+    return f"history:{salt.hex()}"
+
+
+def _legacy_account(db_path: Path) -> str:
+    """Where earlier versions kept the key: named by the file's path, lost when the folder moved."""
     return f"history:{db_path.resolve()}"
 
 
@@ -36,41 +59,75 @@ def keyring_usable() -> bool:
     return not isinstance(backend, fail.Keyring) and getattr(backend, "priority", 0) > 0
 
 
-def load_or_create_key(db_path: Path) -> bytes:
-    """The key for `db_path` from the keychain, creating it for a new history."""
-    if not keyring_usable():
-        raise KeyringUnavailableError("No system keychain is available, so the history needs a passphrase.")
+def stored_key(db_path: Path) -> bytes | None:
+    """The key of the history file at `db_path` from the keychain, or None when the keychain has none."""
+    salt = file_salt(db_path)
+    if salt is None:
+        return None
     try:
-        stored = keyring.get_password(APP_NAME, _account(db_path))
+        found = keyring.get_password(APP_NAME, _account(salt))
+        if found:
+            return bytes.fromhex(found) + salt
+        legacy = keyring.get_password(APP_NAME, _legacy_account(db_path))
     except keyring.errors.KeyringError as exc:
         raise KeyringUnavailableError(f"The system keychain did not answer: {exc}") from exc
-    if stored:
-        return bytes.fromhex(stored)
+    if not legacy:
+        return None
+    key = bytes.fromhex(legacy)[:KEY_BYTES] + salt
+    store_key(key)  # under the file's own name from now on
+    with contextlib.suppress(keyring.errors.KeyringError):
+        keyring.delete_password(APP_NAME, _legacy_account(db_path))
+    return key
+
+
+def load_or_create_key(db_path: Path) -> bytes:
+    """The key for `db_path` from the keychain; for a history not yet written, a new one, stored first."""
+    if not keyring_usable():
+        raise KeyringUnavailableError("No system keychain is available, so the history needs a passphrase.")
+    stored = stored_key(db_path)
+    if stored is not None:
+        return stored
     if db_path.exists() and db_path.stat().st_size > 0:
         raise MissingKeyError(
-            "Your conversation history is encrypted, and its key is no longer in the system keychain, "
-            "so it cannot be opened. You can start a new history; the old file is kept."
+            "Your conversation history is encrypted, and the system keychain has no key for this file: "
+            "the key was removed, or the file is damaged or was replaced, so it cannot be opened."
         )
     key = new_key()
-    store_key(db_path, key)
+    store_key(key)
     return key
 
 
 def new_key() -> bytes:
-    """A random 256-bit key."""
-    return secrets.token_bytes(KEY_BYTES)
+    """A random 256-bit key with a random salt for a new file."""
+    return secrets.token_bytes(KEY_BYTES + FILE_SALT_BYTES)
+
+
+def with_file_salt(key: bytes, db_path: Path) -> bytes:
+    """`key` (32 bytes) with the salt of the file at `db_path`, or a new salt for a file not yet written."""
+    return key[:KEY_BYTES] + (file_salt(db_path) or secrets.token_bytes(FILE_SALT_BYTES))
 
 
 def forget_key(db_path: Path) -> None:
-    """Remove the keychain entry (when the history is deleted or replaced)."""
+    """Remove the keychain entry of the history at `db_path` (when it is deleted or replaced)."""
+    salt = file_salt(db_path)
+    if salt is not None:
+        forget_salt(salt)
     with contextlib.suppress(keyring.errors.KeyringError):  # not there, or no keychain at all
-        keyring.delete_password(APP_NAME, _account(db_path))
+        keyring.delete_password(APP_NAME, _legacy_account(db_path))
 
 
-def store_key(db_path: Path, key: bytes) -> None:
-    """Put `key` in the keychain for `db_path` (when a passphrase is removed)."""
+def forget_salt(salt: bytes) -> None:
+    """Remove the keychain entry of the history file that had this salt."""
+    with contextlib.suppress(keyring.errors.KeyringError):
+        keyring.delete_password(APP_NAME, _account(salt))
+
+
+def store_key(key: bytes) -> None:
+    """Put `key` (48 bytes: key and file salt) in the keychain, under its file's salt."""
+    if len(key) != KEY_BYTES + FILE_SALT_BYTES:
+        raise ValueError("a stored key carries its file's salt")
     try:
-        keyring.set_password(APP_NAME, _account(db_path), key.hex())
+        keyring.set_password(APP_NAME, _account(key[KEY_BYTES:]), key[:KEY_BYTES].hex())
     except keyring.errors.KeyringError as exc:
         raise KeyringUnavailableError(f"The system keychain refused to store the key: {exc}") from exc
 
@@ -111,4 +168,4 @@ def key_from_passphrase(db_path: Path, passphrase: str) -> bytes:
     else:
         salt = new_salt()
         save_salt(db_path, salt)
-    return derive_key(passphrase, salt)
+    return with_file_salt(derive_key(passphrase, salt), db_path)

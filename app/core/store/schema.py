@@ -109,6 +109,10 @@ MIGRATIONS: list[str] = [
         INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
     END;
     """,
+    # Preferences that are user text (the system prompt): kept encrypted, never in the settings file.
+    """
+    CREATE TABLE preferences (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
