@@ -20,9 +20,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
@@ -53,8 +55,25 @@ def _describe_exit(code: int | None) -> str:
     return f"it exited with status {code}"
 
 
-def _serve(conn: Connection, memory_limit: int | None) -> None:
+def exit_with_parent(parent: int) -> None:
+    """In a child process: end it as soon as `parent` (the app's process id) is gone.
+
+    Otherwise a child could linger after a crash, holding a model's memory, or block for
+    ever handing a result to nobody. The id comes from the parent: a child still starting
+    when the app died would otherwise take its new parent for the app.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _serve(conn: Connection, memory_limit: int | None, parent: int) -> None:
     """The child: run each (function, args) received and send back how it went."""
+    exit_with_parent(parent)
     if memory_limit and sys.platform.startswith("linux"):
         import resource  # POSIX only
 
@@ -128,7 +147,7 @@ class Sandbox:
         context = multiprocessing.get_context("spawn")  # no inherited threads, locks or Qt state
         parent, child = context.Pipe()
         process = context.Process(
-            target=_serve, args=(child, self._memory_limit), name=f"tern-{self.name}", daemon=True
+            target=_serve, args=(child, self._memory_limit, os.getpid()), name=f"tern-{self.name}", daemon=True
         )
         process.start()
         child.close()

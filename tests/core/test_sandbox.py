@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +79,35 @@ def test_a_runaway_allocation_hits_the_memory_cap(sandbox: Sandbox) -> None:
     with pytest.raises(SandboxError) as caught:
         sandbox.call(_allocate, timeout=30)
     assert caught.value.kind == "memory"
+
+
+_ORPHAN_PARENT = """
+import sys
+from app.core.sandbox import Sandbox
+from tests.core.test_sandbox import _pid, _hang
+box = Sandbox("orphan")
+print(box.call(_pid, timeout=60), flush=True)
+box.call(_hang, timeout=120)  # killed while the child works
+"""
+
+
+def test_a_child_does_not_outlive_a_killed_app() -> None:
+    parent = subprocess.Popen([sys.executable, "-c", _ORPHAN_PARENT], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    time.sleep(0.5)
+    parent.kill()  # as a crash or kill -9 ends the app
+    parent.wait()
+    parent.stdout.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(child):
+        time.sleep(0.1)
+    assert not _alive(child), "the sandbox child lingered after its parent died"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

@@ -9,6 +9,7 @@ waiting, and a last, uninterrupted start finishes them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -42,7 +43,11 @@ pytestmark = [
 
 
 def run(home: Path, args: list[str], kill_after: float | None, until: str | None = None) -> list[dict[str, Any]]:
-    """Start the app; SIGKILL it `kill_after` s after launch, or stop it once `until` says so (60 s at most)."""
+    """Start the app; SIGKILL it `kill_after` s after launch, or once `until` is printed (60 s at most).
+
+    Only the app's own process is killed, as a crash would end it: its child processes (a
+    document reader, a model check) must then end by themselves, which closes the output.
+    """
     env = {**os.environ, **user_env(home), "QT_QPA_PLATFORM": "offscreen"}
     child = subprocess.Popen(
         [sys.executable, "-m", "tests.crash.session_child", *args],
@@ -51,19 +56,41 @@ def run(home: Path, args: list[str], kill_after: float | None, until: str | None
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        start_new_session=True,
     )
     assert child.stdout is not None
-    events: list[dict[str, Any]] = []
-    killer = threading.Timer(60 if kill_after is None else kill_after, child.kill)
+    lingered = threading.Event()
+    lingering: list[str] = []
+
+    def kill_group() -> None:  # only if a child outlived the app
+        lingered.set()
+        ps = subprocess.run(["ps", "-o", "pid,etime,args", "-s", str(child.pid)], capture_output=True, text=True)
+        lingering.append(ps.stdout)
+        os.killpg(child.pid, signal.SIGKILL)
+
+    group_killer = threading.Timer(20, kill_group)
+
+    def kill_app() -> None:
+        child.kill()
+        if not group_killer.is_alive() and not lingered.is_set():
+            with contextlib.suppress(RuntimeError):  # started already
+                group_killer.start()
+
+    killer = threading.Timer(60 if kill_after is None else kill_after, kill_app)
     killer.start()
+    events: list[dict[str, Any]] = []
     for line in child.stdout:
         events.append(json.loads(line))
         assert events[-1]["event"] not in ("store-error", "model-failed"), events[-1]
         if until is not None and until in line:
-            child.kill()
+            killer.cancel()
+            kill_app()
     killer.cancel()
+    group_killer.cancel()
+    child.stdout.close()
     child.wait(timeout=30)
     assert child.returncode == -signal.SIGKILL
+    assert not lingered.is_set(), f"a child process of the app lived on after the app was killed: {lingering}"
     return events
 
 

@@ -18,19 +18,9 @@ from typing import Any
 
 from gguf import GGUFReader, GGUFValueType
 
-_SCALAR = {
-    GGUFValueType.UINT8: "<B",
-    GGUFValueType.INT8: "<b",
-    GGUFValueType.UINT16: "<H",
-    GGUFValueType.INT16: "<h",
-    GGUFValueType.UINT32: "<I",
-    GGUFValueType.INT32: "<i",
-    GGUFValueType.FLOAT32: "<f",
-    GGUFValueType.BOOL: "<?",
-    GGUFValueType.UINT64: "<Q",
-    GGUFValueType.INT64: "<q",
-    GGUFValueType.FLOAT64: "<d",
-}
+from app.core.engine.gguf_info import SCALAR_FORMATS
+
+_SCALAR = SCALAR_FORMATS  # the struct format of each scalar value type
 _INTS = [0, 1, 2, 3, 7, 255, 256, 511, 512, 513, 1000, 65535, 65536, 2**31 - 1, 2**31, 2**32 - 1, 2**40, 2**63 - 1]
 _FLOATS = [0.0, -1.0, 1e-30, 1e30, float("inf"), float("-inf"), float("nan")]
 

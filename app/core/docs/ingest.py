@@ -9,6 +9,7 @@ reason, and the app goes on. The parent only ever receives plain data.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
 import sys
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from app.core.docs.chunking import Chunk, SectionText, chunk_sections
 from app.core.docs.extract import ExtractError, extract
+from app.core.sandbox import exit_with_parent
 
 TIME_LIMIT_S = 120.0
 MEMORY_LIMIT = 2 * 1024**3  # address space of the child; a 200 MB file never needs more
@@ -43,7 +45,8 @@ def ingest_here(path: Path, deadline_s: float = TIME_LIMIT_S) -> Ingested:
     return Ingested(extracted.kind, extracted.pages, extracted.title, chunk_sections(sections))
 
 
-def _child(path: str, deadline_s: float, memory_limit: int, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _child(path: str, deadline_s: float, memory_limit: int, out: multiprocessing.Queue, parent: int) -> None:  # type: ignore[type-arg]
+    exit_with_parent(parent)
     if sys.platform.startswith("linux"):
         import resource  # POSIX only; Windows and macOS readers rely on the time limit alone
 
@@ -63,7 +66,10 @@ def ingest(path: Path, time_limit_s: float = TIME_LIMIT_S, memory_limit: int = M
     context = multiprocessing.get_context("spawn")  # no inherited threads or Qt state in the child
     results: multiprocessing.Queue = context.Queue()  # type: ignore[type-arg]
     child = context.Process(
-        target=_child, args=(str(path), time_limit_s * 0.9, memory_limit, results), name="tern-ingest", daemon=True
+        target=_child,
+        args=(str(path), time_limit_s * 0.9, memory_limit, results, os.getpid()),
+        name="tern-ingest",
+        daemon=True,
     )
     child.start()
     deadline = time.monotonic() + time_limit_s

@@ -50,7 +50,7 @@ MAX_METADATA = 65_536
 MAX_TENSORS = 65_536
 MAX_STRINGS = 2_097_152
 
-_SCALAR_FORMATS = {
+SCALAR_FORMATS = {
     GGUFValueType.UINT8: "<B",
     GGUFValueType.INT8: "<b",
     GGUFValueType.UINT16: "<H",
@@ -233,12 +233,12 @@ def _read_value(cur: _Cursor, vtype: GGUFValueType, key: str) -> Any:
             return SkippedArray(etype.name, count, start)
         if etype == GGUFValueType.STRING:
             return [cur.string(key) for _ in range(count)]
-        fmt = _SCALAR_FORMATS[etype]
+        fmt = SCALAR_FORMATS[etype]
         cur.need(struct.calcsize(fmt) * count, key)
         values = list(struct.unpack_from(f"<{count}{fmt[1:]}", cur.buf, cur.pos))
         cur.pos += struct.calcsize(fmt) * count
         return values
-    return cur.unpack(_SCALAR_FORMATS[vtype], key)
+    return cur.unpack(SCALAR_FORMATS[vtype], key)
 
 
 def _skip_array(cur: _Cursor, etype: GGUFValueType, count: int, key: str) -> None:
@@ -248,7 +248,7 @@ def _skip_array(cur: _Cursor, etype: GGUFValueType, count: int, key: str) -> Non
         for _ in range(count):
             cur.skip_string(key)
     else:
-        n = struct.calcsize(_SCALAR_FORMATS[etype]) * count
+        n = struct.calcsize(SCALAR_FORMATS[etype]) * count
         cur.need(n, key)
         cur.pos += n
 
@@ -465,7 +465,7 @@ def read_array(path: str | os.PathLike[str], array: SkippedArray) -> list[Any]:
         cur.pos = array.offset
         if etype == GGUFValueType.STRING:
             return [cur.string("array") for _ in range(array.count)]
-        fmt = _SCALAR_FORMATS[etype]
+        fmt = SCALAR_FORMATS[etype]
         size = struct.calcsize(fmt)
         cur.need(size * array.count, "array")
         return list(struct.unpack_from(f"<{array.count}{fmt[1:]}", buf, array.offset))

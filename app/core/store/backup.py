@@ -58,7 +58,8 @@ def _failure(exc: sqlite.Error | OSError, what: str) -> StoreError:
     return translate(exc) or StoreError(f"{what[0].upper()}{what[1:]} failed: {exc}.")
 
 
-def _remove(path: Path) -> None:
+def remove_files(path: Path) -> None:
+    """Delete a database file and its companion files (WAL, shared memory, a journal left by a crash)."""
     for p in (path, *(path.with_name(path.name + s) for s in SIDE_SUFFIXES)):
         p.unlink(missing_ok=True)
 
@@ -94,7 +95,7 @@ def write_backup(conn: Connection, dest: Path, passphrase: str) -> None:
         os.replace(tmp, dest)
     except (sqlite.Error, OSError) as exc:
         if tmp is not None:
-            _remove(tmp)
+            remove_files(tmp)
         raise _failure(exc, "writing the backup") from exc
 
 
@@ -168,7 +169,7 @@ def restore_backup(src: Path, passphrase: str, db_path: Path, key: bytes) -> Pat
     tmp = db_path.with_name(db_path.name + ".restoring")
     kept = db_path.with_name(db_path.name + ".before-restore")
     try:
-        _remove(tmp)
+        remove_files(tmp)
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         conn = sqlite.connect(str(tmp), uri=True, check_same_thread=False, isolation_level=None)
         try:
@@ -193,14 +194,14 @@ def restore_backup(src: Path, passphrase: str, db_path: Path, key: bytes) -> Pat
             if db_path.with_name(db_path.name + "-wal").exists():
                 raise StoreError("Your history is still in use; close other Tern windows and try again.")
             old = kept
-            _remove(kept)
+            remove_files(kept)
             try:
                 os.link(db_path, kept)  # the previous history stays reachable at every instant
             except OSError:
                 shutil.copy2(db_path, kept)
         os.replace(tmp, db_path)  # the restore takes effect here, in one step
     except (sqlite.Error, OSError, StoreError) as exc:
-        _remove(tmp)
+        remove_files(tmp)
         if isinstance(exc, StoreError):
             raise
         raise _failure(exc, "restoring the backup") from exc
@@ -218,7 +219,7 @@ def delete_history(db_path: Path) -> None:
     """Remove the (closed) history with its side files, and the copies kept by restores and set-asides."""
     try:
         for path in history_files(db_path):
-            _remove(path)
+            remove_files(path)
             path.with_name(path.name + ".salt").unlink(missing_ok=True)
     except OSError as exc:
         raise StoreError(f"The history could not be deleted: {exc.strerror or exc}.") from exc

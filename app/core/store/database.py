@@ -18,7 +18,7 @@ from app.core.store.schema import migrate
 Connection = sqlite.Connection
 
 
-SIDE_SUFFIXES = ("-wal", "-shm")  # SQLite's companions of a WAL database
+SIDE_SUFFIXES = ("-wal", "-shm", "-journal")  # SQLite's companion files: its WAL, and a journal a crash left
 
 
 def translate(exc: sqlite.Error) -> StoreError | None:

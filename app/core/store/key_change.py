@@ -83,7 +83,7 @@ def resolve_key(db_path: Path, passphrase: str | None = None) -> bytes:
     if stored is not None and (not exists or key_opens(db_path, stored)):
         for stale in salts:  # a passphrase that was being set, or removed, when Tern stopped
             stale.unlink(missing_ok=True)
-        _rekey_path(db_path).unlink(missing_ok=True)
+        backup.remove_files(_rekey_path(db_path))
         return stored
     if salts or passphrase is not None:
         if passphrase is None:
@@ -96,7 +96,7 @@ def resolve_key(db_path: Path, passphrase: str | None = None) -> bytes:
                 if salt_file != keys.salt_path(db_path):  # the new passphrase had taken effect: finish the change
                     os.replace(salt_file, keys.salt_path(db_path))
                 pending_salt_path(db_path).unlink(missing_ok=True)
-                _rekey_path(db_path).unlink(missing_ok=True)
+                backup.remove_files(_rekey_path(db_path))
                 if stored is not None:
                     keys.forget_key(db_path)  # a keychain key from before the passphrase
                 return key
@@ -122,8 +122,9 @@ def _forget_stale_salts(db_path: Path, keep_for: str | None) -> None:
     if keep_for is not None and not keys.keyring_usable():
         pending_salt_path(db_path).unlink(missing_ok=True)
         return
-    for stale in (keys.salt_path(db_path), pending_salt_path(db_path), _rekey_path(db_path)):
-        stale.unlink(missing_ok=True)
+    keys.salt_path(db_path).unlink(missing_ok=True)
+    pending_salt_path(db_path).unlink(missing_ok=True)
+    backup.remove_files(_rekey_path(db_path))
 
 
 def change_secret(conn: Connection, db_path: Path, passphrase: str | None) -> tuple[Connection, bytes]:
@@ -144,7 +145,7 @@ def change_secret(conn: Connection, db_path: Path, passphrase: str | None) -> tu
     try:
         _export(conn, rekey, new_key)
     except (sqlite.Error, OSError) as exc:
-        rekey.unlink(missing_ok=True)
+        backup.remove_files(rekey)
         pending_salt_path(db_path).unlink(missing_ok=True)
         raise StoreError(f"Your history's key could not be changed ({exc}); nothing was changed.") from exc
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -163,7 +164,7 @@ def change_secret(conn: Connection, db_path: Path, passphrase: str | None) -> tu
 
 def _export(conn: Connection, target: Path, key: bytes) -> None:
     """Copy the whole database into a new file at `target`, encrypted under `key`, and sync it."""
-    target.unlink(missing_ok=True)
+    backup.remove_files(target)  # with any journal a crash left, which SQLite would replay into it
     os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     conn.execute(f"ATTACH DATABASE ? AS rekeyed KEY \"x'{key.hex()}'\"", (str(target),))
@@ -188,8 +189,10 @@ def _sync_folder(folder: Path) -> None:
 def delete_history_and_keys(db_path: Path) -> None:
     """Delete the (closed) history and its copies, then their keys.
 
-    The file itself goes first, in one unlink: until then the old history opens as it was; after
-    it, whatever is left (salts, copies, keychain entries) protects nothing and a new history starts.
+    Its companion files go first (a clean close leaves none, and a stale WAL must never meet a
+    new file), then the file itself in one unlink: until then the old history opens as it was;
+    after it, whatever is left (salts, copies, keychain entries) protects nothing and a new
+    history starts.
     """
     salts = {salt for path in backup.history_files(db_path) if (salt := keys.file_salt(path)) is not None}
     for side in database.SIDE_SUFFIXES:  # empty after a clean close; never left to outlive the file
@@ -197,8 +200,9 @@ def delete_history_and_keys(db_path: Path) -> None:
     db_path.unlink(missing_ok=True)
     _sync_folder(db_path.parent)
     backup.delete_history(db_path)
-    for path in (keys.salt_path(db_path), pending_salt_path(db_path), _rekey_path(db_path)):
-        path.unlink(missing_ok=True)
+    keys.salt_path(db_path).unlink(missing_ok=True)
+    pending_salt_path(db_path).unlink(missing_ok=True)
+    backup.remove_files(_rekey_path(db_path))
     keys.forget_key(db_path)  # the entry of an earlier version, named by the path
     for salt in salts:
         keys.forget_salt(salt)
