@@ -2,7 +2,8 @@
 
 Each run copies a prepared history, starts tests/crash/key_change_child.py to set,
 change or remove a passphrase, restore a backup, or reset the history, and kills it
-at a random moment of the change. The next start must open the history on its own
+at a random moment of the change (a reset, which takes milliseconds, is cut before each of
+its file and keychain operations in turn). The next start must open the history on its own
 from the keychain, or with the old or the new passphrase (whichever the user typed
 last), and it must hold every message: all of them, or for a restore all of the
 backup's, or for a reset none (a new history). A run that cannot open is a lockout.
@@ -106,8 +107,13 @@ class Templates:
 JOBS = {"set": NEW, "change": NEW, "remove": None, "restore": None, "reset": None}  # kind: the new passphrase
 
 
-def run_child(db: Path, kind: str, templates: Templates, kill_after: float | None) -> tuple[bool, float]:
-    """Run one change; kill it `kill_after` seconds after it began (None: let it finish). (finished, seconds)."""
+def run_child(
+    db: Path, kind: str, templates: Templates, kill_after: float | None = None, kill_at_op: int | None = None
+) -> tuple[bool, float, int]:
+    """Run one change, killed `kill_after` s after it began or just before operation `kill_at_op`.
+
+    Returns whether it finished, how long it ran, and how many operations it made (when it finished).
+    """
     old = OLD if keys.salt_path(db).exists() else None
     job = {
         "kind": kind,
@@ -116,6 +122,7 @@ def run_child(db: Path, kind: str, templates: Templates, kill_after: float | Non
         "new": JOBS[kind],
         "backup": str(templates.backup),
         "backup_passphrase": BACKUP,
+        "kill_at_op": kill_at_op,
     }
     child = subprocess.Popen(
         [sys.executable, "-m", "tests.crash.key_change_child", json.dumps(job)],
@@ -126,16 +133,16 @@ def run_child(db: Path, kind: str, templates: Templates, kill_after: float | Non
     assert child.stdout is not None
     assert child.stdout.readline().strip() == "ready", "the child did not open the history"
     began = time.monotonic()
-    if kill_after is None:
-        finished = child.stdout.readline().strip() == "done"
-        duration = time.monotonic() - began
-        child.communicate(timeout=120)
-        assert child.returncode == 0
-        return finished, duration
-    time.sleep(kill_after)
-    child.send_signal(signal.SIGKILL)
-    rest, _ = child.communicate(timeout=30)
-    return "done" in rest, time.monotonic() - began
+    if kill_after is not None:
+        time.sleep(kill_after)
+        child.send_signal(signal.SIGKILL)
+    rest, _ = child.communicate(timeout=120)
+    duration = time.monotonic() - began
+    lines = rest.split()
+    if "done" not in lines:
+        assert child.returncode == -signal.SIGKILL
+        return False, duration, 0
+    return True, duration, int(lines[lines.index("ops") + 1])
 
 
 def next_start(db: Path) -> tuple[str, bytes]:
@@ -164,7 +171,9 @@ def test_a_kill_during_a_key_change_never_locks_the_user_out(kind: str, template
     # it and a little after, one in each of RUNS equal slices at a random point, so every stage is hit.
     durations = []
     for n in range(3):
-        finished, duration = run_child(templates.copy(kind, tmp_path / "calibration" / str(n)), kind, templates, None)
+        finished, duration, operations = run_child(
+            templates.copy(kind, tmp_path / "calibration" / str(n)), kind, templates
+        )
         assert finished
         durations.append(duration)
     window = sorted(durations)[1] * 1.3
@@ -179,7 +188,10 @@ def test_a_kill_during_a_key_change_never_locks_the_user_out(kind: str, template
     lockouts = []
     for run in range(RUNS):
         db = templates.copy(kind, tmp_path / str(run))
-        finished, _ = run_child(db, kind, templates, window * (run + rng.random()) / RUNS)
+        if kind == "reset":  # over in milliseconds: cut it before each of its steps in turn, and after the last
+            finished, _, _ = run_child(db, kind, templates, kill_at_op=run % (operations + 1))
+        else:
+            finished, _, _ = run_child(db, kind, templates, window * (run + rng.random()) / RUNS)
         try:
             opened_with, key = next_start(db)
         except AssertionError as exc:
