@@ -85,7 +85,8 @@ def main() -> None:
             run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=limit)
             crashed = run.returncode != 0
             tern = json.loads(run.stdout.strip().splitlines()[-1]) if not crashed else {"stderr": run.stderr[-2000:]}
-            tern["app_crashes"] = int(crashed)
+            tern["app_crashes"] = int(crashed)  # the loading process died
+            tern["hangs"] = 0  # it finished within the limit
         except subprocess.TimeoutExpired:
             tern = {"app_crashes": 0, "hangs": 1}
         result: dict[str, object] = {"tern": tern}

@@ -83,8 +83,6 @@ def run(count: int, seed: int, work: Path, probe_timeout_s: float = 20.0) -> dic
         "mutants": count,
         "seed": seed,
         **{key: outcomes[key] for key in ("refused", "isolated", "refused_by_llama", "loaded", "unexpected")},
-        "app_crashes": 0,  # this process is still here to say so
-        "hangs": 0,
         "child_restarts": checks.restarts,
         "seconds": round(time.monotonic() - started, 1),
         "by_category": {k: dict(v) for k, v in sorted(by_category.items())},

@@ -75,12 +75,15 @@ def extra_model_params(
     progress: Callable[[float], bool] | None = None,
     lazy_mode: int | None = None,
     cpu_tensors: Sequence[str] = (),
+    repack: bool = True,
 ) -> Iterator[list[Any]]:
     """Within the block, `Llama()` gets our extra model params.
 
     `progress(fraction)` is called on the loading thread; returning False aborts
     the load. `cpu_tensors` are regex patterns of tensors pinned to the CPU
-    buffer type. The yielded list holds ctypes objects that must outlive the model.
+    buffer type. `repack=False` leaves the weights in the mapped file instead of
+    copying them into CPU-friendly layouts. The yielded list holds ctypes objects
+    that must outlive the model.
     """
     keep_alive: list[Any] = []
     original = llama_lib.llama_model_default_params
@@ -89,6 +92,8 @@ def extra_model_params(
         params = original()
         if lazy_mode is not None:
             params.lazy_mode = lazy_mode
+        if not repack:
+            params.use_extra_bufts = False
         if cpu_tensors:
             overrides = (_BuftOverride * (len(cpu_tensors) + 1))()  # NULL-terminated
             for i, pattern in enumerate(cpu_tensors):

@@ -32,6 +32,7 @@ log = logging.getLogger("tern.engine")
 
 PROBE_VERSION = 2  # bump when the probe checks more, so older verdicts are redone
 PROBE_CONTEXT = 256
+PROBE_REPACKS = False  # weights stay in the mapped file: the child's memory is the page cache's to take back
 BASE_TIMEOUT_S = 60.0
 TIMEOUT_S_PER_GB = 20.0  # reading a cold file at 50 MB/s
 _HASHED_BYTES = 1 << 20
@@ -166,7 +167,8 @@ def probe_load(path: str, lazy_ple: bool, embedding: bool) -> str | None:
     backends.ensure_loaded()
     llama_log.install()
     try:
-        with llama_log.capture() as lines, extra_model_params(lazy_mode=LAZY_ON if lazy_ple else None):
+        lazy = LAZY_ON if lazy_ple else None
+        with llama_log.capture() as lines, extra_model_params(lazy_mode=lazy, repack=PROBE_REPACKS):
             llm = llama_cpp.Llama(
                 model_path=path,
                 n_ctx=PROBE_CONTEXT,
