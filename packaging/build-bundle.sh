@@ -62,15 +62,16 @@ PYTHON=$venv/bin/python packaging/linux/check-packages.sh "$bundle" "$deb" "$ver
 
 if [ "$smoke" = 1 ]; then
     stage "frozen smoke test"
+    $venv/bin/python packaging/damaged_model.py "$build/damaged.gguf" >/dev/null
     dbus-run-session -- bash -c '
         keyring_home=$(mktemp -d)
         export XDG_DATA_HOME=$keyring_home
         eval "$(printf tern-smoke | gnome-keyring-daemon --unlock --components=secrets)"
         status=0
-        python3 packaging/smoke_test.py "$1" > build/bundle/smoke.json || status=$?
+        python3 packaging/smoke_test.py "$1" "$2" > build/bundle/smoke.json || status=$?
         rm -rf "$keyring_home"
         exit $status
-    ' smoke "$bundle" 2> >(grep -v "Failed to set fd limit" >&2) || { cat "$build/smoke.json"; exit 1; }
+    ' smoke "$bundle" "$build/damaged.gguf" 2> >(grep -v "Failed to set fd limit" >&2) || { cat "$build/smoke.json"; exit 1; }
     cat "$build/smoke.json"
 fi
 

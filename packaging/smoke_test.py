@@ -1,6 +1,6 @@
 """The frozen smoke test: run a built Tern bundle as a user's machine would, and check it.
 
-    python packaging/smoke_test.py build/dist/Tern
+    python packaging/smoke_test.py build/dist/Tern [DAMAGED.gguf]
 
 Every run of the frozen `Tern` starts from a clean environment (`env -i`: a
 temporary HOME, no venv, no Python on PATH), with only the session D-Bus passed
@@ -12,7 +12,10 @@ the test. It checks, in order:
 2. a Tern killed with SIGKILL is noticed at the next start;
 3. the self-test: a chat with the starter model, an encrypted history written
    and read back with its key in the keychain, a PDF read in a child process,
-   TLS trust, the CPU variant loaded from inside the bundle, and a clean exit.
+   TLS trust, the CPU variant loaded from inside the bundle, and a clean exit;
+4. with a damaged model (`packaging/damaged_model.py`, which makes llama.cpp
+   abort), the frozen app's first load in a child process refuses it with a
+   message, and the app itself exits cleanly.
 
 Prints one JSON object; exits non-zero on any failure.
 """
@@ -162,6 +165,23 @@ def check_self_test(runner: Runner, bundle: Path) -> dict[str, object]:
     return report
 
 
+def check_damaged_model(runner: Runner, damaged: Path) -> dict[str, object]:
+    """A model file that aborts llama.cpp is refused by the child's first load; the app lives on and exits cleanly."""
+    result = runner.run("--self-test", "--model", str(damaged))
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise SmokeError(f"no report for the damaged model (exit {result.returncode}): {result.stderr[-3000:]}")
+    report = json.loads(lines[-1])
+    error = str(report.get("error"))
+    if report.get("ok") or "damaged or not supported" not in error or "aborted" not in error:
+        raise SmokeError(f"the damaged model was not refused as it should be: {report}")
+    if result.returncode != 1:  # a failed self-test, not a crash
+        raise SmokeError(f"the app ended with {result.returncode} on the damaged model")
+    if "Exited cleanly" not in runner.log.read_text(errors="replace").rsplit("starting; data in", 1)[-1]:
+        raise SmokeError("the app did not exit cleanly after refusing the damaged model")
+    return {"refused": error}
+
+
 def main() -> int:
     """Run every check against the bundle named on the command line."""
     bundle = Path(sys.argv[1]).resolve()
@@ -171,6 +191,8 @@ def main() -> int:
         try:
             summary["second_launch"] = check_second_launch(runner)
             summary["self_test"] = check_self_test(runner, bundle)
+            if len(sys.argv) > 2:
+                summary["damaged_model"] = check_damaged_model(runner, Path(sys.argv[2]).resolve())
             attempts = runner.network_attempts()
             if attempts:
                 raise SmokeError(f"network attempts: {attempts[:5]}")
