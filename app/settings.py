@@ -75,8 +75,10 @@ class Settings:
 
     def get(self, option: Option[T]) -> T:
         """The stored value, or the default when missing or unreadable."""
-        raw: Any = self._private.get(option.key, option.default) if option.private else None
-        if not option.private:
+        raw: Any
+        if option.private:  # held in memory, from the encrypted history
+            raw = self._private.get(option.key, option.default)
+        else:
             raw = self._qs.value(option.key, option.default)
         value: Any
         try:
