@@ -1,8 +1,9 @@
 """`tern --self-test`: the real app, end to end, headless.
 
-Waits for the model, sends a prompt through the composer's own path, and
-measures the longest stall of the GUI thread while the answer streams with a
-QTimer heartbeat. Then it checks what a frozen bundle most easily gets wrong:
+Waits for the model, starts indexing a long PDF in a scratch encrypted
+history, sends a prompt through the composer's own path, and measures the
+longest stall of the GUI thread with a QTimer heartbeat while the answer
+streams and the document is read. Then it checks what a frozen bundle most easily gets wrong:
 an encrypted history written and read back with its key in the system
 keychain, a PDF read by the sandboxed reader in a child process, and the TLS
 trust store downloads use. Prints one JSON object and sets the exit code.
@@ -12,13 +13,14 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import ssl
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QObject, QRectF, Qt, QTimer
+from PySide6.QtCore import QEvent, QObject, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QPageSize, QPainter, QPdfWriter
 from PySide6.QtWidgets import QApplication
 
@@ -29,7 +31,9 @@ from app.core.store import keys
 from app.core.store.conversation_store import ConversationStore
 from app.core.store.database import open_database
 from app.core.turn import TurnResult
+from app.ui.history import History
 from app.ui.main_window import MainWindow
+from app.workers.doc_indexer import DocumentIndexer
 
 PROMPT = "Write a long story about a lighthouse keeper who finds a message in a bottle."
 MIN_TOKENS = 16
@@ -37,6 +41,7 @@ MAX_ATTEMPTS = 3  # a sampled answer may end early; that is the model's choice, 
 HEARTBEAT_MS = 5
 TIMEOUT_S = 300
 MARKER = "Tern self-test: the lamp is lit at dusk"
+INDEX_PAGES = 400  # long enough to be read and stored while the answer streams
 
 
 class SelfTest(QObject):
@@ -53,6 +58,8 @@ class SelfTest(QObject):
         self._max_stall_ms = 0.0
         self._streaming = False
         self._attempts = 0
+        self._result: TurnResult | None = None
+        self._indexing: _Indexing | None = None
         self._heartbeat = QTimer(self)
         self._heartbeat.setInterval(HEARTBEAT_MS)
         self._heartbeat.timeout.connect(self._beat)
@@ -76,6 +83,8 @@ class SelfTest(QObject):
 
     def _on_loaded(self, _loaded: LoadedModel) -> None:
         self._loaded_at = time.monotonic()
+        self._indexing = _Indexing(self)
+        self._indexing.start()
         self._window.composer.setPlainText(PROMPT)
         self._streaming = True
         self._attempts = 1
@@ -98,6 +107,16 @@ class SelfTest(QObject):
             self._attempts += 1
             QTimer.singleShot(0, self._window.regenerate)  # the Regenerate button's path
             return
+        self._result = result
+        if self._indexing is not None and not self._indexing.finished:
+            self._indexing.done.connect(self._report)  # the stall is measured until both have ended
+        else:
+            self._report()
+
+    def _report(self) -> None:
+        result = self._result
+        assert result is not None
+        s = result.stats
         self._streaming = False
         self._heartbeat.stop()
         text = self._window.model.item(self._window.model.rowCount() - 1).text
@@ -122,6 +141,11 @@ class SelfTest(QObject):
             report["model_loaded_s"] = round(self._loaded_at - self._started, 3)
         if not report["ok"]:
             report["error"] = f"only {s.completion_tokens} tokens streamed (need {MIN_TOKENS})"
+        if self._indexing is not None:
+            report["indexing"] = self._indexing.report()
+            if report["indexing"].get("state") != "ready":
+                report["ok"] = False
+                report.setdefault("error", f"the document was not indexed: {report['indexing']}")
         with tempfile.TemporaryDirectory(prefix="tern-self-test-") as scratch:
             for name, check in (("history", history_round_trip), ("pdf", pdf_in_child), ("tls", tls_trust)):
                 try:
@@ -135,11 +159,79 @@ class SelfTest(QObject):
     def _finish(self, report: dict[str, object]) -> None:
         self._heartbeat.stop()
         self._deadline.stop()
+        if self._indexing is not None:
+            self._indexing.close()
         self.exit_code = 0 if report.get("ok") else 1
         if sys.stdout is not None:  # a windowed build on Windows has none; the log has the report
             print(json.dumps(report), flush=True)
         logging.getLogger("tern.self_test").info("Self-test: %s", json.dumps(report))
         QApplication.instance().quit()  # type: ignore[union-attr]
+
+
+class _Indexing(QObject):
+    """A long PDF read into a scratch encrypted history (its key never stored), beside the chat."""
+
+    done = Signal()
+
+    def __init__(self, parent: QObject) -> None:
+        super().__init__(parent)
+        self._scratch = Path(tempfile.mkdtemp(prefix="tern-self-test-index-"))
+        self._pdf = self._scratch / "long.pdf"
+        write_pdf(
+            self._pdf,
+            [
+                f"Page {n}. " + "The keeper logs the weather and trims the wick. " * 40
+                for n in range(1, INDEX_PAGES + 1)
+            ],
+        )
+        self._history = History(self._scratch / "history.db", self)
+        self._indexer = DocumentIndexer(self._history.writer, parent=self)
+        self._history.ready.connect(self._attach)
+        self._indexer.state_changed.connect(self._on_state)
+        self.finished = False
+        self._state = "not started"
+        self._error = ""
+        self._started = 0.0
+        self._seconds = 0.0
+
+    def start(self) -> None:
+        """Open the scratch history; the PDF is attached once it is open."""
+        self._started = time.perf_counter()
+        key = keys.new_key()
+        self._history._open(lambda: key)
+
+    def _attach(self) -> None:
+        self._history.ensure_conversation("", lambda cid: self._indexer.attach(cid, [self._pdf]))
+
+    def _on_state(self, _doc: int, state: str, error: str) -> None:
+        self._state, self._error = state, error
+        if state in ("ready", "failed") and not self.finished:
+            self.finished = True
+            self._seconds = time.perf_counter() - self._started
+            self.done.emit()
+
+    def report(self) -> dict[str, object]:
+        """The document's final state and how long reading it took."""
+        return {"pages": INDEX_PAGES, "state": self._state, "error": self._error, "s": round(self._seconds, 1)}
+
+    def close(self) -> None:
+        """Stop indexing, close the scratch history and delete it."""
+        self._indexer.shutdown()
+        self._history.writer.shutdown()
+        shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+def write_pdf(path: Path, pages: list[str]) -> None:
+    """A PDF with one page per text."""
+    writer = QPdfWriter(str(path))
+    writer.setPageSize(QPageSize(QPageSize.PageSizeId.A4))
+    writer.setResolution(72)
+    painter = QPainter(writer)
+    for n, text in enumerate(pages):
+        if n:
+            writer.newPage()
+        painter.drawText(QRectF(50, 50, 480, 700), Qt.TextFlag.TextWordWrap, text)
+    painter.end()
 
 
 def history_round_trip(scratch: Path) -> dict[str, object]:
@@ -172,14 +264,7 @@ def history_round_trip(scratch: Path) -> dict[str, object]:
 def pdf_in_child(scratch: Path) -> dict[str, object]:
     """Draw a two-page PDF and read it with the document reader, in its child process."""
     path = scratch / "self-test.pdf"
-    writer = QPdfWriter(str(path))
-    writer.setPageSize(QPageSize(QPageSize.PageSizeId.A4))
-    writer.setResolution(72)
-    painter = QPainter(writer)
-    painter.drawText(QRectF(50, 50, 480, 700), Qt.TextFlag.TextWordWrap, "A first page.")
-    writer.newPage()
-    painter.drawText(QRectF(50, 50, 480, 700), Qt.TextFlag.TextWordWrap, MARKER)
-    painter.end()
+    write_pdf(path, ["A first page.", MARKER])
     started = time.perf_counter()
     try:
         result = ingest(path, time_limit_s=60)
