@@ -2,8 +2,9 @@
 
 paths → one Tern per profile (a later launch hands over its files and exits)
 → network gate (offline by default) → logging → crash handler → settings →
-QApplication → services (the inference thread) → main window → event loop;
-shutdown runs the same list backwards.
+QApplication → services (`app.services`: history, documents, turns, each on
+its own thread) → main window → event loop; shutdown runs the same list
+backwards, each step bounded.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ if TYPE_CHECKING:
     from PySide6.QtWidgets import QApplication
 
     from app.crash_handler import CrashHandler
+    from app.services import Services
     from app.single_instance import SingleInstance
     from app.ui.main_window import MainWindow
-    from app.workers.inference_worker import InferenceThread
 
 log = logging.getLogger("tern.app")
 
@@ -54,7 +55,7 @@ class Session:
 
     app: QApplication
     window: MainWindow
-    inference: InferenceThread
+    services: Services
     crash: CrashHandler
     log_file: Path
     instance: SingleInstance | None
@@ -108,17 +109,17 @@ def start(args: argparse.Namespace, instance: SingleInstance | None = None) -> S
     QApplication.setDesktopFileName(DESKTOP_ID)
     logging_setup.route_qt_messages()
 
+    from app.services import Services
     from app.single_instance import FileOpenEvents
     from app.ui.app_icon import app_icon
     from app.ui.main_window import MainWindow
-    from app.workers.inference_worker import InferenceThread
 
     QApplication.setWindowIcon(app_icon())
-    inference = InferenceThread(paths.models)
-    inference.start()
+    services = Services.build(paths)
+    services.start()
     # The self-test chats without history, so it never writes to the user's conversations.
     window = MainWindow(
-        settings, inference, paths, show_dialogs=not args.no_err_windows, open_history=not args.self_test
+        settings, services, paths, show_dialogs=not args.no_err_windows, open_history=not args.self_test
     )
     window.log_file = log_file
     window.show()
@@ -134,16 +135,16 @@ def start(args: argparse.Namespace, instance: SingleInstance | None = None) -> S
     opener.files_received.connect(window.open_files)
     if args.files:
         window.open_files(args.files)
-    return Session(app, window, inference, crash, log_file, instance)  # type: ignore[arg-type]
+    return Session(app, window, services, crash, log_file, instance)  # type: ignore[arg-type]
 
 
 def shutdown(session: Session) -> None:
-    """Close the window, join the worker, give up the profile, and mark the run as cleanly ended."""
+    """Close the window, stop the services, give up the profile, and mark the run as cleanly ended."""
     session.window.close()
-    if not session.inference.shutdown():
-        # A thread still inside llama.cpp cannot be joined; leave the run marker so the
-        # next start reports it, and end the process before Qt aborts on the live thread.
-        log.critical("The inference thread did not stop; exiting without cleanup")
+    if not session.services.shutdown():
+        # A thread still inside llama.cpp or a parser cannot be joined; leave the run marker so the
+        # next start reports it, and end the process before native code runs on at exit.
+        log.critical("A service thread did not stop; exiting without cleanup")
         logging.shutdown()
         os._exit(1)
     if session.instance is not None:

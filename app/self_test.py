@@ -31,9 +31,9 @@ from app.core.store import keys
 from app.core.store.conversation_store import ConversationStore
 from app.core.store.database import open_database
 from app.core.turn import TurnResult
-from app.ui.history import History
+from app.services.documents import DocumentService
+from app.services.history import HistoryService
 from app.ui.main_window import MainWindow
-from app.workers.doc_indexer import DocumentIndexer
 
 PROMPT = "Write a long story about a lighthouse keeper who finds a message in a bottle."
 MIN_TOKENS = 16
@@ -142,10 +142,10 @@ class SelfTest(QObject):
         if not report["ok"]:
             report["error"] = f"only {s.completion_tokens} tokens streamed (need {MIN_TOKENS})"
         if self._indexing is not None:
-            report["indexing"] = self._indexing.report()
-            if report["indexing"].get("state") != "ready":
+            indexing = report["indexing"] = self._indexing.report()
+            if indexing["state"] != "ready":
                 report["ok"] = False
-                report.setdefault("error", f"the document was not indexed: {report['indexing']}")
+                report.setdefault("error", f"the document was not indexed: {indexing}")
         with tempfile.TemporaryDirectory(prefix="tern-self-test-") as scratch:
             for name, check in (("history", history_round_trip), ("pdf", pdf_in_child), ("tls", tls_trust)):
                 try:
@@ -184,8 +184,10 @@ class _Indexing(QObject):
                 for n in range(1, INDEX_PAGES + 1)
             ],
         )
-        self._history = History(self._scratch / "history.db", self)
-        self._indexer = DocumentIndexer(self._history.writer, parent=self)
+        self._history = HistoryService(self._scratch / "history.db", self)
+        self._indexer = DocumentService(self._history, parent=self)
+        self._history.start_thread()
+        self._indexer.start()
         self._history.ready.connect(self._attach)
         self._indexer.state_changed.connect(self._on_state)
         self.finished = False
@@ -197,8 +199,7 @@ class _Indexing(QObject):
     def start(self) -> None:
         """Open the scratch history; the PDF is attached once it is open."""
         self._started = time.perf_counter()
-        key = keys.new_key()
-        self._history._open(lambda: key)
+        self._history.open_with_key(keys.new_key())
 
     def _attach(self) -> None:
         self._history.ensure_conversation("", lambda cid: self._indexer.attach(cid, [self._pdf]))
@@ -217,7 +218,7 @@ class _Indexing(QObject):
     def close(self) -> None:
         """Stop indexing, close the scratch history and delete it."""
         self._indexer.shutdown()
-        self._history.writer.shutdown()
+        self._history.shutdown()
         shutil.rmtree(self._scratch, ignore_errors=True)
 
 

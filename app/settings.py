@@ -32,18 +32,22 @@ class Option(Generic[T]):
     private: bool = False  # user text: kept in the encrypted history, never in the settings file
 
 
+# The engine's dataclasses hold the defaults, so a turn or load built without settings behaves like a fresh install.
+_SAMPLING = SamplingParams()
+_LOAD = LoadOptions()
+
 SYSTEM_PROMPT = Option("chat/system_prompt", str, "", private=True)
 PRIVATE_KEYS = (SYSTEM_PROMPT.key,)
-TEMPERATURE = Option("sampling/temperature", float, 0.7, 0.0, 2.0)
-TOP_P = Option("sampling/top_p", float, 0.95, 0.0, 1.0)
-TOP_K = Option("sampling/top_k", int, 64, 0, 1000)
-REPEAT_PENALTY = Option("sampling/repeat_penalty", float, 1.1, 1.0, 2.0)
-MAX_TOKENS = Option("sampling/max_tokens", int, 1024, 16, 32768)
-CONTEXT_SIZE = Option("model/context_size", int, 8192, 512, 131072)
-THREADS = Option("model/threads", int, 0, 0, 256)  # 0 = automatic
-GPU_LAYERS = Option("model/gpu_layers", int, 0, 0, 999)  # layers offloaded on a GPU build of llama.cpp
+TEMPERATURE = Option("sampling/temperature", float, _SAMPLING.temperature, 0.0, 2.0)
+TOP_P = Option("sampling/top_p", float, _SAMPLING.top_p, 0.0, 1.0)
+TOP_K = Option("sampling/top_k", int, _SAMPLING.top_k, 0, 1000)
+REPEAT_PENALTY = Option("sampling/repeat_penalty", float, _SAMPLING.repeat_penalty, 1.0, 2.0)
+MAX_TOKENS = Option("sampling/max_tokens", int, _SAMPLING.max_tokens, 16, 32768)
+CONTEXT_SIZE = Option("model/context_size", int, _LOAD.n_ctx, 512, 131072)
+THREADS = Option("model/threads", int, _LOAD.n_threads, 0, 256)  # 0 = automatic
+GPU_LAYERS = Option("model/gpu_layers", int, _LOAD.n_gpu_layers, 0, 999)  # layers offloaded on a GPU build of llama.cpp
 MODEL_PATH = Option("model/path", str, "")  # empty = the starter model
-RESIDENCY = Option("model/residency", str, Residency.PLE_ON_DISK.value)
+RESIDENCY = Option("model/residency", str, _LOAD.residency.value)
 EMBEDDING_MODEL = Option("documents/embedding_model", str, "")  # a GGUF for hybrid document search; "" = words only
 HUB_ENDPOINT = Option("hub/endpoint", str, "https://huggingface.co")  # a mirror, for regions that need one
 AUTO_LOCK_MINUTES = Option("history/auto_lock_minutes", int, 0, 0, 1440)  # with a passphrase; 0 = never
@@ -135,7 +139,7 @@ class Settings:
         try:
             return Residency(self.get(RESIDENCY))
         except ValueError:
-            return Residency.PLE_ON_DISK
+            return _LOAD.residency
 
     def load_options(self) -> LoadOptions:
         """How the next model load should be done."""

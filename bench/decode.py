@@ -15,7 +15,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from app.core.engine.generation import SamplingParams
 from app.core.engine.llama_engine import LoadOptions, default_threads
 from app.core.models.starter import ensure_starter_model
 from app.core.turn import TurnRequest, TurnResult
-from app.workers.inference_worker import InferenceThread, LoadRequest
+from app.services.turns import LoadRequest, TurnService
 
 PROMPT = "Write a long story about a lighthouse keeper who finds a message in a bottle."
 N_CTX = 4096
@@ -99,15 +98,15 @@ class RawLoop:
 
 
 class AppPath(QObject):
-    """The app's own path: a TurnRequest through the inference worker thread, results by queued signal."""
+    """The app's own path: a TurnRequest through the turn service's thread, results by queued signal."""
 
     def __init__(self, path: Path, threads: int, models_dir: Path) -> None:
         super().__init__()
-        self.inference = InferenceThread(models_dir)
+        self.inference = TurnService(models_dir)
         self.results: list[TurnResult] = []
         self.loaded = False
-        self.inference.worker.model_loaded.connect(self._on_loaded)
-        self.inference.worker.turn_finished.connect(self._on_finished)
+        self.inference.model_loaded.connect(self._on_loaded)
+        self.inference.turn_finished.connect(self._on_finished)
         self.inference.start()
         self.inference.load(LoadRequest(path, LoadOptions(n_ctx=N_CTX, n_threads=threads)))
         self._wait(lambda: self.loaded)
@@ -132,7 +131,7 @@ class AppPath(QObject):
         self._turn += 1
         before = len(self.results)
         sampling = SamplingParams(temperature=0.0, repeat_penalty=1.0, max_tokens=n_tokens)
-        self.inference.submit(TurnRequest(self._turn, tuple(history), sampling=sampling, cancel=threading.Event()))
+        self.inference.submit(TurnRequest(self._turn, tuple(history), sampling=sampling))
         self._wait(lambda: len(self.results) > before)
         return self.results[-1]
 

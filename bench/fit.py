@@ -125,7 +125,7 @@ def calibrate() -> dict[str, Any]:
     from app.core.engine.gguf_info import read_gguf_info
     from app.core.models.fit import ModelShape, estimate_memory
     from app.core.models.starter import ensure_starter_model
-    from app.core.models.synthetic_gemma import TINY_GEMMA3N, TINY_GEMMA4, write_gemma
+    from tools.synthetic_gemma import TINY_GEMMA3N, TINY_GEMMA4, write_gemma
 
     work = Path(tempfile.mkdtemp(prefix="tern-fit-"))
     starter = ensure_starter_model(work)
@@ -174,8 +174,8 @@ def main() -> None:
         return
 
     from app.core.models.starter import ensure_starter_model
-    from app.core.models.synthetic_gemma import GEMMA4_E2B, GEMMA4_E4B, ensure_model
     from app.core.paths import AppPaths
+    from tools.synthetic_gemma import GEMMA4_E2B, GEMMA4_E4B, ensure_model
 
     paths = AppPaths.default()
     cache = paths.cache / "synthetic"

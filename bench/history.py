@@ -34,10 +34,10 @@ from PySide6.QtWidgets import QApplication
 from app.core.store.conversation_store import ConversationStore
 from app.core.store.database import open_database
 from app.core.store.schema import migrate
+from app.services.history import HistoryService
 from app.ui.chat_model import MessageListModel
 from app.ui.chat_session import chat_items
 from app.ui.conversation_view import ConversationView
-from app.ui.history import History
 from app.ui.sidebar import Sidebar
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,13 +161,14 @@ def load_into_view(store: ConversationStore, conversation_id: int) -> float:
 
 def search_in_sidebar(path: Path, key: bytes, queries: list[str]) -> list[float]:
     """Milliseconds from typing a query in the sidebar to its hits in the list, via the store writer thread."""
-    history = History(path)
+    history = HistoryService(path)
+    history.start_thread()
     sidebar = Sidebar()
     history.search_results.connect(sidebar.set_search_results)
     sidebar.search_requested.connect(history.search)
     loop = QEventLoop()
     history.ready.connect(loop.quit)
-    history._open(lambda: key)  # the bench has its own key, not one in the keychain
+    history.open_with_key(key)  # the bench has its own key, not one in the keychain
     loop.exec()
     latencies = []
     for q in queries:
@@ -180,7 +181,7 @@ def search_in_sidebar(path: Path, key: bytes, queries: list[str]) -> list[float]
         latencies.append((time.perf_counter() - t0) * 1000)
         sidebar.model.modelReset.disconnect(shown.quit)
         sidebar.search.clear()
-    history.writer.shutdown()
+    history.shutdown()
     return sorted(latencies)
 
 

@@ -141,8 +141,8 @@ def main() -> None:
         return
 
     from app.core.models.starter import ensure_starter_model
-    from app.core.models.synthetic_gemma import GEMMA4_E2B, ensure_model
     from app.core.paths import AppPaths
+    from tools.synthetic_gemma import GEMMA4_E2B, ensure_model
 
     paths = AppPaths.default()
     model = args.model or ensure_model(

@@ -3,7 +3,7 @@
     .venv/bin/python bench/probe.py [--model PATH] [--runs 3]
 
 Without --model it uses the random-weight Gemma 4 E2B-shaped Q4_K_M GGUF that
-`python -m app.core.models.synthetic_gemma e2b --quant Q4_K_M` writes. Three
+`python -m tools.synthetic_gemma e2b --quant Q4_K_M` writes. Three
 ways to load the same file with Tern's engine (PLE on disk), each in a process
 of its own, alternating, with the file in the page cache:
 
@@ -89,7 +89,7 @@ def main() -> None:
         return
     model = args.model or default_model()
     if not model.exists():
-        sys.exit(f"{model} is missing: python -m app.core.models.synthetic_gemma e2b --quant Q4_K_M")
+        sys.exit(f"{model} is missing: python -m tools.synthetic_gemma e2b --quant Q4_K_M")
     with model.open("rb") as f:  # warm the page cache, so every mode reads the file from memory
         while f.read(1 << 24):
             pass

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.core.models.starter import ensure_starter_model
-from app.core.models.synthetic_gemma import TINY_GEMMA4, write_gemma
+from tools.synthetic_gemma import TINY_GEMMA4, write_gemma
 
 ABORTS = replace(TINY_GEMMA4, name="damaged", vocab=512, n_layer=5, shared_kv_layers=2)
 

@@ -13,6 +13,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from app.core.engine.llama_engine import LlamaEngine, LoadOptions
 from app.core.models.starter import ensure_starter_model
 from app.core.paths import AppPaths
+from tests.gui_io import GUARD
 
 XDG_VARS = ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME")
 
@@ -32,6 +33,28 @@ def app_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AppPaths:
     paths = AppPaths.default()
     paths.create()
     return paths
+
+
+def _is_ui_test(request: pytest.FixtureRequest) -> bool:
+    """A test that drives widgets (with qtbot) in tests/ui or a *_ui.py file."""
+    path = Path(str(request.node.fspath))
+    return "qtbot" in request.fixturenames and (path.parent.name == "ui" or path.stem.endswith("_ui"))
+
+
+@pytest.fixture(autouse=True)
+def no_blocking_io_on_the_gui_thread(request: pytest.FixtureRequest) -> Iterator[None]:
+    """In UI tests, app code may not open, rename or delete files or connect to a database on the GUI thread."""
+    if not _is_ui_test(request):
+        yield
+        return
+    GUARD.events.clear()
+    GUARD.active = True
+    try:
+        yield
+    finally:
+        GUARD.active = False
+    found, GUARD.events[:] = list(GUARD.events), []
+    assert not found, "blocking work on the GUI thread:\n" + "\n".join(str(e) for e in found)
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ from pathlib import Path
 from PySide6.QtCore import QSettings
 
 from app import settings as opts
+from app.core.engine.generation import SamplingParams
+from app.core.engine.options import LoadOptions
 from app.settings import SETTINGS_VERSION, Settings
 
 
@@ -62,3 +64,20 @@ def test_file_is_stamped_with_its_version(tmp_path: Path, qapp: object) -> None:
     path = tmp_path / "settings.ini"
     Settings(path).sync()
     assert int(QSettings(str(path), QSettings.Format.IniFormat).value("meta/version")) == SETTINGS_VERSION
+
+
+def test_defaults_are_the_engine_dataclasses_defaults(tmp_path: Path, qapp: object) -> None:
+    sampling, load = SamplingParams(), LoadOptions()
+    assert opts.TEMPERATURE.default == sampling.temperature
+    assert opts.TOP_P.default == sampling.top_p
+    assert opts.TOP_K.default == sampling.top_k
+    assert opts.REPEAT_PENALTY.default == sampling.repeat_penalty
+    assert opts.MAX_TOKENS.default == sampling.max_tokens
+    assert opts.CONTEXT_SIZE.default == load.n_ctx
+    assert opts.THREADS.default == load.n_threads
+    assert opts.GPU_LAYERS.default == load.n_gpu_layers
+    assert opts.RESIDENCY.default == load.residency.value
+    # A fresh install asks the engine for exactly what a bare request would.
+    fresh = Settings(tmp_path / "settings.ini")
+    assert fresh.sampling() == sampling
+    assert fresh.load_options() == load

@@ -107,9 +107,9 @@ def test_open_with_hands_a_model_and_a_document_to_the_running_window(
         panel = window.documents.panel
         qtbot.waitUntil(lambda: panel.table.rowCount() == 1 and panel.table.item(0, 1).text() == "Ready", timeout=LONG)
         assert panel.table.item(0, 0).text() == "report.pdf"
-        assert window.history.conversation.value is not None  # a conversation of its own
+        assert window.history.conversation_id is not None  # a conversation of its own
         loaded.wait()  # the model was imported where it lies, and loaded
-        assert any(m.path == str(model) for m in window.registry.models())
+        assert window.services.models.get(model) is not None
     finally:
         shutdown(session)
 

@@ -1,37 +1,80 @@
-"""One chat turn, start to finish: build the prompt, then stream the answer.
+"""One chat turn, every step in order, on the thread that owns the model.
 
-This is the one place that knows the order of the steps. Passages from
-attached documents arrive already chosen (`context`), and go before the last
-question; the prompt builder itself never retrieves.
+save the question (and an empty answer under it) → ground it in the
+conversation's documents → build the prompt within the context → stream the
+answer, checkpointing it twice a second → save it with its stats and notes.
+
+This is the one place that knows that order. A widget, a local HTTP request
+or a tool loop makes a `TurnRequest` and receives `TurnEvents`; where the
+turn is saved and how passages are found come in as a `TurnStore` (None when
+the history is off). The prompt builder takes passages as plain text and
+never retrieves.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 from app.core.chat.message import ChatMessage
 from app.core.chat.prompt_builder import build_prompt
+from app.core.docs.grounding import Grounding, Source
+from app.core.docs.retrieval import notes, source_budget
 from app.core.engine.generation import GenerationStats, SamplingParams
 from app.core.engine.options import EngineError
+from app.core.store.ref import Ref
 
 if TYPE_CHECKING:
     from app.core.engine.llama_engine import LlamaEngine
 
+CHECKPOINT_S = 0.5  # a kill loses at most this much streamed text, plus the write itself
+INTERRUPTED = "This answer was interrupted before it finished."
+STOPPED_EARLY = "Stopped before the first token."
+
+
+class TurnStopped(Exception):  # noqa: N818 (a request, not an error)
+    """The turn was stopped before its prompt was built."""
+
+
+class TurnCancel(threading.Event):
+    """Stops a turn before its next token; `note` says why when it is not the user's Stop (e.g. the app closing)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.note = ""
+
+    def stop(self, note: str = "") -> None:
+        """Stop the turn, keeping the first reason given."""
+        if not self.is_set():
+            self.note = note
+            self.set()
+
+
+@dataclass(frozen=True)
+class TurnSaving:
+    """Where a turn goes in the history; the refs are filled in on the history's thread."""
+
+    conversation: Ref  # empty for a new chat: the question's save creates it
+    above: tuple[Ref, ...]  # the messages above the question (or above the answer when regenerating)
+    answer: Ref
+    question: Ref | None = None  # None when regenerating: the question is saved already
+
 
 @dataclass(frozen=True)
 class TurnRequest:
-    """Everything the worker needs to answer the last user message."""
+    """Everything a turn needs: the conversation so far, ending with the user's question."""
 
     turn_id: int
-    history: tuple[ChatMessage, ...]  # user/assistant messages, ending with the user's
+    history: tuple[ChatMessage, ...]
     system_prompt: str = ""
     sampling: SamplingParams = field(default_factory=SamplingParams)
     previous_dropped: int = 0  # the cut the last turn made, to keep the cached prefix
-    context: str = ""  # sources from attached documents, put before the last question
-    cancel: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
+    saving: TurnSaving | None = None  # None: nothing is saved (the history is off)
+    model_name: str = ""  # recorded with the answer
+    cancel: TurnCancel = field(default_factory=TurnCancel, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -42,27 +85,164 @@ class TurnResult:
     stats: GenerationStats
     dropped_messages: int  # older messages left out to fit the context window
     notes: tuple[str, ...] = ()  # for the user, e.g. the model's template was set aside during this turn
+    notice: str = ""  # everything the user should read under the answer, in one line
 
 
-def run_turn(engine: LlamaEngine, request: TurnRequest, on_text: Callable[[str], None]) -> TurnResult:
-    """Answer `request`, streaming text pieces to `on_text`."""
-    loaded = engine.loaded
-    if loaded is None or engine.template is None:
-        raise EngineError("No model is loaded.")
-    history = request.history
-    if request.context and history:
-        question = history[-1]
-        history = (*history[:-1], ChatMessage(question.role, f"{request.context}\n\nQuestion: {question.content}"))
-    template_note = engine.template.note
-    prompt = build_prompt(
-        history,
-        request.system_prompt,
-        engine.template,
-        engine.tokenize,
-        loaded.n_ctx,
-        request.sampling.max_tokens,
-        request.previous_dropped,
-    )
-    stats = engine.generate(prompt.tokens, request.sampling, request.cancel, on_text)
-    notes = (engine.template.note,) if engine.template.note != template_note else ()
-    return TurnResult(request.turn_id, stats, prompt.dropped, notes)
+def _ignore(*_args: object) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class TurnEvents:
+    """What a turn reports while it runs, on the turn's thread (a service turns them into signals)."""
+
+    text: Callable[[str], None] = _ignore  # a streamed piece of the answer
+    saved: Callable[[Ref, int, tuple[int, ...]], None] = _ignore  # a ref, its id, its versions' ids (for messages)
+    sources: Callable[[tuple[Source, ...], str], None] = _ignore  # the numbered sources and a note about them
+
+
+@dataclass(frozen=True)
+class SavedStart:
+    """What saving a turn's start produced: the conversation's id, and (ref, id, versions) per message."""
+
+    conversation_id: int | None  # None when it could not be saved (the answer still comes)
+    messages: tuple[tuple[Ref, int, tuple[int, ...]], ...] = ()
+
+
+class TurnStore(Protocol):
+    """The history as a turn sees it, called from the turn's thread."""
+
+    def save_start(self, saving: TurnSaving, question: str, system_prompt: str, model: str) -> SavedStart:
+        """Save the question (unless regenerating) and an empty answer under it; waits for the ids."""
+        ...
+
+    def ground(self, conversation_id: int, question: str, budget_tokens: int) -> Grounding | None:
+        """The conversation's document context for `question`, or None without documents."""
+        ...
+
+    def checkpoint(self, answer: Ref, text: str) -> None:
+        """Queue a save of the answer so far (marked incomplete); does not wait."""
+        ...
+
+    def save_answer(self, answer: Ref, text: str, stats: dict[str, Any] | None) -> None:
+        """Queue the final save of the answer; does not wait."""
+        ...
+
+
+def _dropped_note(dropped: int, n_ctx: int) -> str:
+    if not dropped:
+        return ""
+    return f"{dropped} earlier messages were left out to fit the {n_ctx}-token context window."
+
+
+def _join(*parts: str) -> str:
+    return " ".join(p for p in parts if p)
+
+
+def _stored_stats(stats: GenerationStats | None, notice: str, sources: tuple[Source, ...]) -> dict[str, Any] | None:
+    stored: dict[str, Any] = stats.as_dict() if stats else {}
+    if notice:
+        stored["notice"] = notice
+    if sources:
+        stored["sources"] = [asdict(s) for s in sources]
+    return stored or None
+
+
+def run_turn(
+    engine: LlamaEngine,
+    request: TurnRequest,
+    events: TurnEvents,
+    store: TurnStore | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> TurnResult:
+    """Answer `request`: save, ground, prompt, stream, save; user-facing failures raise a UserError.
+
+    Once the answer exists in the history, whatever happens, the text so far is saved with a note.
+    """
+    saving = request.saving if store is not None else None
+    question = request.history[-1] if request.history else None
+    conversation_id = _save_start(store, saving, request, events)
+    answer = _Answer(store, saving, events, clock)
+    sources: tuple[Source, ...] = ()
+    source_note = ""
+    try:
+        loaded, template = engine.loaded, engine.template
+        if loaded is None or template is None:
+            raise EngineError("No model is loaded.")
+        if request.cancel.is_set():
+            raise TurnStopped
+        history = request.history
+        if store is not None and conversation_id is not None and question is not None:
+            grounding = store.ground(conversation_id, question.content, source_budget(loaded.n_ctx))
+            if grounding is not None and grounding.prompt:
+                sources, source_note = tuple(grounding.sources), notes(grounding)
+                events.sources(sources, source_note)
+                grounded = ChatMessage(question.role, f"{grounding.prompt}\n\nQuestion: {question.content}")
+                history = (*history[:-1], grounded)
+        template_note = template.note
+        prompt = build_prompt(
+            history,
+            request.system_prompt,
+            template,
+            engine.tokenize,
+            loaded.n_ctx,
+            request.sampling.max_tokens,
+            request.previous_dropped,
+        )
+        stats = engine.generate(prompt.tokens, request.sampling, request.cancel, answer.add)
+    except TurnStopped:
+        answer.save(None, _join(source_note, STOPPED_EARLY), sources)
+        raise
+    except Exception as exc:
+        answer.save(None, _join(source_note, request.cancel.note or str(exc) or type(exc).__name__), sources)
+        raise
+    template_notes = (template.note,) if template.note != template_note else ()
+    notice = _join(source_note, request.cancel.note, _dropped_note(prompt.dropped, loaded.n_ctx), *template_notes)
+    answer.save(stats, notice, sources)
+    return TurnResult(request.turn_id, stats, prompt.dropped, template_notes, notice)
+
+
+def _save_start(
+    store: TurnStore | None, saving: TurnSaving | None, request: TurnRequest, events: TurnEvents
+) -> int | None:
+    """Step one: the question and an empty answer go into the history; the conversation's id comes back."""
+    if store is None or saving is None:
+        return None
+    question = request.history[-1].content if request.history else ""
+    start = store.save_start(saving, question, request.system_prompt, request.model_name)
+    if start.conversation_id is not None:
+        events.saved(saving.conversation, start.conversation_id, ())
+    for ref, message_id, versions in start.messages:
+        events.saved(ref, message_id, versions)
+    return start.conversation_id
+
+
+class _Answer:
+    """The streamed answer: passed on as it comes, checkpointed twice a second, saved once at the end."""
+
+    def __init__(
+        self, store: TurnStore | None, saving: TurnSaving | None, events: TurnEvents, clock: Callable[[], float]
+    ) -> None:
+        self._store = store if saving is not None else None
+        self._saving = saving
+        self._events = events
+        self._clock = clock
+        self._pieces: list[str] = []
+        self._last_checkpoint = clock()
+        self._checkpointed = 0
+
+    def add(self, piece: str) -> None:
+        """One streamed piece (on the turn's thread, between tokens)."""
+        self._pieces.append(piece)
+        self._events.text(piece)
+        if self._store is None or self._saving is None or self._clock() - self._last_checkpoint < CHECKPOINT_S:
+            return
+        self._last_checkpoint = self._clock()
+        if len(self._pieces) != self._checkpointed:
+            self._checkpointed = len(self._pieces)
+            self._store.checkpoint(self._saving.answer, "".join(self._pieces))
+
+    def save(self, stats: GenerationStats | None, notice: str, sources: tuple[Source, ...]) -> None:
+        """The final save, with what the user should read under the answer."""
+        if self._store is not None and self._saving is not None:
+            self._store.save_answer(self._saving.answer, "".join(self._pieces), _stored_stats(stats, notice, sources))

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import html
-import platform
-import sys
-from importlib import metadata
 from pathlib import Path
 
-import PySide6
-from PySide6.QtCore import Qt, QUrl, qVersion
+from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import (
     QDialog,
@@ -25,39 +21,10 @@ from PySide6.QtWidgets import (
 )
 
 from app import APP_NAME, __version__
-from app.core.engine import backends
 from app.core.paths import AppPaths
-from app.core.store.database import cipher_version
-from app.licences import STARTER_MODEL_NOTICE, components, notice_text
+from app.licences import STARTER_MODEL_NOTICE
+from app.services.about import AboutDetails
 from app.ui.app_icon import app_icon
-
-
-def _package_version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def versions() -> list[tuple[str, str]]:
-    """(component, version) for About and for bug reports."""
-    backend = backends.current()
-    if backend is None:
-        llama, cpu = "not loaded yet", "not loaded yet"
-    else:
-        llama = f"{backend.llama_cpp_commit} (ggml {backend.ggml_version})"
-        cpu = backend.variant + (f": {' '.join(backend.features)}" if backend.features else "")
-    build = "portable bundle" if getattr(sys, "frozen", False) else f"from source ({sys.prefix})"
-    return [
-        (APP_NAME, f"{__version__}, {build}"),
-        ("llama.cpp", llama),
-        ("llama.cpp CPU backend", cpu),
-        ("llama-cpp-python", _package_version("llama-cpp-python")),
-        ("Qt", f"{qVersion()} (PySide6 {PySide6.__version__}, {QGuiApplication.platformName()})"),
-        ("Python", f"{platform.python_version()} ({platform.python_implementation()})"),
-        ("SQLCipher", cipher_version()),
-        ("System", platform.platform()),
-    ]
 
 
 def _table(rows: list[tuple[str, str]]) -> str:
@@ -75,10 +42,13 @@ def _folder_link(path: Path) -> str:
 class AboutDialog(QDialog):
     """Versions, folders and licences."""
 
-    def __init__(self, paths: AppPaths, log_file: Path | None, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, paths: AppPaths, log_file: Path | None, details: AboutDetails, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"About {APP_NAME}")
-        self._versions = versions()
+        self._details = details
+        self._versions = details.versions
 
         icon = QLabel()
         icon.setPixmap(app_icon().pixmap(72, 72))
@@ -128,7 +98,7 @@ class AboutDialog(QDialog):
                 f"{c.name} {c.version}",
                 html.escape(c.licence) + (f" <i>(includes {html.escape(c.carries)})</i>" if c.carries else ""),
             )
-            for c in components()
+            for c in self._details.components
         ]
         intro = (
             f"<p>{APP_NAME} is free software under the Apache License 2.0.</p>"
@@ -147,7 +117,7 @@ class AboutDialog(QDialog):
     def _show_texts(self) -> None:
         dialog = QDialog(self)
         dialog.setWindowTitle("Licence texts")
-        view = QPlainTextEdit(notice_text())
+        view = QPlainTextEdit(self._details.notice)
         view.setReadOnly(True)
         layout = QVBoxLayout(dialog)
         layout.addWidget(view)

@@ -17,7 +17,7 @@ from PySide6.QtCore import QAbstractListModel, QByteArray, QModelIndex, QObject,
 from app.core.chat.message import ChatMessage, Role
 from app.core.docs.grounding import Source
 from app.core.engine.generation import GenerationStats
-from app.ui.history import Ref
+from app.core.store.ref import Ref
 
 _ids = itertools.count(1)
 Index = QModelIndex | QPersistentModelIndex
@@ -49,13 +49,14 @@ class ChatItem:
     sources: tuple[Source, ...] = ()  # numbered passages from attached documents the answer was given
     id: int = field(default_factory=lambda: next(_ids))
     version: int = 0  # bumped on every change, so views can cache by (id, version)
-    store: Ref = field(default_factory=Ref)  # the message's id in the history, once saved
+    store: Ref = field(default_factory=Ref)  # filled in by the history's thread when saved; compared by identity
+    saved_id: int | None = None  # the message's id in the history, as the GUI thread has heard it
     versions: tuple[int, ...] = ()  # ids of this message's other versions (edits, regenerations), itself included
 
     @property
     def version_position(self) -> int:
         """1-based position of this version among `versions` (0 when unknown)."""
-        return self.versions.index(self.store.value) + 1 if self.store.value in self.versions else 0
+        return self.versions.index(self.saved_id) + 1 if self.saved_id in self.versions else 0
 
 
 class MessageListModel(QAbstractListModel):
@@ -126,6 +127,11 @@ class MessageListModel(QAbstractListModel):
         self._items[row].sources, self._items[row].notice = sources, notice
         self._changed(row, MessageRole.SOURCES, MessageRole.NOTICE)
 
+    def set_saved(self, row: int, message_id: int, versions: tuple[int, ...]) -> None:
+        """The message at `row` was saved as `message_id`, one of `versions`."""
+        self._items[row].saved_id = message_id
+        self.set_versions(row, versions)
+
     def set_versions(self, row: int, versions: tuple[int, ...]) -> None:
         """Record a message's versions (its switcher shows "2/3")."""
         self._items[row].versions = versions
@@ -153,7 +159,7 @@ class MessageListModel(QAbstractListModel):
         """Clear an answer so a new version can be generated (by `model`, saved as `store`)."""
         item = self._items[row]
         item.text, item.streaming, item.stats, item.notice, item.store, item.model = "", True, None, "", store, model
-        item.sources = ()
+        item.sources, item.saved_id = (), None
         self._changed(
             row,
             MessageRole.TEXT,

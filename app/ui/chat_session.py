@@ -1,33 +1,30 @@
-"""The open conversation: its messages, the answer being generated, and what gets saved.
+"""The open conversation on screen: its message rows, the answer streaming into them, and Send/Stop.
 
-The flow of one turn: the user's message goes into the view and to the store
-writer; generation starts once the store has committed it (or failed to); the
-answer is checkpointed every half second while it streams and saved whole at
-the end. Regenerating and editing add versions instead of overwriting.
+A turn is one call: `send` adds the two rows and hands the turn service one
+`TurnRequest`; saving, grounding, prompting, streaming and checkpointing all
+happen on the inference thread (`app.core.turn`), and come back as signals
+that update the rows. Regenerating and editing add versions instead of
+overwriting. A message sent while the history is still opening waits for it,
+so it is saved before it is answered.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import asdict, replace
-from typing import Any
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Signal
 
 from app import settings as opts
-from app.core.docs.grounding import Grounding, Source
+from app.core.docs.grounding import Source
 from app.core.engine.generation import GenerationStats
 from app.core.store.conversation_store import OpenedConversation
-from app.core.turn import TurnRequest, TurnResult
+from app.core.store.ref import Ref
+from app.core.turn import INTERRUPTED, STOPPED_EARLY, TurnRequest, TurnResult, TurnSaving
+from app.services.history import HistoryService
+from app.services.turns import TurnService
 from app.settings import Settings
 from app.ui.chat_model import ChatItem, MessageListModel, StreamBuffer
 from app.ui.conversation_view import stats_line
-from app.ui.history import History, Ref
-from app.workers.inference_worker import InferenceThread
-
-CHECKPOINT_MS = 500  # a kill loses at most this much streamed text, plus the write itself
-INTERRUPTED = "This answer was interrupted before it finished."
 
 
 class ChatSession(QObject):
@@ -39,10 +36,10 @@ class ChatSession(QObject):
     conversation_shown = Signal(object)  # conversation id, or None for a new chat
     message_shown = Signal(int)  # a row to scroll to (a search hit)
 
-    def __init__(self, settings: Settings, inference: InferenceThread, history: History, parent: QObject) -> None:
+    def __init__(self, settings: Settings, turns: TurnService, history: HistoryService, parent: QObject) -> None:
         super().__init__(parent)
         self._settings = settings
-        self._inference = inference
+        self._turns = turns
         self.history = history
         self.model = MessageListModel(self)
         self.stream_buffer = StreamBuffer(self.model, self)
@@ -51,23 +48,20 @@ class ChatSession(QObject):
         self.n_ctx = 0
         self._turn_id = 0
         self._request: TurnRequest | None = None
+        self._question: Ref | None = None  # the question of the turn in progress (None when regenerating)
         self._answer_row: int | None = None
         self._dropped = 0  # messages the last turn left out, to keep the cached prefix
         self._stream_started = 0.0
         self._stream_pieces = 0
-        self._saved_length = 0
-        self._waiting: Callable[[], None] | None = None  # a message sent while the history was still opening
-        self._checkpoint_timer = QTimer(self)
-        self._checkpoint_timer.setInterval(CHECKPOINT_MS)
-        self._checkpoint_timer.timeout.connect(self._checkpoint)
+        self._waiting = False  # a message sent while the history was still opening
 
-        worker = inference.worker
-        worker.chunk.connect(self._on_chunk)
-        worker.turn_finished.connect(self._on_turn_finished)
-        worker.turn_failed.connect(self._on_turn_failed)
+        turns.chunk.connect(self._on_chunk)
+        turns.saved.connect(self._on_saved)
+        turns.sources.connect(self._on_sources)
+        turns.turn_finished.connect(self._on_turn_finished)
+        turns.turn_failed.connect(self._on_turn_failed)
         history.conversation_opened.connect(self._show_conversation)
         history.branch_switched.connect(self._show_branch)
-        history.message_saved.connect(self._on_saved)
         history.ready.connect(self._on_history_ready)
         settings.keep_private = history.keep_preference
 
@@ -87,6 +81,11 @@ class ChatSession(QObject):
         """True while an answer is being generated."""
         return self._answer_row is not None
 
+    @property
+    def waiting(self) -> bool:
+        """True while a sent message waits for the history to open."""
+        return self._waiting
+
     # Turns
     def send(self, text: str) -> bool:
         """Add the user's message and ask for an answer; False while one is being generated."""
@@ -96,56 +95,34 @@ class ChatSession(QObject):
         if self.busy:
             self.status.emit("Wait for the answer to finish, or press Stop")
             return False
-        above = self.model.refs(self.model.rowCount())
         user = ChatItem("user", text)
         answer = ChatItem("assistant", streaming=True, model=self.model_name)
         row = self.model.extend([user, answer])
-        request = self._prepare_turn(row)
-
-        def save_then_answer() -> None:
-            user.store = self.history.save_message(
-                above, "user", text, system_prompt=self.system_prompt, then=lambda: self._ground(request, text)
-            )
-            answer.store = self.history.save_message([*above, user.store], "assistant", model=self.model_name)
-
-        if self.history.is_open:
-            save_then_answer()
-        elif self.history.is_opening:  # saved first, answered after: a message is never answered but lost
-            self._waiting = save_then_answer
+        self._prepare_turn(row, user.store)
+        if self.history.is_opening:  # saved first, answered after: a message is never answered but lost
+            self._waiting = True
             self.status.emit("Opening your history; your message is sent once it is saved")
         else:
-            self._submit(request)
+            self._submit()
         return True
 
-    @property
-    def waiting(self) -> bool:
-        """True while a sent message waits for the history to open."""
-        return self._waiting is not None
-
     def _send_waiting(self) -> None:
-        waiting, self._waiting = self._waiting, None
-        if waiting is not None and self.busy:
-            waiting()
+        if self._waiting and self.busy:
+            self._waiting = False
+            self._submit()
 
     def send_unsaved(self) -> None:
         """The history will not open (the user chose to go on without it): answer a waiting message anyway."""
-        self._waiting = None
-        if self._request is not None and self.busy:
-            self._submit(self._request)
+        self._send_waiting()
 
     def regenerate(self) -> None:
         """A new version of the last answer (the old one is kept)."""
         last = self.model.rowCount() - 1
         if self.busy or last < 1 or self.model.item(last).role != "assistant":
             return
-        above = self.model.refs(last)
-        store = self.history.save_message(above, "assistant", model=self.model_name) if self.history.is_open else Ref()
-        self.model.reset_message(last, store, self.model_name)
-        request = self._prepare_turn(last)
-        if self.history.is_open:
-            self._ground(request, self.model.item(last - 1).text)
-        else:
-            self._submit(request)
+        self.model.reset_message(last, Ref(), self.model_name)
+        self._prepare_turn(last, None)
+        self._submit()
 
     def edit(self, row: int) -> str:
         """Drop a user message and what followed from the view and return its text; sending makes a new version."""
@@ -160,11 +137,13 @@ class ChatSession(QObject):
     def stop(self) -> None:
         """Stop the answer before its next token; the text so far stays."""
         if self._request is not None and self.busy:
-            self._request.cancel.set()  # also covers a turn still waiting for its message to be saved
+            self._request.cancel.stop()
+            if self._waiting:  # never handed over: end it here
+                self._waiting = False
+                self._end_turn(None, STOPPED_EARLY)
 
     def clear(self) -> None:
-        """Show an empty conversation, abandoning an answer in progress."""
-        self._waiting = None
+        """Show an empty conversation, abandoning an answer in progress (it is saved as it stands)."""
         self._abandon()
         self.model.clear()
         self._dropped = 0
@@ -175,16 +154,8 @@ class ChatSession(QObject):
         self._dropped = 0
 
     def close(self) -> None:
-        """Stop generating and save the answer so far, marked as interrupted."""
-        if self.busy:
-            self.stop()
-            self.stream_buffer.flush()
-            row = self._answer_row
-            assert row is not None
-            self.model.finish(row, None, INTERRUPTED)
-            self._finish_saving(row)
-            self._answer_row = None
-            self._request = None
+        """Stop generating; the turn service saves the answer so far, marked as interrupted."""
+        self._abandon()
         self.stream_buffer.discard()
 
     def new_conversation(self) -> None:
@@ -203,121 +174,118 @@ class ChatSession(QObject):
         self.history.switch_branch(row, item.versions[position - 1 + step])
 
     def _abandon(self) -> None:
-        if self.busy:
-            self.close()
+        self._waiting = False
+        if self.busy and self._request is not None:
+            self._request.cancel.stop(INTERRUPTED)
+            self.stream_buffer.flush()
+            row = self._answer_row
+            assert row is not None
+            self.model.finish(row, None, INTERRUPTED)
+            item = self.model.item(row)
+            if self.history.is_open:  # what is on screen, saved before a lock or restore closes the history
+                self.history.save_interrupted(item.store, item.text, INTERRUPTED, item.sources)
+            self._answer_row = None
+            self._request = None
             self._turn_id += 1  # late chunks and results of the old turn are ignored
 
-    def _prepare_turn(self, answer_row: int) -> TurnRequest:
+    def _prepare_turn(self, answer_row: int, question: Ref | None) -> None:
         self._turn_id += 1
         self._answer_row = answer_row
+        self._question = question
         self._stream_started = time.perf_counter()
         self._stream_pieces = 0
-        self._saved_length = 0
         self._request = TurnRequest(
             turn_id=self._turn_id,
             history=self.model.history(upto=answer_row),
             system_prompt=self.system_prompt,
             sampling=self._settings.sampling(),
             previous_dropped=self._dropped,
+            model_name=self.model_name,
         )
-        self._checkpoint_timer.start()
         self.busy_changed.emit(True)
-        return self._request
 
-    def _ground(self, request: TurnRequest, question: str) -> None:
-        """Look up the conversation's documents for `question`, then start the turn with what they offer."""
-        budget = max(512, self.n_ctx // 2)  # half the context for sources; the rest is the conversation and answer
-        self.history.ground(question, budget, lambda grounding: self._grounded(request, grounding))
-
-    def _grounded(self, request: TurnRequest, grounding: Grounding | None) -> None:
-        if request.turn_id != self._turn_id or self._answer_row is None:
+    def _submit(self) -> None:
+        request, row = self._request, self._answer_row
+        if request is None or row is None:
             return
-        if grounding is not None and grounding.prompt:
-            notes = []
-            if not grounding.sources:
-                notes.append("No passage in the attached documents matches this question.")
-            if grounding.not_ready:
-                notes.append(f"Not read yet: {', '.join(grounding.not_ready)}.")
-            self.model.set_sources(self._answer_row, tuple(grounding.sources), " ".join(notes))
-            request = replace(request, context=grounding.prompt)  # the same cancel event: Stop still works
-            self._request = request
-        self._submit(request)
+        if request.cancel.is_set():  # stopped while waiting for the history
+            self._end_turn(None, STOPPED_EARLY)
+            return
+        if self.history.is_open:
+            first = row - 1 if self._question is not None else row  # the rows above the question (or answer)
+            saving = TurnSaving(
+                self.history.conversation, tuple(self.model.refs(first)), self.model.item(row).store, self._question
+            )
+            request = self._request = TurnRequest(
+                request.turn_id,
+                request.history,
+                request.system_prompt,
+                request.sampling,
+                request.previous_dropped,
+                saving,
+                request.model_name,
+                request.cancel,
+            )
+        self._turns.submit(request)
 
-    def _submit(self, request: TurnRequest) -> None:
-        if request.turn_id == self._turn_id and self.busy:
-            self._inference.submit(request)
+    # Signals from the turn service
+    def _current(self, turn_id: int) -> bool:
+        return turn_id == self._turn_id and self._answer_row is not None
+
+    def _on_saved(self, turn_id: int, ref: Ref, saved_id: int, versions: tuple[int, ...]) -> None:
+        self.history.adopt(ref, saved_id)
+        row = self.model.row_of(ref)
+        if row < 0:
+            return
+        self.model.set_saved(row, saved_id, versions)
+        if self.model.item(row).role == "user":  # the conversation exists now, or was just updated
+            self.conversation_shown.emit(self.history.conversation_id)
+            self.history.refresh()
+
+    def _on_sources(self, turn_id: int, sources: tuple[Source, ...], note: str) -> None:
+        if self._current(turn_id):
+            assert self._answer_row is not None
+            self.model.set_sources(self._answer_row, sources, note)
 
     def _on_chunk(self, turn_id: int, text: str) -> None:
-        if turn_id != self._turn_id or self._answer_row is None:
+        if not self._current(turn_id):
             return
+        assert self._answer_row is not None
         self.stream_buffer.add(self._answer_row, text)
         self._stream_pieces += 1
         if self._stream_pieces % 8 == 0:
             self.status.emit(f"Generating… {time.perf_counter() - self._stream_started:.0f} s")
 
-    def _checkpoint(self) -> None:
-        if self._answer_row is None:
-            return
-        item = self.model.item(self._answer_row)
-        if len(item.text) != self._saved_length:
-            self._saved_length = len(item.text)
-            self.history.checkpoint(item.store, item.text)
-
-    def _finish_saving(self, row: int) -> None:
-        self._checkpoint_timer.stop()
-        item = self.model.item(row)
-        stats: dict[str, Any] = item.stats.as_dict() if item.stats else {}
-        if item.notice:
-            stats["notice"] = item.notice
-        if item.sources:
-            stats["sources"] = [asdict(s) for s in item.sources]
-        self.history.finish_answer(item.store, item.text, stats or None, self.history.refresh)
-
     def _on_turn_finished(self, result: TurnResult) -> None:
-        if result.turn_id != self._turn_id or self._answer_row is None:
+        if not self._current(result.turn_id):
             return
         self.stream_buffer.flush()
-        notice = ""
-        if result.dropped_messages:
-            notice = (
-                f"{result.dropped_messages} earlier messages were left out to fit the "
-                f"{self.n_ctx}-token context window."
-            )
         self._dropped = result.dropped_messages
-        notice = " ".join((notice, *result.notes)).strip()
-        self._end_turn(result.stats, notice)
+        self._end_turn(result.stats, result.notice)
         s = result.stats
         self.status.emit(f"{stats_line(s)} · prompt {s.prompt_tokens} tokens ({s.prompt_evaluated} new)")
         self.answer_finished.emit(result)
 
     def _on_turn_failed(self, turn_id: int, message: str) -> None:
-        if turn_id != self._turn_id or self._answer_row is None:
+        if not self._current(turn_id):
             return
         self.stream_buffer.flush()
-        self._end_turn(None, message or "Stopped before the first token.")
+        earlier = self.model.item(self._answer_row or 0).notice  # e.g. documents not read yet
+        self._end_turn(None, " ".join(n for n in (earlier, message or STOPPED_EARLY) if n))
         if message:
             self.status.emit("The answer failed (see the note under it)")
 
     def _end_turn(self, stats: GenerationStats | None, notice: str) -> None:
         row = self._answer_row
         assert row is not None
-        earlier = self.model.item(row).notice  # e.g. documents not read yet
-        self.model.finish(row, stats, " ".join(n for n in (earlier, notice) if n))
-        self._finish_saving(row)
+        self.model.finish(row, stats, notice)
         self._answer_row = None
         self._request = None
         self.busy_changed.emit(False)
-
-    # Showing stored conversations
-    def _on_saved(self, ref: Ref, versions: tuple[int, ...]) -> None:
-        row = self.model.row_of(ref)
-        if row < 0:
-            return
-        self.model.set_versions(row, versions)
-        if self.model.item(row).role == "user":  # the conversation exists now, or was just updated
-            self.conversation_shown.emit(self.history.conversation.value)
+        if self.history.is_open:
             self.history.refresh()
 
+    # Showing stored conversations
     def _show_conversation(self, opened: OpenedConversation, focus: int | None) -> None:
         self.clear()
         self.system_prompt = opened.system_prompt
@@ -327,7 +295,7 @@ class ChatSession(QObject):
         self.message_shown.emit(focus_row if focus_row >= 0 else self.model.rowCount() - 1)
 
     def _show_branch(self, row: int, opened: OpenedConversation) -> None:
-        if self.busy or opened.id != self.history.conversation.value:
+        if self.busy or opened.id != self.history.conversation_id:
             return
         self.model.truncate(row)
         self.model.extend(chat_items(opened, row))
@@ -354,6 +322,7 @@ def chat_items(opened: OpenedConversation, start: int) -> list[ChatItem]:
                 model=m.model or "",
                 sources=sources,
                 store=Ref(m.id),
+                saved_id=m.id,
                 versions=entry.versions,
             )
         )

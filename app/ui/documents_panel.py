@@ -31,14 +31,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.docs.doc_store import DocumentInfo, DocumentStore, Passage
-from app.core.docs.embedder import EmbedderSlot
+from app.core.docs.doc_store import DocumentInfo, Passage
 from app.core.docs.grounding import Source
-from app.core.engine.probe import ModelChecks
+from app.services.documents import DocumentService
+from app.services.history import HistoryService
 from app.ui.chat_session import ChatSession
 from app.ui.conversation_view import ConversationView
-from app.ui.history import History
-from app.workers.doc_indexer import DocumentIndexer
 
 STATE_LABELS = {
     "queued": "Waiting",
@@ -155,7 +153,7 @@ class SourceDialog(QDialog):
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         self.open_button = buttons.addButton("Open file", QDialogButtonBox.ButtonRole.ActionRole)
-        self.open_button.setEnabled(bool(path) and Path(path or "").exists())
+        self.open_button.setEnabled(bool(path))  # a file gone since is the desktop's to report
         self.open_button.clicked.connect(lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(path or "")))
         layout = QVBoxLayout(self)
         layout.addWidget(self.text)
@@ -176,23 +174,20 @@ class SourceDialog(QDialog):
         self.text.setHtml("".join(parts))
 
 
-def _changed_on_disk(document: DocumentInfo) -> bool:
-    try:
-        st = Path(document.path).stat()
-    except OSError:
-        return False  # gone: its passages stay usable; the panel still lists it
-    return (st.st_size, st.st_mtime) != (document.size, document.mtime)
-
-
 class DocumentChat(QObject):
     """Attaching documents to the open conversation, indexing them, and showing their sources."""
 
-    def __init__(self, window: QMainWindow, history: History, session: ChatSession, view: ConversationView) -> None:
+    def __init__(
+        self,
+        window: QMainWindow,
+        history: HistoryService,
+        documents: DocumentService,
+        session: ChatSession,
+        view: ConversationView,
+    ) -> None:
         super().__init__(window)
         self._window, self._history, self._session, self._view = window, history, session, view
-        checks = ModelChecks(history.db_path.parent / "model-checks.json")
-        self.indexer = DocumentIndexer(history.writer, EmbedderSlot(checks), parent=self)
-        history.embedder = self.indexer.embedder  # one embedding model for indexing and for questions
+        self.indexer = documents
         self.panel = DocumentsPanel(window)
         window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.panel)
         self.panel.hide()
@@ -230,7 +225,7 @@ class DocumentChat(QObject):
 
     def _attached(self, documents: list[DocumentInfo], skipped: list[tuple[str, str]]) -> None:
         self.refresh()
-        self._session.conversation_shown.emit(self._history.conversation.value)  # a new chat now exists
+        self._session.conversation_shown.emit(self._history.conversation_id)  # a new chat now exists
         lines = "; ".join(f"{Path(p).name}: {reason}" for p, reason in skipped[:6])
         more = f" (and {len(skipped) - 6} more)" if len(skipped) > 6 else ""
         self.panel.skipped.setText(f"Not attached: {lines}{more}." if skipped else "")
@@ -238,27 +233,25 @@ class DocumentChat(QObject):
 
     def refresh(self) -> None:
         """Re-read the open conversation's documents."""
-        conversation = self._history.conversation
-        if conversation.value is None or not self._history.is_open:
+        cid = self._history.conversation_id
+        if cid is None or not self._history.is_open:
             self.panel.show_documents([])
             return
-        cid = conversation.value
 
-        def shown(documents: list[DocumentInfo]) -> None:
-            if self._history.conversation.value != cid:
+        def shown(documents: list[DocumentInfo], changed: list[Path]) -> None:
+            if self._history.conversation_id != cid:
                 return
             self._paths = {d.id: d.path for d in documents}
             self.panel.show_documents(documents)
             if documents:
                 self.panel.show()
-            changed = [Path(d.path) for d in documents if d.state in ("ready", "failed") and _changed_on_disk(d)]
             if changed:  # edited since it was read: read it again
                 self.indexer.attach(cid, changed)
 
-        self._history.query(lambda s: DocumentStore(s.connection).documents(cid), shown)
+        self.indexer.documents(cid, shown)
 
     def _remove(self, document_id: int) -> None:
-        self._history.query(lambda s: DocumentStore(s.connection).remove(document_id), lambda _r: self.refresh())
+        self.indexer.remove(document_id, self.refresh)
 
     def show_source(self, row: int, number: int) -> None:
         """Open the passage of source `number` of the answer at `row`."""
@@ -269,8 +262,4 @@ class DocumentChat(QObject):
         dialog = self.source_dialog = SourceDialog(source, self._paths.get(source.document_id), self._window)
         dialog.show()
         if self._history.is_open:  # the text around it, read from the store
-            self._history.query(lambda s: DocumentStore(s.connection).chunks(source.document_id), dialog.show_context)
-
-    def shutdown(self) -> None:
-        """Stop indexing (the rest resumes at the next start)."""
-        self.indexer.shutdown()
+            self.indexer.passages(source.document_id, dialog.show_context)

@@ -6,8 +6,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QDockWidget, QFormLayout, QLabel, QScrollArea, QWidget
 
 from app.core.engine.options import LoadedModel, PlePlacement, Residency
+from app.services.memory import MemoryReading
 from app.ui import units
-from app.workers.memory_monitor import MemoryReading
 
 RESIDENCY_LABELS = {
     Residency.PLE_ON_DISK: "PLE on disk (recommended)",

@@ -26,10 +26,10 @@ from PySide6.QtWidgets import (
 
 from app.core.models.download import DownloadJob, Progress
 from app.core.models.network import ACTIVITY, Activity
-from app.core.models.registry import InstalledModel, ModelRegistry, import_error, inspect
+from app.core.models.registry import InstalledModel
+from app.services.downloads import DownloadManager
+from app.services.models import ModelService
 from app.ui import units
-from app.workers.background import in_background
-from app.workers.download_worker import DownloadManager
 
 
 def _table(headers: list[str]) -> QTableWidget:
@@ -60,10 +60,10 @@ class InstalledTab(QWidget):
     embedding_requested = Signal(object)  # Path: use this model for document search
 
     def __init__(
-        self, registry: ModelRegistry, downloads: DownloadManager, models_dir: Path, is_loaded: Callable[[str], bool]
+        self, models: ModelService, downloads: DownloadManager, models_dir: Path, is_loaded: Callable[[str], bool]
     ) -> None:
         super().__init__()
-        self._registry = registry
+        self._service = models
         self._downloads = downloads
         self._models_dir = models_dir
         self._is_loaded = is_loaded
@@ -100,11 +100,15 @@ class InstalledTab(QWidget):
         self.table.itemSelectionChanged.connect(self._selection_changed)
         downloads.copied.connect(self._copied)
         downloads.copy_failed.connect(self.status.setText)
-        self.refresh()
+        models.changed.connect(self._show)
+        self._show(models.installed)
 
     def refresh(self) -> None:
-        """Re-read the registry."""
-        self._models = self._registry.models()
+        """Read the list again (on the files thread; the table follows)."""
+        self._service.refresh()
+
+    def _show(self, models: list[InstalledModel]) -> None:
+        self._models = models
         self.table.setRowCount(len(self._models))
         for row, m in enumerate(self._models):
             params = units.params(m.effective_parameters)
@@ -118,8 +122,7 @@ class InstalledTab(QWidget):
         self._selection_changed()
 
     def _copied(self, model: InstalledModel) -> None:
-        self.status.setText(f"Imported a copy of {model.name}.")
-        self.refresh()
+        self.status.setText(f"Imported a copy of {model.name}.")  # the window adds it; the table follows
 
     def selected(self) -> InstalledModel | None:
         """The highlighted model."""
@@ -152,14 +155,14 @@ class InstalledTab(QWidget):
             self.delete(model)
 
     def delete(self, model: InstalledModel) -> None:
-        """Forget a model, deleting its files unless it was imported in place."""
-        try:
-            deleted = self._registry.remove(model.path)
-        except OSError as exc:
-            self.status.setText(f"{model.name} could not be deleted: {exc.strerror or exc}.")
-            return
-        self.status.setText(f"Deleted {len(deleted)} file(s)." if deleted else f"Removed {model.name} from the list.")
-        self.refresh()
+        """Forget a model, deleting its files (on the files thread) unless it was imported in place."""
+        self.status.setText(f"Deleting {model.name}…" if not model.imported else "")
+
+        def done(deleted: list[Path]) -> None:
+            removed = f"Removed {model.name} from the list."
+            self.status.setText(f"Deleted {len(deleted)} file(s)." if deleted else removed)
+
+        self._service.remove(model.path, done, lambda exc: self.status.setText(str(exc)))
 
     def _use_for_embeddings(self) -> None:
         model = self.selected()
@@ -186,14 +189,7 @@ class InstalledTab(QWidget):
         """Check (off the GUI thread) and register a local GGUF where it lies; the outcome shows in the status line."""
         self.status.setText(f"Checking {path.name}…")
 
-        def checked(model: InstalledModel) -> None:
-            self._registry.add(model)
-            self.status.setText(f"Imported {model.name}.")
-            self.refresh()
-
-        in_background(
-            lambda: inspect(path, imported=True), checked, lambda e: self.status.setText(import_error(path, e)), self
-        )
+        self._service.import_file(path, lambda m: self.status.setText(f"Imported {m.name}."), self.status.setText)
 
 
 def _progress_text(job: DownloadJob, p: Progress | None) -> str:

@@ -38,12 +38,12 @@ from app.core.models import network
 from app.core.models.catalog import CatalogEntry, load_catalog
 from app.core.models.download import DownloadJob
 from app.core.models.fit import Machine, Verdict, estimate_memory, for_file, judge, recommend
-from app.core.models.hub import HubError, QuantOption, RemoteModel, parse_repo_ref, save_token
-from app.core.models.registry import ModelRegistry
+from app.core.models.hub import HubError, QuantOption, RemoteModel, parse_repo_ref
+from app.services.downloads import DownloadManager
+from app.services.models import ModelService
 from app.settings import Settings
 from app.ui import units
 from app.ui.model_lists import DownloadsTab, InstalledTab, NetworkTab
-from app.workers.download_worker import DownloadManager
 
 VERDICT_LABELS = {Verdict.FITS: "Fits", Verdict.TIGHT: "Tight", Verdict.WONT_FIT: "Won't fit"}
 
@@ -231,9 +231,10 @@ class DiscoverTab(QWidget):
 class HubSettings(QWidget):
     """Hub address (a mirror) and the access token, which lives in the keychain."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, downloads: DownloadManager) -> None:
         super().__init__()
         self._settings = settings
+        self._downloads = downloads
         self.endpoint = QLineEdit(settings.get(opts.HUB_ENDPOINT))
         self.token = QLineEdit()
         self.token.setEchoMode(QLineEdit.EchoMode.Password)
@@ -268,13 +269,12 @@ class HubSettings(QWidget):
             self.status.setText("Saved.")
 
     def _store_token(self, token: str | None) -> None:
-        try:
-            save_token(token)
-        except HubError as exc:
-            self.status.setText(str(exc))
-            return
-        self.token.clear()
-        self.status.setText("Token saved in the system keychain." if token else "Token removed.")
+        def saved() -> None:
+            self.token.clear()
+            self.status.setText("Token saved in the system keychain." if token else "Token removed.")
+
+        self.status.setText("Saving…")
+        self._downloads.save_token(token, saved, lambda exc: self.status.setText(str(exc)))  # the keychain may block
 
 
 class ModelManager(QDialog):
@@ -286,7 +286,7 @@ class ModelManager(QDialog):
     def __init__(
         self,
         downloads: DownloadManager,
-        registry: ModelRegistry,
+        models: ModelService,
         settings: Settings,
         models_dir: Path,
         is_loaded: Callable[[str], bool],
@@ -296,10 +296,10 @@ class ModelManager(QDialog):
         self.setWindowTitle("Models")
         self.resize(980, 620)
         self.discover = DiscoverTab(downloads, settings, models_dir)
-        self.installed = InstalledTab(registry, downloads, models_dir, is_loaded)
+        self.installed = InstalledTab(models, downloads, models_dir, is_loaded)
         self.downloads = DownloadsTab(downloads)
         self.network = NetworkTab()
-        self.hub = HubSettings(settings)
+        self.hub = HubSettings(settings, downloads)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.discover, "Discover")
         self.tabs.addTab(self.installed, "Installed")

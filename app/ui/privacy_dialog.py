@@ -20,8 +20,8 @@ from PySide6.QtWidgets import (
 )
 
 from app import settings as opts
+from app.services.history import HistoryService
 from app.settings import Settings
-from app.ui.history import History
 from app.ui.lock_page import MIN_PASSPHRASE
 
 AUTO_LOCK_CHOICES = [
@@ -79,7 +79,7 @@ class PassphraseDialog(QDialog):
 class PrivacyDialog(QDialog):
     """Shows where and how the history is kept, and the operations on all of it."""
 
-    def __init__(self, history: History, settings: Settings, parent: QWidget | None = None) -> None:
+    def __init__(self, history: HistoryService, settings: Settings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Privacy and history")
         self.setMinimumWidth(540)

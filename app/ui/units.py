@@ -1,30 +1,7 @@
-"""Human-readable counts and sizes."""
+"""Human-readable counts and sizes for widgets; the formatters live in core so its messages read the same."""
 
 from __future__ import annotations
 
+from app.core.units import mib, params, size
 
-def params(n: int) -> str:
-    """2_284_000_000 → "2.28B", 268_098_176 → "268M", 5_242_880 → "5.2M"."""
-    if n >= 1e9:
-        return f"{n / 1e9:.2f}B"
-    if n >= 1e8:
-        return f"{n / 1e6:.0f}M"
-    if n >= 1e6:
-        return f"{n / 1e6:.1f}M"
-    return f"{n / 1e3:.0f}K"
-
-
-def size(n: float) -> str:
-    """Bytes in decimal units: "3.2 MB", "1.63 GB"."""
-    if n >= 1e9:
-        return f"{n / 1e9:.2f} GB"
-    if n >= 1e6:
-        return f"{n / 1e6:.1f} MB"
-    if n >= 1e3:
-        return f"{n / 1e3:.0f} KB"
-    return f"{int(n)} B"
-
-
-def mib(n: float) -> str:
-    """A llama.cpp buffer size given in MiB, shown in decimal units."""
-    return size(n * 1024 * 1024)
+__all__ = ["mib", "params", "size"]

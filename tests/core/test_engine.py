@@ -12,7 +12,7 @@ from app.core.chat.message import ChatMessage
 from app.core.engine.generation import SamplingParams, StopReason
 from app.core.engine.gguf_info import GgufError
 from app.core.engine.llama_engine import LlamaEngine
-from app.core.turn import TurnRequest, run_turn
+from app.core.turn import TurnEvents, TurnRequest, run_turn
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=24)
 
@@ -47,11 +47,11 @@ def test_cancel_stops_before_the_next_token(engine: LlamaEngine) -> None:
 
 def test_second_turn_reuses_the_cached_history(engine: LlamaEngine) -> None:
     history = [ChatMessage("user", "Tell me about the history of lighthouses on rocky coasts. " * 6)]
-    run_turn(engine, TurnRequest(1, tuple(history), sampling=GREEDY), lambda _t: None)
+    run_turn(engine, TurnRequest(1, tuple(history), sampling=GREEDY), TurnEvents())
     answer = engine.cached_tokens  # something was generated and cached
     assert answer > 0
     history += [ChatMessage("assistant", "They guided ships."), ChatMessage("user", "And today?")]
-    second = run_turn(engine, TurnRequest(2, tuple(history), sampling=GREEDY), lambda _t: None)
+    second = run_turn(engine, TurnRequest(2, tuple(history), sampling=GREEDY), TurnEvents())
     # Only the new turn (and the answer's re-tokenised tail) is evaluated.
     assert second.stats.prompt_tokens > 80
     assert second.stats.prompt_evaluated < 30
@@ -112,7 +112,7 @@ def test_stop_ends_a_long_prompt_evaluation(engine: LlamaEngine) -> None:
     tokens = engine.tokenize("The lighthouse keeper wrote in his log every night. " * 150)[:1500]
     timer = threading.Timer(0.05, cancel.set)
     timer.start()
-    stats = engine.generate(tokens, SamplingParams(temperature=0.0, max_tokens=8), cancel, lambda _t: None)
+    stats = engine.generate(tokens, SamplingParams(temperature=0.0, max_tokens=8), cancel, TurnEvents())
     timer.join()
     assert stats.stop_reason == StopReason.CANCELLED
     assert stats.completion_tokens == 0

@@ -21,7 +21,7 @@ from app.core.models.fit import (
     recommend,
     repack_types,
 )
-from app.core.models.synthetic_gemma import GEMMA4_E2B, TINY_GEMMA3N, TINY_GEMMA4, ensure_model, write_gemma
+from tools.synthetic_gemma import GEMMA4_E2B, TINY_GEMMA3N, TINY_GEMMA4, ensure_model, write_gemma
 
 ROOT = Path(__file__).resolve().parents[2]
 MIB = 1 << 20

@@ -12,7 +12,7 @@ from app.core.engine.generation import SamplingParams
 from app.core.engine.gguf_info import read_gguf_info
 from app.core.engine.llama_engine import LlamaEngine, LoadedModel, LoadOptions, PlePlacement, Residency
 from app.core.engine.residency import resident_bytes
-from app.core.models.synthetic_gemma import TINY_GEMMA3N, TINY_GEMMA4, TINY_GEMMA4_NO_PLE, GemmaShape, write_gemma
+from tools.synthetic_gemma import TINY_GEMMA3N, TINY_GEMMA4, TINY_GEMMA4_NO_PLE, GemmaShape, write_gemma
 
 CHAT = "Hello! Could you tell me about the lighthouse on the northern cliffs, and who keeps it?"
 
@@ -140,7 +140,7 @@ def test_gpu_layers_pin_the_ple_to_the_cpu_buffer(synthetic: dict[str, Path]) ->
 
 
 def test_full_size_shapes_match_the_published_models() -> None:
-    from app.core.models.synthetic_gemma import GEMMA4_E2B, GEMMA4_E4B, tensors_of
+    from tools.synthetic_gemma import GEMMA4_E2B, GEMMA4_E4B, tensors_of
 
     e2b = {t.name: t for t in tensors_of(GEMMA4_E2B)}
     # Real E2B GGUFs written by current converters hold 541 tensors (KV-shared layers have no K/V).

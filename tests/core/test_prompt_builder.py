@@ -50,7 +50,7 @@ def test_template_from_the_file_wins(tmp_path: Path) -> None:
         "{% if add_generation_prompt %}[assistant]{% endif %}"
     )
     info = read_gguf_info(write_tiny_gguf(tmp_path / "t.gguf", "gemma3", template=source))
-    template = select_template(info, "<bos>", "<eos>")
+    template = select_template(info.chat_template, "<bos>", "<eos>")
     assert isinstance(template, JinjaChatTemplate)
     # BOS is added by the tokenizer, so the template's own copy is removed.
     assert template.render([ChatMessage("user", "Hi")]) == "[user]Hi[assistant]"
@@ -58,14 +58,14 @@ def test_template_from_the_file_wins(tmp_path: Path) -> None:
 
 def test_broken_template_falls_back_to_gemma_turns(tmp_path: Path) -> None:
     info = read_gguf_info(write_tiny_gguf(tmp_path / "t.gguf", "gemma3", template="{% if %}"))
-    assert isinstance(select_template(info, "<bos>", "<eos>"), GemmaTurnTemplate)
+    assert isinstance(select_template(info.chat_template, "<bos>", "<eos>"), GemmaTurnTemplate)
 
 
 def test_template_raise_exception_is_reported(tmp_path: Path) -> None:
     source = "{% if messages[0]['role'] != 'system' %}{{ raise_exception('need a system message') }}{% endif %}"
     info = read_gguf_info(write_tiny_gguf(tmp_path / "t.gguf", "gemma3", template=source))
     # It refuses our probe conversation, so the Gemma format is used instead.
-    assert isinstance(select_template(info, "<bos>", "<eos>"), GemmaTurnTemplate)
+    assert isinstance(select_template(info.chat_template, "<bos>", "<eos>"), GemmaTurnTemplate)
 
 
 def test_everything_fits_without_trimming() -> None:

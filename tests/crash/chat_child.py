@@ -21,10 +21,10 @@ from PySide6.QtWidgets import QApplication
 
 from app import settings as opts
 from app.core.paths import AppPaths
+from app.services import Services
 from app.settings import Settings
 from app.ui.chat_model import MessageRole
 from app.ui.main_window import MainWindow
-from app.workers.inference_worker import InferenceThread
 
 QUESTIONS = [
     "Tell me a long story about a lighthouse keeper.",
@@ -45,9 +45,9 @@ def main(model: Path) -> None:
     settings = Settings(paths.settings_file)
     settings.set(opts.CONTEXT_SIZE, 2048)
     settings.set(opts.MAX_TOKENS, 160)
-    inference = InferenceThread(paths.models)
-    inference.start()
-    window = MainWindow(settings, inference, paths, show_dialogs=False)
+    services = Services.build(paths)
+    services.start()
+    window = MainWindow(settings, services, paths, show_dialogs=False)
     sent = 0
 
     def ask(*_: object) -> None:

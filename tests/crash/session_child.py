@@ -29,10 +29,10 @@ from PySide6.QtWidgets import QApplication
 
 from app import settings as opts
 from app.core.paths import AppPaths
+from app.core.store.ref import Ref
+from app.services import Services
 from app.settings import Settings
-from app.ui.history import Ref
 from app.ui.main_window import MainWindow
-from app.workers.inference_worker import InferenceThread
 
 
 def report(event: str, **fields: object) -> None:
@@ -47,21 +47,21 @@ def main(mode: str, model: Path, folder: Path | None) -> None:
     settings.set(opts.CONTEXT_SIZE, 1024)
     settings.set(opts.MAX_TOKENS, 48)
     settings.set(opts.MODEL_PATH, str(model))
-    inference = InferenceThread(paths.models)
-    inference.start()
-    window = MainWindow(settings, inference, paths, show_dialogs=False)
+    services = Services.build(paths)
+    services.start()
+    window = MainWindow(settings, services, paths, show_dialogs=False)
     history = window.history
     history.ready.connect(lambda: report("ready"))
     history.error.connect(lambda msg: report("store-error", message=msg))
     history.unavailable.connect(lambda exc: report("store-error", message=str(exc)))
     window.model_failed.connect(lambda msg: report("model-failed", message=msg))
 
-    def saved(ref: Ref, _versions: tuple[int, ...]) -> None:
+    def saved(_turn: int, ref: Ref, _id: int, _versions: tuple[int, ...]) -> None:
         row = window.model.row_of(ref)
         if row >= 0 and window.model.item(row).role == "user":
             report("saved", text=window.model.item(row).text)
 
-    history.message_saved.connect(saved)
+    services.turns.saved.connect(saved)
     if mode == "start":
         asked = 0
 

@@ -15,9 +15,9 @@ from pytestqt.qtbot import QtBot
 from app import settings as opts
 from app.core.docs.doc_store import DocumentStore
 from app.core.paths import AppPaths
+from app.services import Services
 from app.settings import Settings
 from app.ui.main_window import MainWindow
-from app.workers.inference_worker import InferenceThread
 from tests.docs.conftest import MakePdf
 from tests.ui.test_history_ui import click_anchor, settle
 
@@ -36,9 +36,9 @@ def make_window(qtbot: QtBot, app_paths: AppPaths, starter_model: Path) -> Itera
         settings = Settings(app_paths.settings_file)
         settings.set(opts.CONTEXT_SIZE, 2048)
         settings.set(opts.MAX_TOKENS, 16)
-        inference = InferenceThread(app_paths.models)
-        inference.start()
-        w = MainWindow(settings, inference, app_paths, show_dialogs=False)
+        services = Services.build(app_paths)
+        services.start()
+        w = MainWindow(settings, services, app_paths, show_dialogs=False)
         qtbot.addWidget(w)
         windows.append(w)
         w.show()
@@ -113,7 +113,7 @@ def test_a_file_changed_on_disk_is_read_again(qtbot: QtBot, make_window: object,
         w.history.refresh()
     found = []
     w.history.query(
-        lambda s: DocumentStore(s.connection).search(w.history.conversation.value or 0, "south pier weekdays"),
+        lambda s: DocumentStore(s.connection).search(w.history.conversation_id or 0, "south pier weekdays"),
         found.extend,
     )
     qtbot.waitUntil(lambda: bool(found), timeout=LONG)
@@ -128,8 +128,8 @@ def test_with_an_embedding_model_passages_get_vectors_and_questions_use_both(
         tmp_path / "report.pdf", ["An introduction to the island.", "The lighthouse keeper's name was Edda."]
     )
     w = make_window()  # type: ignore[operator]
-    w._use_for_embeddings(starter_model)
-    assert w._settings.get(opts.EMBEDDING_MODEL) == str(starter_model)
+    w.models.use_for_embeddings(starter_model)
+    assert w.settings.get(opts.EMBEDDING_MODEL) == str(starter_model)
     panel = w.documents.panel
     drop(w, [pdf])
     qtbot.waitUntil(lambda: panel.table.rowCount() == 1 and panel.table.item(0, 1).text() == "Ready", timeout=LONG)

@@ -12,23 +12,30 @@ from pytestqt.qtbot import QtBot
 
 from app.core.docs.doc_store import DocumentStore
 from app.core.store.database import open_database
-from app.workers.doc_indexer import DocumentIndexer
-from app.workers.store_writer import StoreWriter
+from app.services.documents import DocumentService
+from app.services.history import HistoryService
 from tests.docs.conftest import MakePdf
 
 LONG = 60_000
 
 
 @pytest.fixture
-def writer(qtbot: QtBot, tmp_path: Path) -> Iterator[tuple[StoreWriter, Path, bytes]]:
+def writer(qtbot: QtBot, tmp_path: Path) -> Iterator[tuple[HistoryService, Path, bytes]]:
     key = secrets.token_bytes(32)
-    w = StoreWriter()
-    with qtbot.waitSignal(w.opened, timeout=10_000):
-        w.open(tmp_path / "history.db", key)
-    with qtbot.waitSignal(w.done, timeout=10_000):
-        w.submit("create", lambda s: s.create_conversation("Reading"))
+    w = HistoryService(tmp_path / "history.db")
+    w.start_thread()
+    with qtbot.waitSignal(w.ready, timeout=10_000):
+        w.open_with_key(key)
+    with qtbot.waitSignal(w.conversations, timeout=10_000):
+        w.query(lambda s: s.create_conversation("Reading"), lambda _r: w.refresh())
     yield w, tmp_path / "history.db", key
-    w.shutdown()
+    assert w.shutdown()
+
+
+def started(history: HistoryService) -> DocumentService:
+    service = DocumentService(history)
+    service.start()
+    return service
 
 
 def folder_of_documents(root: Path, make_pdf: MakePdf) -> Path:
@@ -45,10 +52,10 @@ def folder_of_documents(root: Path, make_pdf: MakePdf) -> Path:
 
 
 def test_a_dropped_folder_is_indexed_and_bad_files_fail_alone(
-    qtbot: QtBot, writer: tuple[StoreWriter, Path, bytes], tmp_path: Path, make_pdf: MakePdf
+    qtbot: QtBot, writer: tuple[HistoryService, Path, bytes], tmp_path: Path, make_pdf: MakePdf
 ) -> None:
     w, db, key = writer
-    indexer = DocumentIndexer(w)
+    indexer = started(w)
     states: dict[str, list[str]] = {}
     names: dict[int, str] = {}
     progress: list[tuple[int, int, float]] = []
@@ -77,24 +84,23 @@ def test_a_dropped_folder_is_indexed_and_bad_files_fail_alone(
 
 
 def test_indexing_resumes_after_a_restart(
-    qtbot: QtBot, writer: tuple[StoreWriter, Path, bytes], tmp_path: Path, make_pdf: MakePdf
+    qtbot: QtBot, writer: tuple[HistoryService, Path, bytes], tmp_path: Path, make_pdf: MakePdf
 ) -> None:
     w, db, key = writer
     files = [
         make_pdf(tmp_path / f"part{n}.pdf", [f"Chapter {n} tells how the lighthouse on the point was built."])
         for n in range(4)
     ]
-    first = DocumentIndexer(w)
-    first.shutdown()  # quit right away: the thread is gone, so nothing gets indexed
+    first = DocumentService(w)  # never started: the app quit right after attaching
     with qtbot.waitSignal(first.attached, timeout=LONG):
         first.attach(1, files)
-    with qtbot.waitSignal(w.done, timeout=LONG):
-        w.submit("check", lambda s: None)
+    with qtbot.waitSignal(w.conversations, timeout=LONG):
+        w.refresh()  # answered after the attach, on the same thread
     conn = open_database(db, key)
     assert {d.state for d in DocumentStore(conn).documents(1)} == {"queued"}  # recorded, not lost
     conn.close()
 
-    second = DocumentIndexer(w)  # the next start
+    second = started(w)  # the next start
     try:
         progress: list[tuple[int, int]] = []
         second.batch_progress.connect(lambda done, total, _left: progress.append((done, total)))

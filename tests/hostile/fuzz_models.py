@@ -30,8 +30,8 @@ from app.core.engine.llama_engine import LlamaEngine
 from app.core.engine.options import EngineError, LoadOptions
 from app.core.engine.probe import ModelChecks, ModelRejectedError
 from app.core.models.starter import ensure_starter_model
-from app.core.models.synthetic_gemma import TINY_GEMMA3N, TINY_GEMMA4, write_gemma
 from tests.hostile.gguf_mutations import mutations, parse
+from tools.synthetic_gemma import TINY_GEMMA3N, TINY_GEMMA4, write_gemma
 
 # 512 tokens: Gemma's control tokens and its 256 byte tokens (ids 238-493), so any text tokenizes.
 MICRO_GEMMA4 = replace(TINY_GEMMA4, name="micro-gemma4", vocab=512)

@@ -24,7 +24,7 @@ def main(model: Path, document: Path, marker: str) -> None:
     args = bootstrap.parse_args(["--model", str(model), "--no-err-windows"])
     session = bootstrap.start(args)
     window = session.window
-    window._settings.set(opts.MAX_TOKENS, 32)  # short answers: the scan is about where text goes
+    window.settings.set(opts.MAX_TOKENS, 32)  # short answers: the scan is about where text goes
     steps: list[str] = []
 
     def step(name: str) -> None:
@@ -35,10 +35,10 @@ def main(model: Path, document: Path, marker: str) -> None:
         assert window.send_message(text), "the window did not take the message"
 
     def both_ready(*_: object) -> None:
-        if window.history.is_open and window._loaded is not None and not steps:
+        if window.history.is_open and window.models.loaded is not None and not steps:
             step("ready")
-            window._settings.set(opts.SYSTEM_PROMPT, f"Always mention {marker}-system.")
-            window.session.system_prompt = window._settings.get(opts.SYSTEM_PROMPT)
+            window.settings.set(opts.SYSTEM_PROMPT, f"Always mention {marker}-system.")
+            window.session.system_prompt = window.settings.get(opts.SYSTEM_PROMPT)
             ask(f"My locker code is {marker}-message. Say hello.")
 
     def answered(_result: object) -> None:

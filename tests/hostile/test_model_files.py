@@ -25,9 +25,9 @@ from app.core.engine.gguf_info import GgufError, read_gguf_info
 from app.core.engine.llama_engine import LlamaEngine
 from app.core.engine.options import LoadOptions
 from app.core.engine.probe import ModelChecks, ModelRejectedError
-from app.core.models.synthetic_gemma import write_gemma
 from tests.hostile.fuzz_models import MICRO_GEMMA4
 from tests.hostile.gguf_mutations import Kv, _with_kv, parse, serialize
+from tools.synthetic_gemma import write_gemma
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FUZZ_MUTANTS = 2000

@@ -19,8 +19,8 @@ from app.core.chat.templates import GemmaTurnTemplate, JinjaChatTemplate, Templa
 from app.core.engine.gguf_info import read_gguf_info
 from app.core.engine.llama_engine import LlamaEngine
 from app.core.engine.options import LoadOptions
-from app.core.models.synthetic_gemma import TINY_GEMMA4, write_gemma
 from tests.core.gguf_files import write_tiny_gguf
+from tools.synthetic_gemma import TINY_GEMMA4, write_gemma
 
 LOOP = "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}"
 HOSTILE = {
@@ -75,7 +75,7 @@ def test_a_hostile_template_is_set_aside_with_a_note(name: str, tmp_path: Path) 
     info = read_gguf_info(write_tiny_gguf(tmp_path / "t.gguf", "gemma3", template=HOSTILE[name]))
     started = time.monotonic()
     with Heartbeat() as heart:
-        template = select_template(info, "<bos>", "<eos>")
+        template = select_template(info.chat_template, "<bos>", "<eos>")
     assert isinstance(template, GemmaTurnTemplate) and template.note.startswith("The model's own chat template")
     assert time.monotonic() - started < 10  # the time limit, plus starting the child
     assert heart.longest < 0.5  # this process was never frozen

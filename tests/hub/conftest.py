@@ -9,8 +9,8 @@ import pytest
 from huggingface_hub import constants
 from huggingface_hub.utils import _http as hf_http
 
-from app.core.models.synthetic_gemma import TINY_GEMMA4, write_gemma
 from tests.hub.hub_server import HubServer
+from tools.synthetic_gemma import TINY_GEMMA4, write_gemma
 
 PUBLIC_REPO = "ggml-org/tiny-gemma-GGUF"
 STARTER_NAME = "gemma-3-270m-Q4_K_M.gguf"

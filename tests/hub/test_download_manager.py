@@ -11,7 +11,7 @@ from app.core.models.download import DownloadJob, load_queue
 from app.core.models.hub import fetch_model
 from app.core.models.network import online
 from app.core.models.registry import InstalledModel
-from app.workers.download_worker import DownloadManager
+from app.services.downloads import DownloadManager
 from tests.hub.conftest import GATED_NAME, GATED_REPO
 from tests.hub.hub_server import Fault, HubServer
 
@@ -56,7 +56,8 @@ def test_a_restart_mid_download_resumes_it(qtbot: QtBot, hub_server: HubServer, 
         )
         assert model.repo_id == GATED_REPO and model.family.startswith("Gemma 4")
         assert hub_server.requests_for(GATED_NAME)[-1].range_header == f"bytes={kept}-"
-        assert second.jobs == [] and load_queue(queue) == []
+        assert second.jobs == []
+        qtbot.waitUntil(lambda: load_queue(queue) == [], timeout=5000)  # written by the download-queue thread
     finally:
         second.shutdown()
 
@@ -92,7 +93,8 @@ def test_a_failed_download_says_why_and_can_be_retried(qtbot: QtBot, hub_server:
         with qtbot.waitSignal(m.changed, check_params_cb=lambda _id: job.state == "failed", timeout=LONG):
             m.add(job)
         assert "damaged" in job.error
-        assert load_queue(tmp_path / "downloads.json")[0].state == "failed"  # survives a restart, with why
+        # Survives a restart, with why (written by the download-queue thread).
+        qtbot.waitUntil(lambda: load_queue(tmp_path / "downloads.json")[0].state == "failed", timeout=5000)
         with qtbot.waitSignal(m.installed, timeout=LONG):
             m.resume(job.id)
     finally:

@@ -16,9 +16,9 @@ from pytestqt.qtbot import QtBot
 from app import settings as opts
 from app.core.models import registry
 from app.core.paths import AppPaths
+from app.services import Services
 from app.settings import Settings
 from app.ui.main_window import MainWindow
-from app.workers.inference_worker import InferenceThread
 from tests.hub.conftest import PUBLIC_REPO, STARTER_NAME
 from tests.hub.hub_server import Fault, HubServer
 
@@ -30,9 +30,9 @@ def window(qtbot: QtBot, app_paths: AppPaths, hub_server: HubServer) -> Iterator
     settings = Settings(app_paths.settings_file)
     settings.set(opts.HUB_ENDPOINT, hub_server.endpoint)
     settings.set(opts.CONTEXT_SIZE, 2048)
-    inference = InferenceThread(app_paths.models)
-    inference.start()
-    w = MainWindow(settings, inference, app_paths, show_dialogs=False, open_history=False)
+    services = Services.build(app_paths)
+    services.start()
+    w = MainWindow(settings, services, app_paths, show_dialogs=False, open_history=False)
     qtbot.addWidget(w)
     w.show()
     yield w
@@ -67,7 +67,7 @@ def test_look_up_download_and_load_a_model(qtbot: QtBot, window: MainWindow, hub
     installed.table.selectRow(0)
     with qtbot.waitSignal(window.model_ready, timeout=LONG) as ready:
         qtbot.mouseClick(installed.load_button, Qt.MouseButton.LeftButton)
-    assert ready.args[0].info.path == Path(window._paths.models) / PUBLIC_REPO / STARTER_NAME
+    assert ready.args[0].info.path == Path(window.paths.models) / PUBLIC_REPO / STARTER_NAME
     qtbot.waitUntil(lambda: installed.table.item(0, 4).text().startswith("today"), timeout=5000)
 
     manager.network.refresh()
@@ -104,13 +104,13 @@ def test_dropping_a_gguf_imports_it_in_place_and_loads_it(
     with qtbot.waitSignal(window.model_ready, timeout=LONG) as ready:
         drop(window, starter_model)
     assert ready.args[0].info.path == starter_model
-    entry = window.registry.get(starter_model)
+    entry = window.services.models.get(starter_model)
     assert entry is not None and entry.imported and entry.size == starter_model.stat().st_size
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + os.urandom(4000))
     drop(window, broken)
     qtbot.waitUntil(lambda: "not a model Tern can load" in window.notice.label.text(), timeout=5000)
-    assert window.registry.get(broken) is None
+    assert window.services.models.get(broken) is None
 
 
 def test_the_model_check_runs_off_the_gui_thread(
@@ -145,15 +145,15 @@ def test_importing_a_copy_and_deleting_it(
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(starter_model), ""))
     with qtbot.waitSignal(window.downloads.copied, timeout=LONG):  # copied on a worker thread
         qtbot.mouseClick(installed.import_button, Qt.MouseButton.LeftButton)
-    copy = Path(window._paths.models) / "imported" / starter_model.name
+    copy = Path(window.paths.models) / "imported" / starter_model.name
     qtbot.waitUntil(lambda: installed.table.rowCount() == 1, timeout=5000)
     assert copy.exists()
-    entry = window.registry.get(copy)
+    entry = window.services.models.get(copy)
     assert entry is not None and not entry.imported  # Tern's own copy: deleting removes the file
     installed.table.selectRow(0)
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
-    qtbot.mouseClick(installed.delete_button, Qt.MouseButton.LeftButton)
-    assert not copy.exists() and installed.table.rowCount() == 0
+    qtbot.mouseClick(installed.delete_button, Qt.MouseButton.LeftButton)  # deleted on the files thread
+    qtbot.waitUntil(lambda: not copy.exists() and installed.table.rowCount() == 0, timeout=5000)
     assert starter_model.exists()  # the original was never touched
 
 
@@ -162,7 +162,7 @@ def test_the_token_only_goes_to_an_encrypted_hub(qtbot: QtBot, window: MainWindo
     hub.endpoint.setText("http://mirror.example.com")
     hub.save()
     assert "https://" in hub.status.text()
-    assert window._settings.get(opts.HUB_ENDPOINT).startswith("http://127.0.0.1")  # unchanged
+    assert window.settings.get(opts.HUB_ENDPOINT).startswith("http://127.0.0.1")  # unchanged
     hub.endpoint.setText("https://hf-mirror.example.com/")
     hub.save()
-    assert window._settings.get(opts.HUB_ENDPOINT) == "https://hf-mirror.example.com"
+    assert window.settings.get(opts.HUB_ENDPOINT) == "https://hf-mirror.example.com"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PySide6.QtWidgets import QTextBrowser
@@ -13,6 +14,7 @@ from app.core.engine import backends
 from app.core.engine.llama_engine import LlamaEngine
 from app.core.paths import AppPaths
 from app.licences import components, notice_text
+from app.services.about import about_details
 from app.ui.about_dialog import AboutDialog
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -26,7 +28,9 @@ def test_the_version_comes_from_pyproject() -> None:
 def test_about_shows_versions_folders_and_licences(qtbot: QtBot, app_paths: AppPaths, engine: LlamaEngine) -> None:
     backend = backends.current()
     assert backend is not None  # the engine fixture loaded a model, which loads the CPU backend
-    dialog = AboutDialog(app_paths, app_paths.logs / "tern.log")
+    with ThreadPoolExecutor(1) as pool:  # as the app does: package metadata is read off the GUI thread
+        details = pool.submit(about_details).result()
+    dialog = AboutDialog(app_paths, app_paths.logs / "tern.log", details)
     qtbot.addWidget(dialog)
     versions = dict(dialog._versions)
     assert versions["Tern"].startswith(__version__)

@@ -23,11 +23,11 @@ from app.core.paths import AppPaths
 from app.core.store.conversation_store import ConversationStore
 from app.core.store.database import open_database
 from app.core.store.keys import forget_key, load_or_create_key
+from app.services import Services
 from app.settings import Settings
 from app.ui.lock_page import LockMode
 from app.ui.main_window import MainWindow
 from app.ui.sidebar import MATCH_STYLE, Kind, SidebarRole
-from app.workers.inference_worker import InferenceThread
 
 LONG = 60_000
 pytestmark = pytest.mark.skipif(
@@ -54,9 +54,9 @@ def open_window(qtbot: QtBot, app_paths: AppPaths, settings: Settings, starter_m
     opened: list[MainWindow] = []
 
     def start(load: bool = False, ready: bool = True) -> MainWindow:
-        inference = InferenceThread(app_paths.models)
-        inference.start()
-        w = MainWindow(settings, inference, app_paths, show_dialogs=False)
+        services = Services.build(app_paths)
+        services.start()
+        w = MainWindow(settings, services, app_paths, show_dialogs=False)
         qtbot.addWidget(w)
         opened.append(w)
         w.show()
@@ -127,7 +127,7 @@ def test_conversations_survive_a_restart(qtbot: QtBot, open_window: OpenWindow) 
     assert rows(again) == shown
     assert again.model.item(1).stats == stats_before  # tokens, speed and stop reason persist
     assert sidebar_rows(again)[1] == (Kind.CONVERSATION, "Name three rivers in Europe.")
-    assert again.sidebar.list.currentIndex().data(SidebarRole.CONVERSATION_ID) == again.history.conversation.value
+    assert again.sidebar.list.currentIndex().data(SidebarRole.CONVERSATION_ID) == again.history.conversation_id
 
 
 def test_regenerate_keeps_the_old_answer_as_a_version(
@@ -214,7 +214,7 @@ def test_search_highlights_and_opens_the_conversation_at_the_hit(
         )
     row = shown.args[0]
     assert w.model.item(row).text.startswith("The spinnaker")
-    assert w.history.conversation.value == ids["Long chat"]
+    assert w.history.conversation_id == ids["Long chat"]
     qtbot.waitUntil(lambda: w.view.viewport().rect().intersects(w.view.visualRect(w.model.index(row))), timeout=5000)
 
     w.sidebar.search.clear()  # back to the grouped list
@@ -355,7 +355,7 @@ def test_lock_and_auto_lock_with_a_passphrase(qtbot: QtBot, open_window: OpenWin
         qtbot.keyClick(w.lock_page.passphrase, Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: w.model.rowCount() == 2, timeout=5000)
 
-    w.idle.set_minutes(0.002)  # ~0.1 s without input
+    w.locking.idle.set_minutes(0.002)  # ~0.1 s without input
     with qtbot.waitSignal(w.history.locked, timeout=5000):
         pass
     assert w.lock_page.isVisible()
@@ -384,7 +384,7 @@ def test_backup_restore_and_delete_everything(
     assert "Backed up" in done.args[1] and b"Before backup" not in backup.read_bytes()
 
     with qtbot.waitSignal(w.history.conversations, timeout=LONG):
-        w.history.rename(w.history.conversation.value or 0, "Changed after backup")
+        w.history.rename(w.history.conversation_id or 0, "Changed after backup")
     digest = hashlib.sha256(backup.read_bytes()).hexdigest()
     with qtbot.waitSignal(w.history.ready, timeout=LONG):  # refused, and the history reopened unchanged
         w.history.restore_backup(backup, "wrong passphrase")
@@ -416,7 +416,7 @@ def test_a_full_disk_is_a_message_and_the_chat_goes_on(
     qtbot.waitUntil(lambda: w.model.rowCount() == 2, timeout=5000)
     # Cap the file at its current size: SQLite then fails exactly as on a full disk (SQLITE_FULL).
     with qtbot.waitSignal(w.history.conversations, timeout=5000):
-        w.history.writer.submit("cap", lambda s: s.connection.execute("PRAGMA max_page_count = 1"))
+        w.history.query(lambda s: s.connection.execute("PRAGMA max_page_count = 1"), lambda _r: None)
         w.history.refresh()
     with qtbot.waitSignal(w.history.error, timeout=LONG) as failed:
         w.send_message("x" * 200_000)  # needs new pages
@@ -473,7 +473,7 @@ def test_privacy_settings_show_where_and_how_the_history_is_kept(qtbot: QtBot, o
     from app.ui.privacy_dialog import PrivacyDialog
 
     w = open_window()
-    dialog = PrivacyDialog(w.history, w._settings, w)
+    dialog = PrivacyDialog(w.history, w.settings, w)
     qtbot.addWidget(dialog)
     assert dialog.location.text() == str(w.history.db_path)
     assert "SQLCipher (AES-256)" in dialog.encryption.text() and "system keychain" in dialog.encryption.text()
@@ -493,11 +493,11 @@ def test_a_late_load_never_replaces_a_new_chat(qtbot: QtBot, open_window: OpenWi
     w.open_conversation(ids["Old"])
     w.new_chat()  # before the load above has answered
     settle(qtbot, w)
-    assert w.model.rowCount() == 0 and w.history.conversation.value is None
+    assert w.model.rowCount() == 0 and w.history.conversation_id is None
     with qtbot.waitSignal(w.session.conversation_shown, timeout=LONG):
         w.send_message("A fresh start")
     settle(qtbot, w)
-    assert w.history.conversation.value not in (None, ids["Old"])
+    assert w.history.conversation_id not in (None, ids["Old"])
     assert [t for k, t in sidebar_rows(w) if k == Kind.CONVERSATION] == ["A fresh start", "Old"]
 
 
@@ -550,9 +550,9 @@ def test_restoring_mid_answer_keeps_the_answer_out_of_the_restored_history(
 def test_a_message_sent_before_the_history_opens_is_saved(
     qtbot: QtBot, open_window: OpenWindow, app_paths: AppPaths, settings: Settings, starter_model: Path
 ) -> None:
-    inference = InferenceThread(app_paths.models)
-    inference.start()
-    w = MainWindow(settings, inference, app_paths, show_dialogs=False, open_history=False)
+    services = Services.build(app_paths)
+    services.start()
+    w = MainWindow(settings, services, app_paths, show_dialogs=False, open_history=False)
     qtbot.addWidget(w)
     with qtbot.waitSignal(w.model_ready, timeout=LONG):
         w.load_model(starter_model)

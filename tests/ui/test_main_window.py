@@ -15,11 +15,11 @@ from app import settings as opts
 from app.core.engine.generation import StopReason
 from app.core.paths import AppPaths
 from app.core.turn import TurnResult
+from app.services import Services
 from app.settings import Settings
 from app.ui.chat_model import MessageRole
 from app.ui.conversation_view import _MARGIN
 from app.ui.main_window import MainWindow
-from app.workers.inference_worker import InferenceThread
 
 LONG = 60_000
 
@@ -34,15 +34,15 @@ def settings(app_paths: AppPaths) -> Settings:
 
 @pytest.fixture
 def window(qtbot: QtBot, app_paths: AppPaths, settings: Settings, starter_model: Path) -> Iterator[MainWindow]:
-    inference = InferenceThread(app_paths.models)
-    inference.start()
-    w = MainWindow(settings, inference, app_paths, show_dialogs=False)
+    services = Services.build(app_paths)
+    services.start()
+    w = MainWindow(settings, services, app_paths, show_dialogs=False)
     qtbot.addWidget(w)
     w.show()
     with qtbot.waitSignal(w.model_ready, timeout=LONG):
         w.load_model(starter_model)
     yield w
-    assert inference.shutdown()
+    assert w.services.shutdown()
 
 
 def start_streaming(qtbot: QtBot, w: MainWindow, text: str) -> None:
@@ -60,7 +60,7 @@ def send(qtbot: QtBot, w: MainWindow, text: str) -> TurnResult:
 
 
 def test_send_streams_an_answer_into_the_view(qtbot: QtBot, window: MainWindow) -> None:
-    assert "Gemma 3 270M" in window.model_label.text()
+    assert "Gemma 3 270M" in window.models.label.text()
     assert window.notice.isVisible() and "base model" in window.notice.label.text()
     assert window.info_panel.headline.text() == "268M parameters loaded · no PLE"
     assert window.info_panel.family.text().startswith("Gemma 3 270M")
@@ -135,7 +135,7 @@ def test_edit_puts_the_message_back_and_drops_what_followed(qtbot: QtBot, window
 def test_long_history_is_trimmed_and_the_user_is_told(qtbot: QtBot, window: MainWindow, settings: Settings) -> None:
     settings.set(opts.CONTEXT_SIZE, 512)
     with qtbot.waitSignal(window.model_ready, timeout=LONG):
-        window.load_model(window._loaded.info.path if window._loaded else None)
+        window.load_model(window.models.loaded.info.path if window.models.loaded else None)
     settings.set(opts.MAX_TOKENS, 24)
     filler = "The river flows past old mills and quiet farms. " * 12
     notices = []
@@ -154,7 +154,7 @@ def test_a_bad_model_file_shows_a_message_and_chat_goes_on(qtbot: QtBot, window:
         window.load_model(junk)
     assert window.notice.isVisible()
     assert "could not be loaded" in window.notice.label.text()
-    assert "Gemma 3 270M" in window.model_label.text()  # the previous model is still in use
+    assert "Gemma 3 270M" in window.models.label.text()  # the previous model is still in use
     assert send(qtbot, window, "Still there?").stats.completion_tokens > 0
 
 
@@ -180,5 +180,5 @@ def test_closing_mid_answer_stops_the_worker(qtbot: QtBot, window: MainWindow, s
     settings.set(opts.MAX_TOKENS, 5000)
     start_streaming(qtbot, window, "Write a very long essay about everything.")
     window.close()
-    assert not window._inference._thread.isRunning()
+    assert not window.services.turns.host.running
     assert window.model.item(1).text  # what streamed so far is still there

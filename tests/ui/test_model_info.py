@@ -10,10 +10,10 @@ import pytest
 from pytestqt.qtbot import QtBot
 
 from app.core.engine.llama_engine import LlamaEngine, LoadedModel, LoadOptions
-from app.core.models.synthetic_gemma import TINY_GEMMA4, write_gemma
+from app.services.memory import MemoryMonitor, MemoryReading
 from app.ui import units
 from app.ui.model_info_panel import ModelInfoPanel, headline
-from app.workers.memory_monitor import MemoryMonitor, MemoryReading
+from tools.synthetic_gemma import TINY_GEMMA4, write_gemma
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from app.core.chat.message import ChatMessage
 from app.core.chat.templates import ChatTemplate
+from app.core.errors import UserError
 
 Tokenize = Callable[[str], list[int]]
 _TRIM_TARGET = 0.75
@@ -22,7 +23,7 @@ _TRIM_TARGET = 0.75
 MAX_TOKEN_BYTES = 64
 
 
-class PromptTooLongError(ValueError):
+class PromptTooLongError(UserError, ValueError):
     """Even the newest message alone does not fit; the message is for the user."""
 
 

@@ -15,8 +15,9 @@ from typing import Any, Protocol
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from app.core import units
 from app.core.chat.message import ChatMessage
-from app.core.engine.gguf_info import GgufInfo
+from app.core.errors import UserError
 from app.core.sandbox import Sandbox, SandboxError
 
 log = logging.getLogger("tern.chat")
@@ -85,7 +86,7 @@ class JinjaChatTemplate:
         self._fallback = GemmaTurnTemplate()
         self.note = ""
         if len(source) > MAX_TEMPLATE_CHARS:
-            self.set_aside(f"it is {len(source) // 1000} kB long, more than a chat template needs")
+            self.set_aside(f"it is {units.size(len(source.encode()))} long, more than a chat template needs")
 
     def render(self, messages: Sequence[ChatMessage]) -> str:
         """Render with `add_generation_prompt`; the BOS text is removed since the tokenizer adds BOS."""
@@ -113,7 +114,7 @@ class JinjaChatTemplate:
         log.warning("The GGUF's chat template was set aside: %s", reason)  # never user text: see _failure
 
 
-class TemplateError(ValueError):
+class TemplateError(UserError, ValueError):
     """A template refused the conversation (e.g. roles that do not alternate)."""
 
 
@@ -121,17 +122,15 @@ def _raise_template_error(message: str) -> None:
     raise TemplateError(message)
 
 
-def select_template(info: GgufInfo, bos_token: str, eos_token: str) -> ChatTemplate:
-    """The file's own template when it has a usable one, else Gemma's turn format (with a note why)."""
-    if info.chat_template:
-        template = JinjaChatTemplate(info.chat_template, bos_token, eos_token)
+def select_template(source: str | None, bos_token: str, eos_token: str) -> ChatTemplate:
+    """The model file's own template `source` when it is usable, else Gemma's turn format (with a note why)."""
+    if source:
+        template = JinjaChatTemplate(source, bos_token, eos_token)
         try:
             template.render([ChatMessage("user", "ping")])
         except TemplateError:
             template.set_aside("it refuses a plain one-message conversation")
         return template if not template.note else GemmaTurnTemplate(template.note)
-    if not info.is_gemma:
-        log.warning("%s (%s) has no chat template; using Gemma turns", info.path.name, info.architecture)
     return GemmaTurnTemplate()
 
 

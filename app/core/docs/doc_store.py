@@ -16,6 +16,7 @@ from typing import Any
 
 from app.core.docs.chunking import Chunk
 from app.core.store.database import Connection
+from app.core.store.transaction import transaction
 
 STATES = ("queued", "extracting", "indexing", "ready", "failed")
 # Words too common to help ranking; a question's remaining words are OR-ed, and BM25 sorts it out.
@@ -115,8 +116,7 @@ class DocumentStore:
         self, document_id: int, chunks: Sequence[Chunk], vectors: Sequence[bytes | None] | None = None
     ) -> None:
         """Store a document's chunks (replacing older ones) and mark it ready, in one transaction."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._db):
             self._db.execute("DELETE FROM chunks WHERE document_id = ?", (document_id,))
             self._db.executemany(
                 "INSERT INTO chunks (document_id, ord, text, page, heading, line_start, line_end, token_count, vector) "
@@ -130,10 +130,6 @@ class DocumentStore:
                 "UPDATE documents SET state = 'ready', error = '', chunk_count = ?, token_count = ? WHERE id = ?",
                 (len(chunks), sum(c.tokens for c in chunks), document_id),
             )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
 
     def documents(self, conversation_id: int) -> list[DocumentInfo]:
         """A conversation's documents, in the order they were attached."""

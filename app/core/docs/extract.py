@@ -21,7 +21,7 @@ from pathlib import Path
 StrPath = str | os.PathLike[str]
 MB = 1024 * 1024
 MAX_BYTES = 200 * MB
-MAX_PAGES = 1000
+MAX_PAGES = 5000  # long manuals and reference books; the reader's time and memory limits bound the rest
 DEADLINE_S = 60.0
 MAX_FILES = 10_000
 # A .docx is a zip: these bound what opening one may unpack, whatever its size on disk.

@@ -15,7 +15,7 @@ class SamplingParams:
     top_p: float = 0.95
     top_k: int = 64
     min_p: float = 0.0
-    repeat_penalty: float = 1.0
+    repeat_penalty: float = 1.1
     max_tokens: int = 1024
     seed: int | None = None
 

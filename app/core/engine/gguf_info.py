@@ -29,6 +29,9 @@ from gguf.constants import (
     GGUFValueType,
 )
 
+from app.core import units
+from app.core.errors import UserError
+
 # Architectures llama.cpp can run as a language model. `gguf` lists what the
 # converter knows; the MTP drafter is newer than the `gguf` release.
 KNOWN_ARCHITECTURES = frozenset(MODEL_ARCH_NAMES.values()) | {"gemma4-assistant"}
@@ -65,7 +68,7 @@ SCALAR_FORMATS = {
 }
 
 
-class GgufError(ValueError):
+class GgufError(UserError, ValueError):
     """A file that must not be handed to llama.cpp; the message is for the user."""
 
 
@@ -355,9 +358,9 @@ def _parse(path: Path, buf: mmap.mmap | bytes, size: int, file_size: int | None 
         n_bytes = _tensor_bytes(name, shape, qtype)
         start = data_start + rel_offset
         if start + n_bytes > file_size:
-            missing_mb = (start + n_bytes - file_size) / 1e6
+            missing = units.size(start + n_bytes - file_size)
             raise GgufError(
-                f"'{path.name}' is truncated: tensor '{name}' needs {missing_mb:.1f} MB beyond the end of the file. "
+                f"'{path.name}' is truncated: tensor '{name}' needs {missing} beyond the end of the file. "
                 "Download or copy it again."
             )
         tensors.append(TensorInfo(name, shape, qtype.name, start, n_bytes))

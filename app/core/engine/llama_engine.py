@@ -135,7 +135,9 @@ class LlamaEngine:
         try:
             bos = llm._model.token_get_text(llm.token_bos()) if llm.token_bos() >= 0 else ""
             eos = llm._model.token_get_text(llm.token_eos()) if llm.token_eos() >= 0 else ""
-            self.template = select_template(info, bos, eos)
+            if not info.chat_template and not info.is_gemma:
+                log.warning("%s (%s) has no chat template; using Gemma turns", info.path.name, info.architecture)
+            self.template = select_template(info.chat_template, bos, eos)
             placement = self._place_ple(info, options.residency, load_log)
             self._release_repacked_sources(info, load_log)
         except OSError as exc:

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from enum import Enum
 
 from app.core.engine.gguf_info import GgufInfo
+from app.core.errors import UserError
 
 
-class EngineError(RuntimeError):
+class EngineError(UserError, RuntimeError):
     """A failure the user should read (bad file, load failure, full context)."""
 
 

@@ -70,12 +70,14 @@ class ModelChecks:
         self._keep_child = keep_child  # a test corpus keeps one child for many files; the app frees it
         self._sandbox = Sandbox("model-check")
         self._lock = threading.Lock()
-        self._verdicts: dict[str, dict[str, Any]] = self._read_cache()
+        self._verdicts: dict[str, dict[str, Any]] | None = None  # read on first use, by the thread that vets
 
     def vet(self, path: Path, lazy_ple: bool, embedding: bool = False) -> None:
         """Raise ModelRejectedError unless `path` has loaded (now or before) in a child process."""
         key = identity(path)
         with self._lock:
+            if self._verdicts is None:
+                self._verdicts = self._read_cache()
             known = self._verdicts.get(key)
         if known is not None:
             verdict = Verdict(bool(known["ok"]), str(known.get("reason", "")))
@@ -121,6 +123,7 @@ class ModelChecks:
 
     def _remember(self, key: str, verdict: Verdict) -> None:
         with self._lock:
+            self._verdicts = self._verdicts if self._verdicts is not None else {}
             self._verdicts[key] = {"ok": verdict.ok, "reason": verdict.reason}
             if self._cache_file is None:
                 return

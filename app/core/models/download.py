@@ -28,6 +28,8 @@ from huggingface_hub import hf_hub_url
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status  # type: ignore[attr-defined]
 
+from app.core import units
+from app.core.errors import UserError
 from app.core.models import network
 from app.core.models.hub import DEFAULT_ENDPOINT, QuantOption, safe_path, translate
 
@@ -38,7 +40,7 @@ MAX_ATTEMPTS = 100  # in all, even when each makes a little progress
 PROGRESS_EVERY_S = 0.2
 
 
-class DownloadError(Exception):
+class DownloadError(UserError):
     """A download that cannot go on, phrased for the user."""
 
 
@@ -165,10 +167,6 @@ class _Meter:
         self._report(Progress(self._done, self._total, speed, eta))
 
 
-def _size(n: float) -> str:
-    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
-
-
 def check_disk(job: DownloadJob) -> None:
     """Refuse to start when the rest of the download would not fit, with the numbers."""
     folder = Path(job.dest_dir)
@@ -177,7 +175,8 @@ def check_disk(job: DownloadJob) -> None:
     free = shutil.disk_usage(folder).free
     if needed + DISK_MARGIN > free:
         raise DownloadError(
-            f"Not enough disk space: {job.label} needs {_size(needed)} more, and {_size(free)} is free on that disk."
+            f"Not enough disk space: {job.label} needs {units.size(needed)} more, "
+            f"and {units.size(free)} is free on that disk."
         )
 
 

@@ -19,6 +19,7 @@ compute within 1 % (starter), -4 to +1 % (tiny Gemma 3n/4), -2 to +13 %
 
 from __future__ import annotations
 
+import functools
 import math
 import mmap
 import platform
@@ -34,6 +35,7 @@ import psutil
 
 from app.core.engine.gguf_info import PLE_TENSOR, GgufInfo
 from app.core.engine.options import LoadOptions, Residency
+from app.core.units import gb
 
 MIB = 1 << 20
 PAGE = mmap.PAGESIZE
@@ -312,8 +314,9 @@ def repack_types(machine: str | None = None, cpu_flags: frozenset[str] | None = 
     return frozenset()
 
 
+@functools.cache
 def _cpu_flags() -> frozenset[str]:
-    """x86 feature flags from /proc/cpuinfo; empty where there is none."""
+    """x86 feature flags from /proc/cpuinfo, read once; empty where there is none."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("flags"):
@@ -353,6 +356,7 @@ class Machine:
         while not folder.exists() and folder != folder.parent:
             folder = folder.parent
         vram_total, vram_free = _nvidia_vram()
+        _cpu_flags()  # read here, off the GUI thread, for the fit guidance that follows
         return cls(int(mem.total), int(mem.available), vram_total, vram_free, shutil.disk_usage(folder).free)
 
 
@@ -381,11 +385,6 @@ class Verdict(str, Enum):
     FITS = "fits"
     TIGHT = "tight"  # runs, but little is left: other apps may slow down or be swapped out
     WONT_FIT = "won't fit"
-
-
-def gb(n: float) -> str:
-    """Bytes as decimal gigabytes with one decimal: "1.9 GB"."""
-    return f"{n / 1e9:.1f} GB"
 
 
 def judge(estimate: MemoryEstimate, machine: Machine, *, download: bool = True) -> tuple[Verdict, str]:

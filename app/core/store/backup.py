@@ -27,7 +27,7 @@ from pathlib import Path
 
 from sqlcipher3 import dbapi2 as sqlite
 
-from app.core.store.database import SIDE_SUFFIXES, Connection, apply_key, open_database, translate
+from app.core.store.database import SIDE_SUFFIXES, Connection, apply_key, connect, open_database, translate
 from app.core.store.errors import CorruptStoreError, DiskFullError, StoreError, WrongKeyError
 from app.core.store.keys import derive_key
 from app.core.store.schema import SCHEMA_VERSION
@@ -123,7 +123,7 @@ def read_backup(src: Path, passphrase: str) -> BackupInfo:
     The file is opened read-only and never changed.
     """
     key = _backup_key(src, passphrase)
-    conn = sqlite.connect(src.resolve().as_uri() + "?mode=ro", uri=True, check_same_thread=False)
+    conn = connect(src.resolve().as_uri() + "?mode=ro", uri=True, check_same_thread=False)
     try:
         apply_key(conn, key)
         try:
@@ -171,7 +171,7 @@ def restore_backup(src: Path, passphrase: str, db_path: Path, key: bytes) -> Pat
     try:
         remove_files(tmp)
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        conn = sqlite.connect(str(tmp), uri=True, check_same_thread=False, isolation_level=None)
+        conn = connect(str(tmp), uri=True, check_same_thread=False, isolation_level=None)
         try:
             apply_key(conn, key)
             ro = src.resolve().as_uri() + "?mode=ro"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.core.store.database import Connection
+from app.core.store.transaction import transaction
 
 HIGHLIGHT_START, HIGHLIGHT_END = "\x02", "\x03"  # snippet markers; the UI turns them into bold
 _TITLE_CHARS = 60
@@ -205,8 +206,7 @@ class ConversationStore:
     ) -> int:
         """Append a message under `parent_id` and make it the conversation's current leaf."""
         now = time.time() if created_at is None else created_at
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._db):
             cur = self._db.execute(
                 "INSERT INTO messages (conversation_id, parent_id, role, content, model, stats, complete, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -227,10 +227,6 @@ class ConversationStore:
                 "title = CASE WHEN title = '' AND ? = 'user' THEN ? ELSE title END WHERE id = ?",
                 (message_id, now, role, auto_title(content), conversation_id),
             )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         return message_id
 
     def update_message(

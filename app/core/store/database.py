@@ -7,6 +7,7 @@ file stays byte-identical. The file is created with mode 0600.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +20,12 @@ Connection = sqlite.Connection
 
 
 SIDE_SUFFIXES = ("-wal", "-shm", "-journal")  # SQLite's companion files: its WAL, and a journal a crash left
+
+
+def connect(target: str, **kwargs: object) -> Connection:
+    """`sqlcipher3.connect`, announced to audit hooks as the standard library's sqlite3 does (it does not)."""
+    sys.audit("sqlite3.connect", target)
+    return sqlite.connect(target, **kwargs)  # type: ignore[arg-type]
 
 
 def translate(exc: sqlite.Error) -> StoreError | None:
@@ -41,7 +48,7 @@ def apply_key(conn: Connection, key: bytes) -> None:
 
 def cipher_version() -> str:
     """SQLCipher's version, e.g. "4.12.0 community" (for About)."""
-    conn = sqlite.connect(":memory:")
+    conn = connect(":memory:")
     try:
         row = conn.execute("PRAGMA cipher_version").fetchone()
         return str(row[0]) if row else "unknown"
@@ -55,7 +62,7 @@ def open_database(path: Path, key: bytes) -> Connection:
     new = not path.exists()
     if new:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    conn = sqlite.connect(str(path), check_same_thread=False, isolation_level=None)
+    conn = connect(str(path), check_same_thread=False, isolation_level=None)
     try:
         apply_key(conn, key)
         try:
@@ -86,6 +93,22 @@ def open_database(path: Path, key: bytes) -> Connection:
         side = path.with_name(path.name + suffix)
         if side.exists():
             os.chmod(side, 0o600)
+    return conn
+
+
+def open_reader(path: Path, key: bytes) -> Connection:
+    """A read-only connection to an existing history (no migrations), for searches beside the writer."""
+    conn = connect(str(path), check_same_thread=False, isolation_level=None)
+    try:
+        apply_key(conn, key)
+        conn.execute("PRAGMA busy_timeout = 3000")
+        conn.execute("PRAGMA query_only = ON")
+        conn.execute("PRAGMA cache_size = -16384")
+        conn.execute("PRAGMA temp_store = MEMORY")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite.Error as exc:
+        conn.close()
+        raise translate(exc) or StoreError("Your history could not be read.") from exc
     return conn
 
 

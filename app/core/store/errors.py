@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from app.core.errors import UserError
 
-class StoreError(Exception):
+
+class StoreError(UserError):
     """A failure the user can understand and act on."""
 
 

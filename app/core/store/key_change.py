@@ -30,7 +30,7 @@ from pathlib import Path
 from sqlcipher3 import dbapi2 as sqlite
 
 from app.core.store import backup, database, keys
-from app.core.store.database import Connection, apply_key, open_database
+from app.core.store.database import Connection, apply_key, connect, open_database
 from app.core.store.errors import KeyringUnavailableError, StoreError, WrongKeyError
 
 log = logging.getLogger("tern.store")
@@ -58,7 +58,7 @@ def key_opens(db_path: Path, key: bytes) -> bool:
     """Whether `key` decrypts the history, checked without changing any file."""
     if db_path.stat().st_size == 0:  # nothing written yet (the first transaction is still in the WAL)
         return True
-    conn = sqlite.connect(db_path.resolve().as_uri() + "?immutable=1", uri=True, isolation_level=None)
+    conn = connect(db_path.resolve().as_uri() + "?immutable=1", uri=True, isolation_level=None)
     try:
         apply_key(conn, key)
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()

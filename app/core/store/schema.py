@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.core.store.transaction import transaction
+
 MIGRATIONS: list[str] = [
     # 1: conversations, a tree of messages, full-text indexes over both.
     """
@@ -125,15 +127,10 @@ def migrate(conn: Any, target: int = SCHEMA_VERSION) -> int:
 
         raise StoreError("Your history was written by a newer version of Tern; update Tern to open it.")
     for step in range(version, target):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             for statement in _statements(MIGRATIONS[step]):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {step + 1}")
-            conn.execute("COMMIT")
-        except Exception:
-            conn.execute("ROLLBACK")
-            raise
     return max(version, target)
 
 

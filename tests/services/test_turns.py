@@ -1,4 +1,7 @@
-"""The worker thread, through its queued signals, with the real model."""
+"""The turn service's inference thread, through its queued signals, with the real model.
+
+Moved from tests/workers/test_inference_worker.py.
+"""
 
 from __future__ import annotations
 
@@ -14,23 +17,23 @@ from pytestqt.qtbot import QtBot
 from app.core.chat.message import ChatMessage
 from app.core.engine.generation import SamplingParams, StopReason
 from app.core.engine.llama_engine import LoadOptions
-from app.core.models.synthetic_gemma import TINY_GEMMA4, write_gemma
 from app.core.paths import AppPaths
 from app.core.turn import TurnRequest, TurnResult
-from app.workers.inference_worker import InferenceThread, LoadRequest
+from app.services.turns import LoadRequest, TurnService
+from tools.synthetic_gemma import TINY_GEMMA4, write_gemma
 
 
 class Recorder(QObject):
     """Receives the worker's signals on the GUI thread, as the window does."""
 
-    def __init__(self, inference: InferenceThread) -> None:
+    def __init__(self, inference: TurnService) -> None:
         super().__init__()
         self.loaded: list[object] = []
         self.failed: list[tuple[str, object]] = []
         self.chunks: list[str] = []
         self.results: list[TurnResult] = []
         self.on_chunk_hook = lambda: None
-        w = inference.worker
+        w = inference
         w.model_loaded.connect(self.on_loaded)
         w.load_failed.connect(self.on_failed)
         w.chunk.connect(self.on_chunk)
@@ -55,15 +58,15 @@ class Recorder(QObject):
 
 
 @pytest.fixture
-def inference(qtbot: QtBot, app_paths: AppPaths, starter_model: Path) -> Iterator[InferenceThread]:
-    thread = InferenceThread(app_paths.models)
-    thread.start()
-    yield thread
-    assert thread.shutdown()
+def inference(qtbot: QtBot, app_paths: AppPaths, starter_model: Path) -> Iterator[TurnService]:
+    service = TurnService(app_paths.models)
+    service.start()
+    yield service
+    assert service.shutdown()
 
 
 @pytest.fixture
-def rec(qtbot: QtBot, inference: InferenceThread, starter_model: Path) -> Recorder:
+def rec(qtbot: QtBot, inference: TurnService, starter_model: Path) -> Recorder:
     recorder = Recorder(inference)
     inference.load(LoadRequest(starter_model, LoadOptions(n_ctx=1024)))
     qtbot.waitUntil(lambda: bool(recorder.loaded), timeout=60_000)
@@ -76,7 +79,7 @@ def ask(turn_id: int, text: str, max_tokens: int = 16) -> TurnRequest:
     )
 
 
-def test_a_turn_streams_chunks_then_finishes(qtbot: QtBot, inference: InferenceThread, rec: Recorder) -> None:
+def test_a_turn_streams_chunks_then_finishes(qtbot: QtBot, inference: TurnService, rec: Recorder) -> None:
     inference.submit(ask(1, "Name three colours."))
     qtbot.waitUntil(lambda: bool(rec.results), timeout=60_000)
     result = rec.results[0]
@@ -84,7 +87,7 @@ def test_a_turn_streams_chunks_then_finishes(qtbot: QtBot, inference: InferenceT
     assert len(rec.chunks) == result.stats.completion_tokens > 0
 
 
-def test_cancel_ends_the_turn_with_partial_text(qtbot: QtBot, inference: InferenceThread, rec: Recorder) -> None:
+def test_cancel_ends_the_turn_with_partial_text(qtbot: QtBot, inference: TurnService, rec: Recorder) -> None:
     rec.on_chunk_hook = lambda: inference.cancel() if len(rec.chunks) == 3 else None  # on the GUI thread, like Stop
     inference.submit(ask(2, "Tell a very long story.", max_tokens=2000))
     qtbot.waitUntil(lambda: bool(rec.results), timeout=60_000)
@@ -95,7 +98,7 @@ def test_cancel_ends_the_turn_with_partial_text(qtbot: QtBot, inference: Inferen
 
 
 def test_a_bad_file_fails_clearly_and_the_worker_lives_on(
-    qtbot: QtBot, inference: InferenceThread, rec: Recorder, tmp_path: Path
+    qtbot: QtBot, inference: TurnService, rec: Recorder, tmp_path: Path
 ) -> None:
     junk = tmp_path / "junk.gguf"
     junk.write_bytes(os.urandom(10_000))
@@ -108,17 +111,17 @@ def test_a_bad_file_fails_clearly_and_the_worker_lives_on(
     qtbot.waitUntil(lambda: bool(rec.results), timeout=60_000)
 
 
-def test_shutdown_during_generation_is_prompt(qtbot: QtBot, inference: InferenceThread, rec: Recorder) -> None:
+def test_shutdown_during_generation_is_prompt(qtbot: QtBot, inference: TurnService, rec: Recorder) -> None:
     inference.submit(ask(4, "Write a long essay.", max_tokens=5000))
     qtbot.waitUntil(lambda: bool(rec.chunks), timeout=60_000)
-    assert inference.shutdown(timeout_ms=5000)
+    assert inference.shutdown(5.0)
     QCoreApplication.processEvents()  # deliver what the worker sent before it stopped
     assert len(rec.results) == 1
     assert rec.results[0].stats.stop_reason == StopReason.CANCELLED
 
 
 def test_a_failed_turn_logs_no_user_text(
-    qtbot: QtBot, inference: InferenceThread, tmp_path: Path, starter_model: Path, caplog: pytest.LogCaptureFixture
+    qtbot: QtBot, inference: TurnService, tmp_path: Path, starter_model: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A template that quotes the user's message in its refusal: the user sees it, the log does not.
     source = (
@@ -129,7 +132,7 @@ def test_a_failed_turn_logs_no_user_text(
     model = write_gemma(tmp_path / "quoting.gguf", TINY_GEMMA4, starter_model, chat_template=source)
     recorder = Recorder(inference)
     failures: list[str] = []
-    inference.worker.turn_failed.connect(lambda _turn, message: failures.append(message))
+    inference.turn_failed.connect(lambda _turn, message: failures.append(message))
     inference.load(LoadRequest(model, LoadOptions(n_ctx=256)))
     qtbot.waitUntil(lambda: bool(recorder.loaded or recorder.failed), timeout=60_000)
     assert recorder.loaded, recorder.failed

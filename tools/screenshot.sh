@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Run packaging/screenshot.py (or, with --models, models_screenshot.py) with an X server and a private Secret Service.
+# Run tools/screenshot.py (or, with --models or --documents, models_screenshot.py or documents_screenshot.py)
+# with an X server and a private Secret Service.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exec dbus-run-session -- bash -c '
     export XDG_DATA_HOME=$(mktemp -d)  # the keyring daemon keeps its throwaway keyring here
     eval "$(printf tern | gnome-keyring-daemon --unlock --components=secrets)"
-    script=packaging/screenshot.py
-    if [ "${1:-}" = "--models" ]; then script=packaging/models_screenshot.py; shift; fi
-    if [ "${1:-}" = "--documents" ]; then script=packaging/documents_screenshot.py; shift; fi
+    script=tools/screenshot.py
+    if [ "${1:-}" = "--models" ]; then script=tools/models_screenshot.py; shift; fi
+    if [ "${1:-}" = "--documents" ]; then script=tools/documents_screenshot.py; shift; fi
     xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python "$script" "$@"
 ' screenshot.sh "$@" 2> >(grep -v "Failed to set fd limit" >&2)

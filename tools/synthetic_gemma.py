@@ -7,7 +7,7 @@ special token and the byte-fallback pieces. Weights come from one pool of
 N(0, 0.02) values sliced at random offsets: random enough for llama.cpp to
 compute on, and fast to write at full size.
 
-    python -m app.core.models.synthetic_gemma e2b --quant Q8_0 Q4_K_M --out ~/.cache/tern/synthetic
+    python -m tools.synthetic_gemma e2b --quant Q8_0 Q4_K_M --out ~/.cache/tern/synthetic
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Screenshots of the real app for the README: mid-answer, and searching the history.
 
-    packaging/screenshot.sh resources/screenshot.png resources/history.png [--model PATH]
+    tools/screenshot.sh resources/screenshot.png resources/history.png [--model PATH]
 
 Runs Tern with a throwaway profile whose history holds a few sample
 conversations (pinned, today, this week, older; one with two answer versions),
@@ -136,7 +136,7 @@ def main(out: Path, history_out: Path, model: Path | None) -> int:
     window.model_ready.connect(ask)
     window.answer_finished.connect(lambda _r: QTimer.singleShot(300, ask))
     window.model.dataChanged.connect(on_update)
-    window.memory_monitor.reading.connect(on_reading)
+    window.services.memory.reading.connect(on_reading)
     QTimer.singleShot(120_000, session.app.quit)
     try:
         session.app.exec()

@@ -1,95 +1,40 @@
 """Downloads and hub look-ups on their own threads, with a queue that survives restarts.
 
-`DownloadManager` (GUI thread) owns the queue and saves it on every change;
-one download runs at a time on the download thread, and a look-up (browsing a
-repository) runs on another, so listing files never waits behind a big
-download. Pausing or cancelling sets the running job's `threading.Event`; the
-downloader stops before its next chunk.
+`DownloadManager` (GUI thread) owns the queue; every change is written by the
+"download-queue" thread. One download runs at a time on the "downloads"
+thread, and a look-up (browsing a repository) or a local copy runs on
+"hub-lookups", so listing files never waits behind a big download. Pausing or
+cancelling sets the running job's `threading.Event`; the downloader stops
+before its next chunk.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from huggingface_hub import close_session
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Signal
 
-from app.core.engine.gguf_info import GgufError
-from app.core.models.download import Cancelled, DownloadError, DownloadJob, Progress, load_queue, run_job, save_queue
+from app.core.errors import UserError
+from app.core.models.download import Cancelled, DownloadJob, Progress, load_queue, run_job, save_queue
 from app.core.models.fit import Machine
-from app.core.models.hub import HubError, fetch_model
+from app.core.models.hub import fetch_model, save_token
 from app.core.models.network import online
 from app.core.models.registry import InstalledModel, copy_model, inspect
+from app.services.worker_host import WorkerHost
 
 log = logging.getLogger("tern.downloads")
 
 # The user's hub token, fetched on the worker thread (the keychain may block).
 TokenSource = Callable[[], str | None]
-UNEXPECTED = "An unexpected error stopped this; the details are in Tern's log."
 
 
-class _Runner(QObject):
-    progress = Signal(str, object)  # job id, Progress
-    installed = Signal(str, object)  # job id, InstalledModel
-    failed = Signal(str, str)  # job id, message
-    stopped = Signal(str)  # job id (paused or cancelled)
-    fetched = Signal(str, object, object)  # repo id, RemoteModel, Machine (for fit guidance)
-    fetch_failed = Signal(str, str)  # repo id, message
-    copied = Signal(object)  # InstalledModel
-    copy_failed = Signal(str)  # message
-
-    def __init__(self, token: TokenSource, stall_s: float, models_dir: Path) -> None:
-        super().__init__()
-        self._token = token
-        self._stall_s = stall_s
-        self._models_dir = models_dir
-
-    @Slot(object, object)
-    def download(self, job: DownloadJob, cancel: threading.Event) -> None:
-        try:
-            paths = run_job(job, cancel, lambda p: self.progress.emit(job.id, p), self._token(), self._stall_s)
-            model = inspect(paths[0], paths, repo_id=job.repo_id, label=job.label)
-        except Cancelled:
-            self.stopped.emit(job.id)
-        except (DownloadError, HubError) as exc:
-            self.failed.emit(job.id, str(exc))
-        except GgufError as exc:
-            self.failed.emit(job.id, f"The downloaded file is not a usable model: {exc}")
-        except OSError as exc:
-            log.exception("Download %s failed", job.id)
-            self.failed.emit(job.id, f"The download could not be written: {exc.strerror or exc}.")
-        except Exception:  # a bug: logged, and the queue moves on instead of waiting for ever
-            log.exception("Download %s failed", job.id)
-            self.failed.emit(job.id, UNEXPECTED)
-        else:
-            self.installed.emit(job.id, model)
-
-    @Slot(str, str)
-    def fetch(self, repo_id: str, endpoint: str) -> None:
-        try:
-            with online(f"List the files of {repo_id}"):
-                model = fetch_model(repo_id, endpoint, self._token())
-            machine = Machine.detect(self._models_dir)  # may ask nvidia-smi: not on the GUI thread
-        except HubError as exc:
-            self.fetch_failed.emit(repo_id, str(exc))
-        except Exception:
-            log.exception("Looking up %s failed", repo_id)
-            self.fetch_failed.emit(repo_id, UNEXPECTED)
-        else:
-            self.fetched.emit(repo_id, model, machine)
-
-    @Slot(object, object)
-    def copy_in(self, source: Path, folder: Path) -> None:
-        """Copy a local GGUF into Tern's folder (a multi-GB copy: never on the GUI thread)."""
-        try:
-            self.copied.emit(copy_model(source, folder))
-        except GgufError as exc:
-            self.copy_failed.emit(f"{source.name} was not imported: {exc}")
-        except OSError as exc:
-            self.copy_failed.emit(f"{source.name} could not be copied: {exc.strerror or exc}.")
+class _DownloadHost(WorkerHost):
+    drain_on_shutdown = False  # a queued download resumes at the next start
 
 
 class DownloadManager(QObject):
@@ -102,9 +47,6 @@ class DownloadManager(QObject):
     fetch_failed = Signal(str, str)  # repo id, message
     copied = Signal(object)  # InstalledModel, imported as a copy
     copy_failed = Signal(str)
-    _download_requested = Signal(object, object)
-    _fetch_requested = Signal(str, str)
-    _copy_requested = Signal(object, object)
 
     def __init__(
         self,
@@ -116,39 +58,35 @@ class DownloadManager(QObject):
     ) -> None:
         super().__init__(parent)
         self._queue_file = queue_file
-        self.jobs = load_queue(queue_file)
+        self._token = token
+        self._stall_s = stall_s
+        self._models_dir = models_dir
+        self.jobs: list[DownloadJob] = []
         self.last_progress: dict[str, Progress] = {}
         self._running: tuple[DownloadJob, threading.Event] | None = None
         self._cancelling: set[str] = set()  # stopped jobs to remove rather than pause
-        self._threads: list[QThread] = []
-        self._runners: list[_Runner] = []  # owned here: they live on their threads, without a Qt parent
-        self._download_runner = self._start_runner("downloads", token, stall_s, models_dir)
-        self._fetch_runner = self._start_runner("hub-lookups", token, stall_s, models_dir)
-        self._download_requested.connect(self._download_runner.download)
-        self._fetch_requested.connect(self._fetch_runner.fetch)
-        self._copy_requested.connect(self._fetch_runner.copy_in)
-        self._fetch_runner.copied.connect(self.copied)
-        self._fetch_runner.copy_failed.connect(self.copy_failed)
-        r = self._download_runner
-        r.progress.connect(self._on_progress)
-        r.installed.connect(self._on_installed)
-        r.failed.connect(self._on_failed)
-        r.stopped.connect(self._on_stopped)
-        self._fetch_runner.fetched.connect(self.fetched)
-        self._fetch_runner.fetch_failed.connect(self.fetch_failed)
-        for job in self.jobs:
+        self._loaded = self._started = False
+        self._downloads = _DownloadHost("downloads", self)
+        self._lookups = _DownloadHost("hub-lookups", self)
+        self._queue = WorkerHost("download-queue", self)  # drains at shutdown: the last save lands
+        self.hosts = (self._downloads, self._lookups, self._queue)
+        self._progress.connect(self._on_progress)
+        for host in self.hosts:
+            host.start()  # here, not in `start`: a job may be added before the queue is resumed
+        self._queue.submit(lambda: load_queue(queue_file), self._on_loaded, label="read the download queue")
+
+    _progress = Signal(str, object)  # job id, Progress: from the downloads thread
+
+    def _on_loaded(self, saved: list[DownloadJob]) -> None:
+        for job in saved:
             if job.state == "downloading":  # the app quit mid-download: carry on
                 job.state = "queued"
-
-    def _start_runner(self, name: str, token: TokenSource, stall_s: float, models_dir: Path) -> _Runner:
-        thread = QThread()
-        thread.setObjectName(name)
-        runner = _Runner(token, stall_s, models_dir)
-        runner.moveToThread(thread)
-        thread.start()
-        self._threads.append(thread)
-        self._runners.append(runner)
-        return runner
+        known = {j.id for j in saved}
+        self.jobs = [*saved, *(j for j in self.jobs if j.id not in known)]  # added while it was being read
+        self._loaded = True
+        self.changed.emit("")
+        if self._started:
+            self._next()
 
     # Queue
     def job(self, job_id: str) -> DownloadJob | None:
@@ -156,8 +94,10 @@ class DownloadManager(QObject):
         return next((j for j in self.jobs if j.id == job_id), None)
 
     def start(self) -> None:
-        """Begin (or resume, after a restart) the queued downloads."""
-        self._next()
+        """Begin (or resume, after a restart) the queued downloads, once the queue has been read."""
+        self._started = True
+        if self._loaded:
+            self._next()
 
     def add(self, job: DownloadJob) -> DownloadJob:
         """Queue a download (an identical one already queued is returned instead)."""
@@ -204,11 +144,35 @@ class DownloadManager(QObject):
 
     def fetch(self, repo_id: str, endpoint: str) -> None:
         """List a repository's files (answers with `fetched` or `fetch_failed`)."""
-        self._fetch_requested.emit(repo_id, endpoint)
+
+        def job() -> tuple[object, Machine]:
+            with online(f"List the files of {repo_id}"):
+                model = fetch_model(repo_id, endpoint, self._token())
+            return model, Machine.detect(self._models_dir)  # may ask nvidia-smi: not on the GUI thread
+
+        self._lookups.submit(
+            job,
+            lambda result: self.fetched.emit(repo_id, *result),
+            lambda exc: self.fetch_failed.emit(repo_id, str(exc)),
+            label=f"look up {repo_id}",
+        )
 
     def copy_in(self, source: Path, folder: Path) -> None:
-        """Import a local GGUF as a copy in `folder` (answers with `copied` or `copy_failed`)."""
-        self._copy_requested.emit(source, folder)
+        """Import a local GGUF as a copy in `folder` (a multi-GB copy; answers with `copied` or `copy_failed`)."""
+
+        def job() -> InstalledModel:
+            try:
+                return copy_model(source, folder)
+            except UserError as exc:
+                raise UserError(f"{source.name} was not imported: {exc}") from exc
+            except OSError as exc:
+                raise UserError(f"{source.name} could not be copied: {exc.strerror or exc}.") from exc
+
+        self._lookups.submit(job, self.copied.emit, lambda exc: self.copy_failed.emit(str(exc)), label="copy a model")
+
+    def save_token(self, token: str | None, done: Callable[[], None], failed: Callable[[UserError], None]) -> None:
+        """Keep (or, with None, remove) the hub token in the system keychain, off the GUI thread."""
+        self._queue.submit(lambda: save_token(token), lambda _r: done(), failed, label="save the hub token")
 
     def _next(self) -> None:
         if self._running is not None:
@@ -219,7 +183,26 @@ class DownloadManager(QObject):
         cancel = threading.Event()
         self._running = (job, cancel)
         self._set(job, "downloading")
-        self._download_requested.emit(job, cancel)
+        self._downloads.submit(
+            lambda: self._download(job, cancel),
+            lambda model: self._on_installed(job.id, model),
+            lambda exc: self._on_stopped(job.id) if isinstance(exc, _Stopped) else self._on_failed(job.id, str(exc)),
+            label="download",
+        )
+
+    def _download(self, job: DownloadJob, cancel: threading.Event) -> InstalledModel:
+        """On the downloads thread: fetch every file, verify, then check the model's header."""
+        try:
+            paths = run_job(job, cancel, lambda p: self._progress.emit(job.id, p), self._token(), self._stall_s)
+        except Cancelled as exc:
+            raise _Stopped("stopped") from exc
+        except OSError as exc:
+            log.exception("Download %s failed", job.id)
+            raise UserError(f"The download could not be written: {exc.strerror or exc}.") from exc
+        try:
+            return inspect(paths[0], paths, repo_id=job.repo_id, label=job.label)
+        except UserError as exc:
+            raise UserError(f"The downloaded file is not a usable model: {exc}") from exc
 
     def _set(self, job: DownloadJob, state: str, error: str = "") -> None:
         job.state, job.error = state, error
@@ -234,7 +217,8 @@ class DownloadManager(QObject):
         self.changed.emit("")
 
     def _save(self) -> None:
-        save_queue(self._queue_file, [j for j in self.jobs if j.state != "done"])
+        snapshot = copy.deepcopy([j for j in self.jobs if j.state != "done"])  # the GUI thread keeps changing jobs
+        self._queue.submit(lambda: save_queue(self._queue_file, snapshot), label="save the download queue")
 
     # Runner answers
     def _finished(self) -> DownloadJob | None:
@@ -273,13 +257,15 @@ class DownloadManager(QObject):
             self._set(job, "paused")
         self._next()
 
-    def shutdown(self) -> None:
-        """Stop the running download (it resumes at the next start) and join the threads."""
+    def shutdown(self, timeout_s: float = 3.0) -> bool:
+        """Stop the running download (it resumes at the next start), save the queue, join the threads."""
         if self._running is not None:
             self._running[1].set()
             self._running[0].state = "queued"
             self._save()
         close_session()  # a look-up waiting on the network ends now instead of at its timeout
-        for thread in self._threads:
-            thread.quit()
-            thread.wait()
+        return all([host.shutdown(timeout_s) for host in self.hosts])
+
+
+class _Stopped(UserError):  # noqa: N818 (a request, not an error)
+    """The download was paused or cancelled (not a failure)."""

@@ -1,6 +1,6 @@
 """Screenshot of document chat for the README: a dropped folder, read and asked about, with its sources.
 
-    packaging/screenshot.sh --documents resources/documents.png
+    tools/screenshot.sh --documents resources/documents.png
 
 Uses a throwaway profile: a small PDF, a Markdown note and a photo (which is
 refused with its reason) are attached, then a question is asked.

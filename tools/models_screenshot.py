@@ -1,9 +1,9 @@
 """Screenshot of the model manager for the README: a catalogue entry looked up, with fit guidance.
 
-    packaging/screenshot.sh --models resources/models.png
+    tools/screenshot.sh --models resources/models.png
 
 The hub is the loopback server the tests use, serving the E2B-shaped
-synthetic Gemma 4 GGUFs (built by `python -m app.core.models.synthetic_gemma
+synthetic Gemma 4 GGUFs (built by `python -m tools.synthetic_gemma
 e2b --quant Q8_0 Q4_K_M`) under the names a real repository uses, so the fit
 guidance is computed from a real E2B-shaped header on this machine.
 """

@@ -1,0 +1,162 @@
+"""The turn service: one long-lived thread that owns the model, loads it, and runs the turn pipeline.
+
+A widget (or, later, a local API request) makes one call, `submit(request)`,
+which returns at once; every step of the turn runs on the inference thread
+(`app.core.turn.run_turn`) and comes back as signals: `saved`, `sources`,
+`chunk`, then `turn_finished` or `turn_failed`. Stop sets the turn's cancel
+event, which the generation loop checks before every token; shutting down
+also aborts a model load through its progress callback.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject, Signal
+
+from app.core.engine.options import LoadOptions
+from app.core.errors import UserError
+from app.core.models.starter import ensure_starter_model, is_verified_starter
+from app.core.redact import log_failure
+from app.core.turn import INTERRUPTED, TurnEvents, TurnRequest, TurnStopped, TurnStore, run_turn
+from app.services.worker_host import WorkerHost
+
+if TYPE_CHECKING:
+    from app.core.engine.llama_engine import LlamaEngine
+
+log = logging.getLogger("tern.worker")
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """Load `path`, or the bundled starter model when `path` is None."""
+
+    path: Path | None
+    options: LoadOptions = field(default_factory=LoadOptions)
+
+
+class _InferenceHost(WorkerHost):
+    drain_on_shutdown = False  # a queued turn or load is not worth waiting for at exit
+
+    def __init__(self, service: TurnService) -> None:
+        super().__init__("inference", service)
+        self._service = service
+
+    def about_to_stop(self) -> None:
+        """Stop the running turn (its text so far is saved, marked as interrupted)."""
+        self._service.cancel(INTERRUPTED)
+
+
+class TurnService(QObject):
+    """Loads models and answers turns on the inference thread; every signal arrives on the GUI thread."""
+
+    load_progress = Signal(str, float)  # stage, fraction 0..1
+    model_loaded = Signal(object)  # LoadedModel
+    load_failed = Signal(str, object)  # message, the LoadedModel still in place (or None)
+    saved = Signal(int, object, int, tuple)  # turn id, Ref, its id, ids of its versions
+    sources = Signal(int, tuple, str)  # turn id, (Source, …), a note about them
+    chunk = Signal(int, str)  # turn id, text
+    turn_finished = Signal(object)  # TurnResult
+    turn_failed = Signal(int, str)  # turn id, message ("" when stopped before the first token)
+
+    def __init__(self, models_dir: Path, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._models_dir = models_dir
+        self._engine: LlamaEngine | None = None  # the inference thread's
+        self._current: TurnRequest | None = None
+        self.store: TurnStore | None = None  # where turns with `saving` are saved; set before `start`
+        self.host = _InferenceHost(self)
+        self.turn_finished.connect(lambda result: self._forget(result.turn_id))
+        self.turn_failed.connect(lambda turn_id, _message: self._forget(turn_id))
+
+    def start(self) -> None:
+        """Start the inference thread."""
+        self.host.start()
+
+    def _get_engine(self) -> LlamaEngine:
+        if self._engine is None:
+            from app.core.engine.llama_engine import LlamaEngine  # llama.cpp loads here, on this thread
+            from app.core.engine.probe import ModelChecks
+
+            self._engine = LlamaEngine(ModelChecks(self._models_dir.parent / "model-checks.json"))
+        return self._engine
+
+    # Loading
+    def load(self, request: LoadRequest) -> None:
+        """Queue a model load (a running turn is stopped first)."""
+        self.cancel()
+        self.host.submit(lambda: self._load(request), label="load a model")
+
+    def _load(self, request: LoadRequest) -> None:
+        stopping = self.host.stopping
+        try:
+            path = request.path
+            if path is None:
+                self.load_progress.emit("Preparing the starter model", 0.0)
+                path = ensure_starter_model(
+                    self._models_dir, lambda f: self.load_progress.emit("Preparing the starter model", f)
+                )
+            self.load_progress.emit("Loading", 0.0)
+
+            def progress(fraction: float) -> bool:
+                self.load_progress.emit("Loading", fraction)
+                return not stopping.is_set()
+
+            # The starter is checked by its hash; any other file first loads in a child process.
+            loaded = self._get_engine().load(path, request.options, progress, trusted=is_verified_starter(path))
+        except UserError as exc:
+            log.warning("Load failed: %s", exc)
+            self.load_failed.emit(str(exc), self._get_engine().loaded)
+        except Exception as exc:  # a bug: keep the thread alive, log the trace
+            log.exception("Unexpected error while loading a model")
+            self.load_failed.emit(f"Unexpected error while loading the model: {exc!r}", self._get_engine().loaded)
+        else:
+            self.model_loaded.emit(loaded)
+
+    # Turns
+    def submit(self, request: TurnRequest) -> None:
+        """Queue a turn; it becomes the one `cancel()` stops."""
+        self._current = request
+        self.host.submit(lambda: self._run(request), label=f"turn {request.turn_id}")
+
+    def cancel(self, note: str = "") -> None:
+        """Stop the running turn before its next token."""
+        if self._current is not None:
+            self._current.cancel.stop(note)
+
+    def _forget(self, turn_id: int) -> None:
+        if self._current is not None and self._current.turn_id == turn_id:
+            self._current = None
+
+    def _run(self, request: TurnRequest) -> None:
+        turn_id = request.turn_id
+        events = TurnEvents(
+            text=lambda piece: self.chunk.emit(turn_id, piece),
+            saved=lambda ref, message_id, versions: self.saved.emit(turn_id, ref, message_id, versions),
+            sources=lambda found, note: self.sources.emit(turn_id, found, note),
+        )
+        if self.host.stopping.is_set():
+            request.cancel.stop(INTERRUPTED)
+        try:
+            result = run_turn(self._get_engine(), request, events, self.store)
+        except TurnStopped:
+            self.turn_failed.emit(turn_id, "")
+        except UserError as exc:
+            log_failure(log, logging.WARNING, f"Turn {turn_id}", exc)
+            self.turn_failed.emit(turn_id, str(exc))
+        except Exception as exc:
+            log_failure(log, logging.ERROR, f"Unexpected error in turn {turn_id}", exc)
+            self.turn_failed.emit(turn_id, f"Unexpected error: {exc!r}")
+        else:
+            self.turn_finished.emit(result)
+
+    def shutdown(self, timeout_s: float = 3.0) -> bool:
+        """Stop the running turn (saving it), join the thread, and free the model; False if abandoned."""
+        if not self.host.shutdown(timeout_s):
+            return False
+        if self._engine is not None:
+            self._engine.unload()  # the thread has ended, so this cannot race it
+        return True

@@ -1,0 +1,193 @@
+"""The turn pipeline, every step in order, with the real model and a real encrypted store (no threads).
+
+`StoreHere` is the `TurnStore` protocol done synchronously over a SQLCipher
+`ConversationStore`: the app's own version queues the same calls to the
+history's thread.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.core.chat.message import ChatMessage
+from app.core.docs.chunking import Chunk
+from app.core.docs.doc_store import DocumentStore
+from app.core.docs.grounding import Grounding
+from app.core.docs.retrieval import retrieve
+from app.core.engine.generation import SamplingParams
+from app.core.engine.llama_engine import LlamaEngine
+from app.core.store.conversation_store import ConversationStore
+from app.core.store.database import open_database
+from app.core.store.ref import Ref
+from app.core.turn import (
+    INTERRUPTED,
+    STOPPED_EARLY,
+    SavedStart,
+    TurnEvents,
+    TurnRequest,
+    TurnSaving,
+    TurnStopped,
+    run_turn,
+)
+
+GREEDY = SamplingParams(temperature=0.0, max_tokens=24)
+
+
+class StoreHere:
+    """A TurnStore over a real encrypted store, on the calling thread; it logs every call in order."""
+
+    def __init__(self, store: ConversationStore) -> None:
+        self.store = store
+        self.calls: list[str] = []
+        self.checkpoints: list[str] = []
+
+    def save_start(self, saving: TurnSaving, question: str, system_prompt: str, model: str) -> SavedStart:
+        self.calls.append("save_start")
+        if saving.conversation.value is None:
+            saving.conversation.value = self.store.create_conversation(system_prompt=system_prompt)
+        parent = next((r.value for r in reversed(saving.above) if r.value is not None), None)
+        saved = []
+        if saving.question is not None:
+            saving.question.value = parent = self.store.add_message(saving.conversation.value, parent, "user", question)
+            saved.append((saving.question, parent, tuple(self.store.siblings(parent))))
+        saving.answer.value = self.store.add_message(
+            saving.conversation.value, parent, "assistant", "", model, complete=False
+        )
+        saved.append((saving.answer, saving.answer.value, tuple(self.store.siblings(saving.answer.value))))
+        return SavedStart(saving.conversation.value, tuple(saved))
+
+    def ground(self, conversation_id: int, question: str, budget_tokens: int) -> Grounding | None:
+        self.calls.append("ground")
+        return retrieve(DocumentStore(self.store.connection), conversation_id, question, budget_tokens)
+
+    def checkpoint(self, answer: Ref, text: str) -> None:
+        self.calls.append("checkpoint")
+        self.checkpoints.append(text)
+        assert answer.value is not None
+        self.store.update_message(answer.value, text, complete=False)
+
+    def save_answer(self, answer: Ref, text: str, stats: dict[str, Any] | None) -> None:
+        self.calls.append("save_answer")
+        assert answer.value is not None
+        self.store.update_message(answer.value, text, stats)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[StoreHere]:
+    conn = open_database(tmp_path / "h.db", secrets.token_bytes(32))
+    yield StoreHere(ConversationStore(conn))
+    conn.close()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.order: list[str] = []
+        self.text: list[str] = []
+        self.saved: list[tuple[Ref, int, tuple[int, ...]]] = []
+        self.sources: list[tuple[Any, str]] = []
+
+    def events(self) -> TurnEvents:
+        def text(piece: str) -> None:
+            self.order.append("text")
+            self.text.append(piece)
+
+        def saved(ref: Ref, message_id: int, versions: tuple[int, ...]) -> None:
+            self.order.append("saved")
+            self.saved.append((ref, message_id, versions))
+
+        def sources(found: Any, note: str) -> None:
+            self.order.append("sources")
+            self.sources.append((found, note))
+
+        return TurnEvents(text, saved, sources)
+
+
+def ask(text: str, saving: TurnSaving | None, **kw: Any) -> TurnRequest:
+    return TurnRequest(1, (ChatMessage("user", text),), sampling=GREEDY, saving=saving, **kw)
+
+
+def test_a_turn_saves_the_question_first_and_the_answer_last(engine: LlamaEngine, store: StoreHere) -> None:
+    saving = TurnSaving(Ref(), (), Ref(), question=Ref())
+    rec = Recorder()
+    result = run_turn(engine, ask("Name three colours.", saving, model_name="starter"), rec.events(), store)
+    assert store.calls[0] == "save_start" and store.calls[-1] == "save_answer"
+    assert rec.order[:3] == ["saved", "saved", "saved"] and rec.order[3:] == ["text"] * len(rec.text)
+    conversation, question, answer = (entry[0] for entry in rec.saved)
+    assert conversation is saving.conversation and question is saving.question and answer is saving.answer
+    stored = store.store.current_path(saving.conversation.value or 0)
+    assert [(m.role, m.complete) for m in stored] == [("user", True), ("assistant", True)]
+    assert stored[0].content == "Name three colours." and stored[1].content == "".join(rec.text)
+    assert stored[1].model == "starter" and stored[1].stats and stored[1].stats["completion_tokens"] == 24
+    assert result.stats.completion_tokens == 24 and result.notice == ""
+
+
+def test_regenerating_adds_an_answer_version_under_the_saved_question(engine: LlamaEngine, store: StoreHere) -> None:
+    first = TurnSaving(Ref(), (), Ref(), question=Ref())
+    run_turn(engine, ask("Say hello.", first), TurnEvents(), store)
+    again = TurnSaving(first.conversation, (first.question,), Ref())  # type: ignore[arg-type]
+    rec = Recorder()
+    run_turn(engine, ask("Say hello.", again), rec.events(), store)
+    (_, _, ()), (ref, answer_id, versions) = rec.saved  # the conversation, then only the new answer
+    assert ref is again.answer and versions == (first.answer.value, answer_id)
+
+
+def test_sources_are_found_before_the_prompt_and_kept_with_the_answer(engine: LlamaEngine, store: StoreHere) -> None:
+    conversation = store.store.create_conversation("Reading")
+    docs = DocumentStore(store.store.connection)
+    doc = docs.add(conversation, "/docs/keeper.md", "keeper.md", "markdown", 10, 0.0)
+    docs.replace_chunks(doc, [Chunk("The lighthouse keeper was called Edda.", None, "Keepers", 1, 1, 9)])
+    saving = TurnSaving(Ref(conversation), (), Ref(), question=Ref())
+    rec = Recorder()
+    run_turn(engine, ask("Who kept the lighthouse?", saving), rec.events(), store)
+    assert store.calls[:2] == ["save_start", "ground"]
+    assert rec.order.index("sources") < rec.order.index("text")
+    ((found, note),) = rec.sources
+    assert [s.name for s in found] == ["keeper.md"] and note == ""
+    stats = store.store.message(saving.answer.value or 0).stats or {}
+    assert stats["sources"][0]["text"] == "The lighthouse keeper was called Edda."
+
+
+def test_the_answer_is_checkpointed_while_it_streams(engine: LlamaEngine, store: StoreHere) -> None:
+    ticks = iter(range(1000))
+    saving = TurnSaving(Ref(), (), Ref(), question=Ref())
+    run_turn(engine, ask("Count to ten.", saving), TurnEvents(), store, clock=lambda: next(ticks) * 0.3)
+    assert len(store.checkpoints) >= 5  # a clock 0.3 s per call: about every other piece
+    assert all(a != b and b.startswith(a) for a, b in zip(store.checkpoints, store.checkpoints[1:], strict=False))
+
+
+def test_a_stop_before_the_first_token_still_closes_the_saved_answer(engine: LlamaEngine, store: StoreHere) -> None:
+    saving = TurnSaving(Ref(), (), Ref(), question=Ref())
+    request = ask("Hello?", saving)
+    request.cancel.stop()
+    with pytest.raises(TurnStopped):
+        run_turn(engine, request, TurnEvents(), store)
+    answer = store.store.message(saving.answer.value or 0)
+    assert answer.complete and answer.stats == {"notice": STOPPED_EARLY}
+
+
+def test_an_interrupted_turn_says_so_in_its_notice(engine: LlamaEngine, store: StoreHere) -> None:
+    saving = TurnSaving(Ref(), (), Ref(), question=Ref())
+    request = ask("Write a long story.", saving)
+    rec = Recorder()
+    events = rec.events()
+
+    def text(piece: str) -> None:
+        events.text(piece)
+        if len(rec.text) == 3:
+            request.cancel.stop(INTERRUPTED)  # as closing the app does
+
+    result = run_turn(engine, request, TurnEvents(text, events.saved, events.sources), store)
+    assert result.stats.stop_reason.value == "cancelled" and result.notice == INTERRUPTED
+    answer = store.store.message(saving.answer.value or 0)
+    assert answer.content == "".join(rec.text) and answer.stats and answer.stats["notice"] == INTERRUPTED
+
+
+def test_without_a_store_nothing_is_saved_and_the_answer_still_comes(engine: LlamaEngine) -> None:
+    rec = Recorder()
+    result = run_turn(engine, ask("Hi.", TurnSaving(Ref(), (), Ref(), question=Ref())), rec.events(), None)
+    assert rec.saved == [] and rec.text and result.stats.completion_tokens > 0
