@@ -61,6 +61,7 @@ class TurnSaving:
     above: tuple[Ref, ...]  # the messages above the question (or above the answer when regenerating)
     answer: Ref
     question: Ref | None = None  # None when regenerating: the question is saved already
+    conversation_id: int | None = None  # as the caller knows it, to search its documents (None: a new chat)
 
 
 @dataclass(frozen=True)
@@ -101,19 +102,21 @@ class TurnEvents:
     sources: Callable[[tuple[Source, ...], str], None] = _ignore  # the numbered sources and a note about them
 
 
-@dataclass(frozen=True)
-class SavedStart:
-    """What saving a turn's start produced: the conversation's id, and (ref, id, versions) per message."""
-
-    conversation_id: int | None  # None when it could not be saved (the answer still comes)
-    messages: tuple[tuple[Ref, int, tuple[int, ...]], ...] = ()
-
-
 class TurnStore(Protocol):
     """The history as a turn sees it, called from the turn's thread."""
 
-    def save_start(self, saving: TurnSaving, question: str, system_prompt: str, model: str) -> SavedStart:
-        """Save the question (unless regenerating) and an empty answer under it; waits for the ids."""
+    def save_start(
+        self,
+        saving: TurnSaving,
+        question: str,
+        system_prompt: str,
+        model: str,
+        saved: Callable[[Ref, int, tuple[int, ...]], None],
+    ) -> None:
+        """Queue the save of the question (unless regenerating) and an empty answer under it; does not wait.
+
+        `saved(ref, id, versions)` is called for the conversation and each message once they are stored.
+        """
         ...
 
     def ground(self, conversation_id: int, question: str, budget_tokens: int) -> Grounding | None:
@@ -161,7 +164,10 @@ def run_turn(
     """
     saving = request.saving if store is not None else None
     question = request.history[-1] if request.history else None
-    conversation_id = _save_start(store, saving, request, events)
+    if store is not None and saving is not None:  # queued: the store writes it while the prompt is built
+        text = question.content if question else ""
+        store.save_start(saving, text, request.system_prompt, request.model_name, events.saved)
+    conversation_id = saving.conversation_id if saving is not None else None
     answer = _Answer(store, saving, events, clock)
     sources: tuple[Source, ...] = ()
     source_note = ""
@@ -200,21 +206,6 @@ def run_turn(
     notice = _join(source_note, request.cancel.note, _dropped_note(prompt.dropped, loaded.n_ctx), *template_notes)
     answer.save(stats, notice, sources)
     return TurnResult(request.turn_id, stats, prompt.dropped, template_notes, notice)
-
-
-def _save_start(
-    store: TurnStore | None, saving: TurnSaving | None, request: TurnRequest, events: TurnEvents
-) -> int | None:
-    """Step one: the question and an empty answer go into the history; the conversation's id comes back."""
-    if store is None or saving is None:
-        return None
-    question = request.history[-1].content if request.history else ""
-    start = store.save_start(saving, question, request.system_prompt, request.model_name)
-    if start.conversation_id is not None:
-        events.saved(saving.conversation, start.conversation_id, ())
-    for ref, message_id, versions in start.messages:
-        events.saved(ref, message_id, versions)
-    return start.conversation_id
 
 
 class _Answer:

@@ -33,7 +33,7 @@ from app.core.store.database import Connection, open_database, open_reader, set_
 from app.core.store.errors import StoreError
 from app.core.store.key_change import PassphraseNeededError
 from app.core.store.ref import Ref
-from app.core.turn import SavedStart, TurnSaving
+from app.core.turn import TurnSaving
 from app.services.worker_host import WorkerHost
 
 log = logging.getLogger("tern.history")
@@ -498,32 +498,35 @@ class SavedTurns:
         self._history = history
         self._host = history.host
         self._embed = embed
-        self._epochs: dict[int, int] = {}  # id(answer ref) → the store's epoch when it was saved
+        self._epochs: dict[int, int] = {}  # the store thread's: id(answer ref) → the store's epoch at its save
 
-    def save_start(self, saving: TurnSaving, question: str, system_prompt: str, model: str) -> SavedStart:
-        """Save the question (unless regenerating) and an empty answer under it; waits for the ids."""
+    def save_start(
+        self,
+        saving: TurnSaving,
+        question: str,
+        system_prompt: str,
+        model: str,
+        saved: Callable[[Ref, int, tuple[int, ...]], None],
+    ) -> None:
+        """Queue the question (unless regenerating) and an empty answer under it; `saved` hears each id."""
         host = self._host
 
-        def job() -> SavedStart:
+        def job() -> None:
             store = host.require()
             conversation = saving.conversation
             if conversation.value is None:
                 conversation.value = store.create_conversation(system_prompt=system_prompt)
+            saved(conversation, conversation.value, ())
             parent = next((r.value for r in reversed(saving.above) if r.value is not None), None)
-            saved = []
             if saving.question is not None:
                 saving.question.value = parent = store.add_message(conversation.value, parent, "user", question)
-                saved.append((saving.question, parent, tuple(store.siblings(parent))))
+                saved(saving.question, parent, tuple(store.siblings(parent)))
             saving.answer.value = store.add_message(conversation.value, parent, "assistant", "", model, complete=False)
-            saved.append((saving.answer, saving.answer.value, tuple(store.siblings(saving.answer.value))))
             self._epochs = {id(saving.answer): host.epoch}  # only the latest turn's answer is still written
-            return SavedStart(conversation.value, tuple(saved))
+            saved(saving.answer, saving.answer.value, tuple(store.siblings(saving.answer.value)))
 
-        try:
-            return host.call(job)
-        except UserError as exc:  # a moment of full disk: the answer still comes, unsaved
-            self._history.error.emit(str(exc))
-            return SavedStart(None, ())
+        # A failure (a moment of full disk) is reported; the answer still comes, unsaved.
+        host.submit(job, failed=lambda exc: self._history.error.emit(str(exc)), label="save a question")
 
     def ground(self, conversation_id: int, question: str, budget_tokens: int) -> Grounding | None:
         """Search the conversation's documents over a read-only connection of this thread's own."""
@@ -552,11 +555,11 @@ class SavedTurns:
         self._update(answer, text, stats, complete=True)
 
     def _update(self, answer: Ref, text: str, stats: dict[str, Any] | None, complete: bool) -> None:
-        host, epoch = self._host, self._epochs.get(id(answer))
+        host = self._host
 
         def job() -> None:
             # The history may have been locked, restored or replaced since: its ids then name other messages.
-            if answer.value is not None and host.epoch == epoch:
+            if answer.value is not None and host.epoch == self._epochs.get(id(answer)):
                 host.require().update_message(answer.value, text, stats, complete=complete)
 
         self._submit(job)

@@ -214,7 +214,11 @@ class ChatSession(QObject):
         if self.history.is_open:
             first = row - 1 if self._question is not None else row  # the rows above the question (or answer)
             saving = TurnSaving(
-                self.history.conversation, tuple(self.model.refs(first)), self.model.item(row).store, self._question
+                self.history.conversation,
+                tuple(self.model.refs(first)),
+                self.model.item(row).store,
+                self._question,
+                self.history.conversation_id,
             )
             request = self._request = TurnRequest(
                 request.turn_id,

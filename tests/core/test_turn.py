@@ -8,7 +8,7 @@ history's thread.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ from app.core.store.ref import Ref
 from app.core.turn import (
     INTERRUPTED,
     STOPPED_EARLY,
-    SavedStart,
     TurnEvents,
     TurnRequest,
     TurnSaving,
@@ -46,20 +45,26 @@ class StoreHere:
         self.calls: list[str] = []
         self.checkpoints: list[str] = []
 
-    def save_start(self, saving: TurnSaving, question: str, system_prompt: str, model: str) -> SavedStart:
+    def save_start(
+        self,
+        saving: TurnSaving,
+        question: str,
+        system_prompt: str,
+        model: str,
+        saved: Callable[[Ref, int, tuple[int, ...]], None],
+    ) -> None:
         self.calls.append("save_start")
         if saving.conversation.value is None:
             saving.conversation.value = self.store.create_conversation(system_prompt=system_prompt)
+        saved(saving.conversation, saving.conversation.value, ())
         parent = next((r.value for r in reversed(saving.above) if r.value is not None), None)
-        saved = []
         if saving.question is not None:
             saving.question.value = parent = self.store.add_message(saving.conversation.value, parent, "user", question)
-            saved.append((saving.question, parent, tuple(self.store.siblings(parent))))
+            saved(saving.question, parent, tuple(self.store.siblings(parent)))
         saving.answer.value = self.store.add_message(
             saving.conversation.value, parent, "assistant", "", model, complete=False
         )
-        saved.append((saving.answer, saving.answer.value, tuple(self.store.siblings(saving.answer.value))))
-        return SavedStart(saving.conversation.value, tuple(saved))
+        saved(saving.answer, saving.answer.value, tuple(self.store.siblings(saving.answer.value)))
 
     def ground(self, conversation_id: int, question: str, budget_tokens: int) -> Grounding | None:
         self.calls.append("ground")
@@ -129,7 +134,7 @@ def test_a_turn_saves_the_question_first_and_the_answer_last(engine: LlamaEngine
 def test_regenerating_adds_an_answer_version_under_the_saved_question(engine: LlamaEngine, store: StoreHere) -> None:
     first = TurnSaving(Ref(), (), Ref(), question=Ref())
     run_turn(engine, ask("Say hello.", first), TurnEvents(), store)
-    again = TurnSaving(first.conversation, (first.question,), Ref())  # type: ignore[arg-type]
+    again = TurnSaving(first.conversation, (first.question,), Ref(), conversation_id=first.conversation.value)  # type: ignore[arg-type]
     rec = Recorder()
     run_turn(engine, ask("Say hello.", again), rec.events(), store)
     (_, _, ()), (ref, answer_id, versions) = rec.saved  # the conversation, then only the new answer
@@ -141,7 +146,7 @@ def test_sources_are_found_before_the_prompt_and_kept_with_the_answer(engine: Ll
     docs = DocumentStore(store.store.connection)
     doc = docs.add(conversation, "/docs/keeper.md", "keeper.md", "markdown", 10, 0.0)
     docs.replace_chunks(doc, [Chunk("The lighthouse keeper was called Edda.", None, "Keepers", 1, 1, 9)])
-    saving = TurnSaving(Ref(conversation), (), Ref(), question=Ref())
+    saving = TurnSaving(Ref(conversation), (), Ref(), question=Ref(), conversation_id=conversation)
     rec = Recorder()
     run_turn(engine, ask("Who kept the lighthouse?", saving), rec.events(), store)
     assert store.calls[:2] == ["save_start", "ground"]

@@ -108,7 +108,9 @@ def test_a_kill_loses_at_most_a_second_of_the_answer(tmp_path: Path, starter_mod
         for q, shown in texts.items():
             answer = answers[q]
             final = shown[-1]["text"]
-            assert final.startswith(answer), f"run {run}: stored text is not what was shown"
+            # The turn's own thread saves the stream, so at a kill it may hold a few tokens the screen had not
+            # shown yet: where the two overlap they must agree.
+            assert final.startswith(answer) or answer.startswith(final), f"run {run}: stored text is not what was shown"
             before = [e["text"] for e in shown if e["t"] <= killed_at - LOSS_WINDOW_S]
             required = len(before[-1]) if before else 0
             if len(answer) < required:
