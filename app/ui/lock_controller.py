@@ -73,7 +73,7 @@ class LockController(QObject):
         w.sidebar.setEnabled(True)
         self._history.refresh()
         wanted = self._history.conversation
-        if not w.attach_pending():  # documents given at launch start a chat of their own
+        if not w.drops.attach_pending():  # documents given at launch start a chat of their own
             self._history.open_latest(
                 self._settings.get(opts.LAST_CONVERSATION) or None,
                 lambda: self._history.conversation is wanted and w.model.rowCount() == 0,  # nothing started since

@@ -1,21 +1,22 @@
 """The main window: conversation sidebar, the chat, composer, Send/Stop, and a status bar.
 
-It holds references to the services (`app.services`) and talks to them only
-by calls that return at once and by their signals; nothing here waits for the
-model or the disk. The rows of the open conversation live in `ChatSession`,
-and a turn's steps in `app.core.turn`.
+The window is layout and wiring. It holds references to the services
+(`app.services`) and talks to them only by calls that return at once and by
+their signals; nothing here waits for the model or the disk. Small
+controllers do the rest: `ChatSession` (the open conversation's rows and its
+turn), `ModelController` (loading and model status), `LockController` (the
+history's lock flow), `ConversationList` (the sidebar), `FileDrops` (files
+given to the window) and `DocumentChat` (attached documents and sources).
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragLeaveEvent, QDropEvent
 from PySide6.QtWidgets import (
     QApplication,
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QMainWindow,
@@ -33,8 +34,10 @@ from app.services import Services
 from app.settings import Settings
 from app.ui.chat_session import ChatSession
 from app.ui.composer import Composer
+from app.ui.conversation_list import ConversationList
 from app.ui.conversation_view import ConversationView
 from app.ui.documents_panel import DocumentChat
+from app.ui.file_drops import FileDrops
 from app.ui.lock_controller import LockController
 from app.ui.lock_page import LockPage
 from app.ui.menus import build_menus
@@ -45,13 +48,6 @@ from app.ui.notice_bar import NoticeBar
 from app.ui.privacy_dialog import PrivacyDialog
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.sidebar import Sidebar
-
-log = logging.getLogger("tern.ui")
-
-
-def _split_models(paths: list[Path]) -> tuple[list[Path], list[Path]]:
-    """GGUF files (models) and everything else (documents and folders)."""
-    return [p for p in paths if p.suffix.lower() == ".gguf"], [p for p in paths if p.suffix.lower() != ".gguf"]
 
 
 class MainWindow(QMainWindow):
@@ -77,7 +73,6 @@ class MainWindow(QMainWindow):
         self.history = services.history
         self.downloads = services.downloads
         self.log_file: Path | None = None  # shown in About; set by bootstrap
-        self._pending_documents: list[Path] = []  # opened before the history was ready
 
         self.session = ChatSession(settings, services.turns, self.history, self)
         self.model = self.session.model
@@ -88,6 +83,8 @@ class MainWindow(QMainWindow):
         self.statusBar().addWidget(self.models.progress)
         self.statusBar().addPermanentWidget(self.stats_label)
         self.documents = DocumentChat(self, self.history, services.documents, self.session, self.view)
+        self.drops = FileDrops(self)
+        self.conversations = ConversationList(self)
         self.setAcceptDrops(True)
         self.lock_action = build_menus(self)
         self.locking = LockController(self)
@@ -145,7 +142,7 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.info_panel)
 
     def _connect(self) -> None:
-        session, history, sidebar = self.session, self.history, self.sidebar
+        session, history = self.session, self.history
         self.composer.submitted.connect(self.send_message)
         self.composer.recall_requested.connect(self._recall_last)
         self.send_button.clicked.connect(self._send_or_stop)
@@ -157,23 +154,11 @@ class MainWindow(QMainWindow):
         session.busy_changed.connect(self._set_busy)
         session.status.connect(self.stats_label.setText)
         session.answer_finished.connect(self.answer_finished)
-        session.conversation_shown.connect(self._conversation_shown)
         session.message_shown.connect(self._scroll_to_row)
         self.models.ready.connect(self.model_ready)
         self.models.failed.connect(self.model_failed)
         self.services.bridge.message.connect(self.notice.show_text)
-        history.conversations.connect(sidebar.set_conversations)
-        history.search_results.connect(sidebar.set_search_results)
         history.error.connect(lambda msg: self.notice.show_text(f"Your history was not updated. {msg}", warning=True))
-        sidebar.new_chat_requested.connect(self.new_chat)
-        sidebar.conversation_selected.connect(self.open_conversation)
-        sidebar.rename_requested.connect(history.rename)
-        sidebar.pin_requested.connect(history.set_pinned)
-        sidebar.delete_requested.connect(self._delete_conversation)
-        sidebar.undo_requested.connect(history.restore)
-        sidebar.purge_requested.connect(history.purge)
-        sidebar.search_requested.connect(history.search)
-        sidebar.export_requested.connect(self.export_conversation)
 
     def _restore_geometry(self) -> None:
         state = QSettings(str(self.paths.window_state_file), QSettings.Format.IniFormat)
@@ -207,47 +192,21 @@ class MainWindow(QMainWindow):
 
     # Files dropped, or handed over by the command line or the desktop
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
-        """Accept dropped files: models to load, anything else to chat about."""
-        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
-        if paths:
-            event.acceptProposedAction()
-            if not all(p.lower().endswith(".gguf") for p in paths):
-                self.documents.overlay.cover()
+        """Files dragged over the window."""
+        self.drops.drag_entered(event)
 
     def dragLeaveEvent(self, event: QDragLeaveEvent) -> None:  # noqa: N802
         """The files went elsewhere."""
-        self.documents.overlay.hide()
+        self.drops.drag_left()
 
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
-        """A GGUF is imported (validated, not copied) and loaded; other files and folders are attached."""
-        self.documents.overlay.hide()
-        paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
-        if paths:
-            event.acceptProposedAction()
-        models, documents = _split_models(paths)
-        if models:
-            self.models.import_and_load(models[0])
-        if documents:
-            self.documents.attach(documents)
+        """Models are loaded, anything else is attached."""
+        self.drops.dropped(event)
 
     def open_files(self, paths: list[Path]) -> None:
-        """Files from the command line or "Open with": a model is loaded; documents start a chat of their own."""
-        self.bring_to_front()  # then the same as a drop, except that documents wait for the history
-        models, documents = _split_models(paths)
-        if models:
-            self.models.import_and_load(models[0])
-        self._pending_documents += documents
-        if self.history.is_open:
-            self.attach_pending()
-
-    def attach_pending(self) -> bool:
-        """Attach the documents opened before the history was ready, in a new chat; False when there are none."""
-        if not self._pending_documents:
-            return False
-        documents, self._pending_documents = self._pending_documents, []
-        self.new_chat()
-        self.documents.attach(documents)
-        return True
+        """Files from the command line or "Open with"."""
+        self.bring_to_front()
+        self.drops.open(paths)
 
     def bring_to_front(self) -> None:
         """Show the window above the others (the window manager may only flag it)."""
@@ -307,37 +266,17 @@ class MainWindow(QMainWindow):
 
     def open_conversation(self, conversation_id: int, message_id: int | None = None) -> None:
         """Show a stored conversation (at `message_id` when given)."""
-        self.session.clear()
-        self.history.open_conversation(conversation_id, message_id)
+        self.conversations.open(conversation_id, message_id)
 
-    def _conversation_shown(self, conversation_id: int | None) -> None:
-        self.sidebar.set_current(conversation_id)
-        self.settings.set(opts.LAST_CONVERSATION, conversation_id or 0)
+    def export_conversation(self, conversation_id: int | None, fmt: str) -> None:
+        """Chat → Export."""
+        self.conversations.export(conversation_id, fmt)
 
     def _scroll_to_row(self, row: int) -> None:
         if row >= self.model.rowCount() - 1:
             self.view.scroll_to_end()
         elif row >= 0:
             self.view.scroll_to_row(row)
-
-    def _delete_conversation(self, conversation_id: int) -> None:
-        """Leave the conversation if it is open, then delete it (the sidebar offers Undo)."""
-        if self.history.conversation_id == conversation_id:
-            self.session.new_conversation()
-        self.history.delete(conversation_id)
-
-    def export_conversation(self, conversation_id: int | None, fmt: str) -> None:
-        """Ask where, then write a conversation (default: the open one) as Markdown or JSON."""
-        conversation_id = conversation_id or self.history.conversation_id
-        if conversation_id is None:
-            self.stats_label.setText("Nothing to export yet")
-            return
-        suffix, kind = (".json", "JSON (*.json)") if fmt == "json" else (".md", "Markdown (*.md)")
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Export conversation", str(Path.home() / f"conversation{suffix}"), kind
-        )
-        if path:
-            self.history.export(conversation_id, Path(path), fmt)
 
     def lock(self) -> None:
         """Close the history until the passphrase is entered again."""
