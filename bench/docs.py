@@ -37,8 +37,8 @@ from app.core.docs.embedder import Embedder, to_blob
 from app.core.docs.extract import extract
 from app.core.store.conversation_store import ConversationStore
 from app.core.store.database import open_database
-from tests.core.planted_facts import FACTS, build_pages
-from tests.docs.conftest import write_pdf
+from tests.core.docs.planted_facts import FACTS, build_pages
+from tests.fixtures.pdfs import write_pdf
 
 
 def index(path: Path, store: DocumentStore, conversation: int) -> int:

@@ -5,7 +5,7 @@
 Makes COUNT mutants of two small real Gemma models (header fields,
 hyper-parameters at and beyond their limits, array lengths, tensor shapes,
 types and offsets, truncation anywhere, flipped bytes; see
-tests/hostile/gguf_mutations.py) and loads each:
+tests/integration/hostile/gguf_mutations.py) and loads each:
 
 - through Tern (`LlamaEngine.load` with model checks, as the app does), in a
   process of its own; that process must survive every one of them;
@@ -31,8 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.core.sandbox import Sandbox, SandboxError
-from tests.hostile.fuzz_models import sources
-from tests.hostile.gguf_mutations import mutations, parse
+from tests.integration.hostile.fuzz_models import sources
+from tests.integration.hostile.gguf_mutations import mutations, parse
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,7 +79,14 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tern-hostile-") as scratch:
         work = Path(scratch)
-        command = [sys.executable, "-m", "tests.hostile.fuzz_models", str(args.count), str(args.seed), str(work / "t")]
+        command = [
+            sys.executable,
+            "-m",
+            "tests.integration.hostile.fuzz_models",
+            str(args.count),
+            str(args.seed),
+            str(work / "t"),
+        ]
         limit = 60 + args.count * 2.0
         try:
             run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=limit)

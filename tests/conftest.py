@@ -15,6 +15,9 @@ from app.core.models.starter import ensure_starter_model
 from app.core.paths import AppPaths
 from tests.gui_io import GUARD
 
+# The PDF and loopback-hub fixtures serve tests in several folders; pytest reads `pytest_plugins` only here.
+pytest_plugins = ["tests.fixtures.pdfs", "tests.fixtures.hub"]
+
 XDG_VARS = ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME")
 
 

@@ -14,7 +14,7 @@ from pytestqt.qtbot import QtBot
 from app.bootstrap import parse_args, shutdown, start
 from app.single_instance import SingleInstance, server_name
 from tests.conftest import user_env
-from tests.docs.conftest import write_pdf
+from tests.fixtures.pdfs import write_pdf
 
 ROOT = Path(__file__).resolve().parent.parent
 LONG = 120_000

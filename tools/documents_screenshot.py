@@ -31,7 +31,7 @@ def main(out: Path) -> int:
     from app.bootstrap import parse_args, shutdown, start
     from app.core.paths import AppPaths
     from app.settings import Settings
-    from tests.docs.conftest import write_pdf
+    from tests.fixtures.pdfs import write_pdf
 
     paths = AppPaths.default()
     paths.create()

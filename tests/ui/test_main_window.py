@@ -15,32 +15,23 @@ from app import settings as opts
 from app.core.engine.generation import StopReason
 from app.core.paths import AppPaths
 from app.core.turn import TurnResult
-from app.services import Services
 from app.settings import Settings
 from app.ui.chat_model import MessageRole
 from app.ui.conversation_view import _MARGIN
 from app.ui.main_window import MainWindow
+from tests.ui.windows import Windows, settings_with
 
 LONG = 60_000
 
 
 @pytest.fixture
 def settings(app_paths: AppPaths) -> Settings:
-    s = Settings(app_paths.settings_file)
-    s.set(opts.CONTEXT_SIZE, 2048)
-    s.set(opts.MAX_TOKENS, 40)
-    return s
+    return settings_with(app_paths, {opts.CONTEXT_SIZE: 2048, opts.MAX_TOKENS: 40})
 
 
 @pytest.fixture
-def window(qtbot: QtBot, app_paths: AppPaths, settings: Settings, starter_model: Path) -> Iterator[MainWindow]:
-    services = Services.build(app_paths)
-    services.start()
-    w = MainWindow(settings, services, app_paths, show_dialogs=False)
-    qtbot.addWidget(w)
-    w.show()
-    with qtbot.waitSignal(w.model_ready, timeout=LONG):
-        w.load_model(starter_model)
+def window(windows: Windows, settings: Settings, starter_model: Path) -> Iterator[MainWindow]:
+    w = windows.start(settings, ready=False, load=starter_model)
     yield w
     assert w.services.shutdown()
 

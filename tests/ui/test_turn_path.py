@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,9 +18,8 @@ from pytestqt.qtbot import QtBot
 
 from app import settings as opts
 from app.core.paths import AppPaths
-from app.services import Services
-from app.settings import Settings
 from app.ui.main_window import MainWindow
+from tests.ui.windows import Windows, settings_with
 
 LONG = 120_000
 
@@ -32,20 +30,9 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture
-def window(qtbot: QtBot, app_paths: AppPaths, starter_model: Path) -> Iterator[MainWindow]:
-    settings = Settings(app_paths.settings_file)
-    settings.set(opts.CONTEXT_SIZE, 2048)
-    settings.set(opts.MAX_TOKENS, 16)
-    services = Services.build(app_paths)
-    services.start()
-    w = MainWindow(settings, services, app_paths, show_dialogs=False)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitSignal(w.history.ready, timeout=LONG).wait()
-    with qtbot.waitSignal(w.model_ready, timeout=LONG):
-        w.load_model(starter_model)
-    yield w
-    w.close()
+def window(windows: Windows, app_paths: AppPaths, starter_model: Path) -> MainWindow:
+    settings = settings_with(app_paths, {opts.CONTEXT_SIZE: 2048, opts.MAX_TOKENS: 16})
+    return windows.start(settings, load=starter_model)
 
 
 def test_the_first_token_comes_while_the_gui_thread_is_blocked(

@@ -1,0 +1,69 @@
+"""Whole documents vs retrieved passages, numbered sources with page/section/line citations."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from app.core.docs.chunking import SectionText, chunk_sections
+from app.core.docs.doc_store import DocumentStore
+from app.core.docs.grounding import ground
+from app.core.store.conversation_store import ConversationStore
+from app.core.store.database import open_database
+from tests.core.docs.planted_facts import FACTS, build_pages
+
+
+def stores(tmp_path: Path) -> tuple[ConversationStore, DocumentStore]:
+    conn = open_database(tmp_path / "history.db", secrets.token_bytes(32))
+    return ConversationStore(conn), DocumentStore(conn)
+
+
+def context(docs: DocumentStore, cid: int, question: str, budget: int):  # type: ignore[no-untyped-def]
+    documents = docs.documents(cid)
+    whole = {d.id: docs.chunks(d.id) for d in documents if d.state == "ready"}
+    return ground(documents, whole, docs.search(cid, question, 40), budget)
+
+
+def test_small_documents_go_in_whole_with_citations(tmp_path: Path) -> None:
+    conversations, docs = stores(tmp_path)
+    cid = conversations.create_conversation("Notes")
+    a = docs.add(cid, "/a.pdf", "a.pdf", "pdf", 1, 1.0)
+    docs.replace_chunks(a, chunk_sections([SectionText("Skerry light was built in 1871.", page=3)]))
+    b = docs.add(cid, "/b.md", "b.md", "markdown", 1, 1.0)
+    docs.replace_chunks(b, chunk_sections([SectionText("Use a soft cloth on the lens.", heading="Care > Lens")]))
+    c = docs.add(cid, "/c.py", "c.py", "code", 1, 1.0)
+    docs.replace_chunks(c, chunk_sections([SectionText("lamp = 'paraffin'\nyear = 1871", line_start=10, line_end=11)]))
+    waiting = docs.add(cid, "/d.pdf", "d.pdf", "pdf", 1, 1.0)  # still queued
+    g = context(docs, cid, "When was it built?", budget=4000)
+    assert g.mode == "whole" and g.not_ready == ["d.pdf"]
+    assert [s.citation() for s in g.sources] == ["a.pdf, page 3", "b.md, Care > Lens", "c.py, lines 10–11"]
+    assert "[1] a.pdf, page 3:\nSkerry light was built in 1871." in g.prompt
+    assert "cite the ones you use like [1]" in g.prompt and "d.pdf" in g.prompt
+    assert waiting not in {s.document_id for s in g.sources}
+
+
+def test_large_documents_use_the_best_passages_from_every_file(tmp_path: Path) -> None:
+    conversations, docs = stores(tmp_path)
+    cid = conversations.create_conversation("Almanac")
+    pages, where = build_pages()
+    almanac = docs.add(cid, "/almanac.pdf", "almanac.pdf", "pdf", 1, 1.0)
+    docs.replace_chunks(almanac, chunk_sections([SectionText(t, page=n + 1) for n, t in enumerate(pages)]))
+    note = docs.add(cid, "/note.txt", "note.txt", "text", 1, 1.0)
+    docs.replace_chunks(note, chunk_sections([SectionText("Osei also tested the well water for lead.", line_start=1)]))
+    question = FACTS[3][1]  # "What did Osei find in the well water?"
+    g = context(docs, cid, question, budget=1500)
+    assert g.mode == "retrieval" and sum(len(s.text) for s in g.sources) < 1500 * 6
+    assert where[3] in [s.page for s in g.sources if s.name == "almanac.pdf"]
+    assert "note.txt" in {s.name for s in g.sources}  # the small file is not crowded out
+    assert [s.number for s in g.sources] == list(range(1, len(g.sources) + 1))
+
+
+def test_when_nothing_matches_the_answer_must_say_so(tmp_path: Path) -> None:
+    conversations, docs = stores(tmp_path)
+    cid = conversations.create_conversation("Almanac")
+    pages, _ = build_pages(n_pages=60)
+    doc = docs.add(cid, "/almanac.pdf", "almanac.pdf", "pdf", 1, 1.0)
+    docs.replace_chunks(doc, chunk_sections([SectionText(t, page=n + 1) for n, t in enumerate(pages)]))
+    g = context(docs, cid, "Quantum chromodynamics lattice?", budget=500)
+    assert g.sources == [] and "do not answer it" in g.prompt and "do not make an answer up" in g.prompt
+    assert ground([], {}, [], 1000).mode == "none"

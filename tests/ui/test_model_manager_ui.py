@@ -1,0 +1,158 @@
+"""The model manager in the real window: look up, fit guidance, download, install, load; import by drop."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
+from pytestqt.qtbot import QtBot
+
+from app import settings as opts
+from app.core.models import registry
+from app.core.paths import AppPaths
+from app.ui.main_window import MainWindow
+from tests.fixtures.hub import PUBLIC_REPO, STARTER_NAME
+from tests.fixtures.hub_server import Fault, HubServer
+from tests.ui.windows import Windows, settings_with
+
+LONG = 60_000
+
+
+@pytest.fixture
+def window(windows: Windows, app_paths: AppPaths, hub_server: HubServer) -> MainWindow:
+    settings = settings_with(app_paths, {opts.HUB_ENDPOINT: hub_server.endpoint, opts.CONTEXT_SIZE: 2048})
+    return windows.start(settings, open_history=False, ready=False)
+
+
+def test_look_up_download_and_load_a_model(qtbot: QtBot, window: MainWindow, hub_server: HubServer) -> None:
+    manager = window.open_models()
+    discover = manager.discover
+    assert discover.entries.count() >= 7 and "Gemma 4 E2B" in discover.entries.item(0).text()
+    discover.repo.setText(f"{hub_server.endpoint}/{PUBLIC_REPO}")  # a pasted URL works too
+    discover.repo.setText(PUBLIC_REPO)
+    with qtbot.waitSignal(window.downloads.fetched, timeout=LONG):
+        qtbot.mouseClick(discover.look_up, Qt.MouseButton.LeftButton)
+    assert discover.options.rowCount() == 1
+    assert discover.options.item(0, 0).text() == "Q4_K_M"
+    fit = discover.options.item(0, 2)
+    assert fit.data(Qt.ItemDataRole.UserRole) in ("Fits", "Tight", "Won't fit") and "GB" in fit.text()
+    assert "Conversation memory (KV cache)" in fit.toolTip()  # where the memory goes
+
+    hub_server.faults[STARTER_NAME] = Fault(rate=80_000_000)  # slow enough to watch the progress
+    button = discover.options.cellWidget(0, 3)
+    with qtbot.waitSignal(window.downloads.installed, timeout=LONG):
+        qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+        manager.tabs.setCurrentWidget(manager.downloads)
+        qtbot.waitUntil(lambda: manager.downloads.table.rowCount() == 1, timeout=LONG)
+    installed = manager.installed
+    qtbot.waitUntil(lambda: installed.table.rowCount() == 1, timeout=5000)
+    assert installed.table.item(0, 1).text().startswith("Gemma 3")
+    assert PUBLIC_REPO in installed.table.item(0, 5).text()
+
+    installed.table.selectRow(0)
+    with qtbot.waitSignal(window.model_ready, timeout=LONG) as ready:
+        qtbot.mouseClick(installed.load_button, Qt.MouseButton.LeftButton)
+    assert ready.args[0].info.path == Path(window.paths.models) / PUBLIC_REPO / STARTER_NAME
+    qtbot.waitUntil(lambda: installed.table.item(0, 4).text().startswith("today"), timeout=5000)
+
+    manager.network.refresh()
+    reasons = [manager.network.table.item(r, 1).text() for r in range(manager.network.table.rowCount())]
+    assert f"List the files of {PUBLIC_REPO}" in reasons and f"Download {PUBLIC_REPO} Q4_K_M" in reasons
+
+
+def test_a_gated_repo_explains_what_to_do(qtbot: QtBot, window: MainWindow) -> None:
+    manager = window.open_models()
+    manager.discover.repo.setText("nobody/missing-GGUF")
+    with qtbot.waitSignal(window.downloads.fetch_failed, timeout=LONG):
+        manager.discover.look_up_repo()
+    assert "no model nobody/missing-GGUF" in manager.discover.status.text()
+
+
+def drop(window: MainWindow, path: Path) -> None:
+    """Drag a file over the window, then drop it (as a file manager does)."""
+    data = QMimeData()
+    data.setUrls([QUrl.fromLocalFile(str(path))])
+    enter = QDragEnterEvent(
+        QPoint(200, 200), Qt.DropAction.CopyAction, data, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier
+    )
+    QApplication.sendEvent(window, enter)
+    assert enter.isAccepted()
+    event = QDropEvent(
+        QPointF(200, 200), Qt.DropAction.CopyAction, data, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier
+    )
+    QApplication.sendEvent(window, event)
+
+
+def test_dropping_a_gguf_imports_it_in_place_and_loads_it(
+    qtbot: QtBot, window: MainWindow, starter_model: Path, tmp_path: Path
+) -> None:
+    with qtbot.waitSignal(window.model_ready, timeout=LONG) as ready:
+        drop(window, starter_model)
+    assert ready.args[0].info.path == starter_model
+    entry = window.services.models.get(starter_model)
+    assert entry is not None and entry.imported and entry.size == starter_model.stat().st_size
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + os.urandom(4000))
+    drop(window, broken)
+    qtbot.waitUntil(lambda: "not a model Tern can load" in window.notice.label.text(), timeout=5000)
+    assert window.services.models.get(broken) is None
+
+
+def test_the_model_check_runs_off_the_gui_thread(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A sparse file of 64 GiB apparent size whose header claims the most entries a real one could.
+    hostile = tmp_path / "sparse.gguf"
+    with hostile.open("wb") as f:
+        f.write(b"GGUF" + (3).to_bytes(4, "little") + (0).to_bytes(8, "little") + (65_536).to_bytes(8, "little"))
+        f.truncate(64 << 30)
+    threads = []
+    real_read = registry.read_gguf_info
+
+    def spy(path: Path) -> object:  # records where the real check runs
+        threads.append(threading.current_thread())
+        return real_read(path)
+
+    monkeypatch.setattr(registry, "read_gguf_info", spy)
+    drop(window, hostile)
+    qtbot.waitUntil(lambda: "not a model Tern can load" in window.notice.label.text(), timeout=5000)
+    assert "empty or repeated metadata key" in window.notice.label.text()
+    assert threads and threads[0] is not threading.main_thread()
+
+
+def test_importing_a_copy_and_deleting_it(
+    qtbot: QtBot, window: MainWindow, starter_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager = window.open_models()
+    installed = manager.installed
+    installed.copy_on_import.setChecked(True)
+    # The platform's file dialog cannot be driven headless; it only supplies the path.
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(starter_model), ""))
+    with qtbot.waitSignal(window.downloads.copied, timeout=LONG):  # copied on a worker thread
+        qtbot.mouseClick(installed.import_button, Qt.MouseButton.LeftButton)
+    copy = Path(window.paths.models) / "imported" / starter_model.name
+    qtbot.waitUntil(lambda: installed.table.rowCount() == 1, timeout=5000)
+    assert copy.exists()
+    entry = window.services.models.get(copy)
+    assert entry is not None and not entry.imported  # Tern's own copy: deleting removes the file
+    installed.table.selectRow(0)
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    qtbot.mouseClick(installed.delete_button, Qt.MouseButton.LeftButton)  # deleted on the files thread
+    qtbot.waitUntil(lambda: not copy.exists() and installed.table.rowCount() == 0, timeout=5000)
+    assert starter_model.exists()  # the original was never touched
+
+
+def test_the_token_only_goes_to_an_encrypted_hub(qtbot: QtBot, window: MainWindow) -> None:
+    hub = window.open_models().hub
+    hub.endpoint.setText("http://mirror.example.com")
+    hub.save()
+    assert "https://" in hub.status.text()
+    assert window.settings.get(opts.HUB_ENDPOINT).startswith("http://127.0.0.1")  # unchanged
+    hub.endpoint.setText("https://hf-mirror.example.com/")
+    hub.save()
+    assert window.settings.get(opts.HUB_ENDPOINT) == "https://hf-mirror.example.com"
