@@ -4,9 +4,10 @@ The window is layout and wiring. It holds references to the services
 (`app.services`) and talks to them only by calls that return at once and by
 their signals; nothing here waits for the model or the disk. Small
 controllers do the rest: `ChatSession` (the open conversation's rows and its
-turn), `ModelController` (loading and model status), `LockController` (the
-history's lock flow), `ConversationList` (the sidebar), `FileDrops` (files
-given to the window) and `DocumentChat` (attached documents and sources).
+turn), `ChatPane` (the messages, composer and buttons), `ModelController`
+(loading and model status), `LockController` (the history's lock flow),
+`ConversationList` (the sidebar), `FileDrops` (files given to the window)
+and `DocumentChat` (attached documents and sources).
 """
 
 from __future__ import annotations
@@ -17,14 +18,10 @@ from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragLeaveEvent, QDropEvent
 from PySide6.QtWidgets import (
     QApplication,
-    QHBoxLayout,
     QLabel,
     QMainWindow,
-    QPushButton,
     QSplitter,
     QStackedWidget,
-    QVBoxLayout,
-    QWidget,
 )
 
 from app import APP_NAME
@@ -32,10 +29,9 @@ from app import settings as opts
 from app.core.paths import AppPaths
 from app.services import Services
 from app.settings import Settings
+from app.ui.chat_pane import ChatPane
 from app.ui.chat_session import ChatSession
-from app.ui.composer import Composer
 from app.ui.conversation_list import ConversationList
-from app.ui.conversation_view import ConversationView
 from app.ui.documents_panel import DocumentChat
 from app.ui.file_drops import FileDrops
 from app.ui.lock_controller import LockController
@@ -44,7 +40,6 @@ from app.ui.menus import build_menus
 from app.ui.model_controller import ModelController
 from app.ui.model_info_panel import ModelInfoPanel
 from app.ui.model_manager import ModelManager
-from app.ui.notice_bar import NoticeBar
 from app.ui.privacy_dialog import PrivacyDialog
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.sidebar import Sidebar
@@ -95,41 +90,15 @@ class MainWindow(QMainWindow):
             self.history.start()
 
     def _build_widgets(self) -> None:
-        self.view = ConversationView()
-        self.view.setModel(self.model)
-        self.view.placeholder_html = (
-            f'<h2 align="center">{APP_NAME}</h2>'
-            '<p align="center">A private assistant that runs entirely on this computer. '
-            "Nothing you type leaves it.</p>"
-        )
-        self.notice = NoticeBar()
-        self.composer = Composer()
-        self.send_button = QPushButton("Send")
-        self.send_button.setMinimumWidth(80)
-        self.regenerate_button = QPushButton("Regenerate")
-        self.regenerate_button.setEnabled(False)
+        self.stats_label = QLabel()
+        self.chat = ChatPane(self.session, self.stats_label)
+        self.view, self.notice, self.composer = self.chat.view, self.chat.notice, self.chat.composer
+        self.send_button, self.regenerate_button = self.chat.send_button, self.chat.regenerate_button
         self.sidebar = Sidebar()
         self.lock_page = LockPage()
-        self.stats_label = QLabel()
-        buttons = QVBoxLayout()
-        buttons.addWidget(self.send_button)
-        buttons.addWidget(self.regenerate_button)
-        buttons.addStretch(1)
-        bottom = QHBoxLayout()
-        bottom.setContentsMargins(10, 0, 10, 0)
-        bottom.addWidget(self.composer, 1)
-        bottom.addLayout(buttons)
-        inner = QWidget()
-        inner.setLayout(bottom)
-        chat = QWidget()
-        layout = QVBoxLayout(chat)
-        layout.setContentsMargins(0, 0, 0, 8)
-        layout.addWidget(self.notice)
-        layout.addWidget(self.view, 1)
-        layout.addWidget(inner)
         self.splitter = QSplitter()
         self.splitter.addWidget(self.sidebar)
-        self.splitter.addWidget(chat)
+        self.splitter.addWidget(self.chat)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setSizes([260, 940])
         self.splitter.setChildrenCollapsible(False)
@@ -142,23 +111,13 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.info_panel)
 
     def _connect(self) -> None:
-        session, history = self.session, self.history
-        self.composer.submitted.connect(self.send_message)
-        self.composer.recall_requested.connect(self._recall_last)
-        self.send_button.clicked.connect(self._send_or_stop)
-        self.regenerate_button.clicked.connect(self.regenerate)
-        self.view.edit_requested.connect(self.edit_message)
-        self.view.regenerate_requested.connect(self.regenerate)
-        self.view.delegate.copied.connect(lambda _t: self.stats_label.setText("Code copied"))
-        self.view.delegate.version_requested.connect(session.switch_version)
-        session.busy_changed.connect(self._set_busy)
-        session.status.connect(self.stats_label.setText)
-        session.answer_finished.connect(self.answer_finished)
-        session.message_shown.connect(self._scroll_to_row)
+        self.session.answer_finished.connect(self.answer_finished)
         self.models.ready.connect(self.model_ready)
         self.models.failed.connect(self.model_failed)
         self.services.bridge.message.connect(self.notice.show_text)
-        history.error.connect(lambda msg: self.notice.show_text(f"Your history was not updated. {msg}", warning=True))
+        self.history.error.connect(
+            lambda msg: self.notice.show_text(f"Your history was not updated. {msg}", warning=True)
+        )
 
     def _restore_geometry(self) -> None:
         state = QSettings(str(self.paths.window_state_file), QSettings.Format.IniFormat)
@@ -215,49 +174,22 @@ class MainWindow(QMainWindow):
         self.activateWindow()
         QApplication.alert(self)
 
-    # Conversation
-    def _send_or_stop(self) -> None:
-        if self.busy:
-            self.stop()
-        else:
-            self.composer.submit()
-
+    # Conversation (the chat pane and the session do the work)
     def send_message(self, text: str) -> bool:
-        """Add the user's message and ask for an answer; False (text kept) while one streams."""
-        if not self.session.send(text):
-            return False
-        self.composer.clear()
-        self.view.scroll_to_end()
-        return True
-
-    def _set_busy(self, busy: bool) -> None:
-        self.send_button.setText("Stop" if busy else "Send")
-        last = self.model.rowCount() - 1
-        self.regenerate_button.setEnabled(not busy and last >= 0 and self.model.item(last).role == "assistant")
-        if busy:
-            self.stats_label.setText("Generating…")
+        """Send `text` as the composer would; False (text kept) while an answer streams."""
+        return self.chat.send(text)
 
     def stop(self) -> None:
         """Stop the answer before its next token; the text so far stays."""
         self.session.stop()
 
     def regenerate(self) -> None:
-        """A new version of the last answer; the old one stays as a version."""
-        self.session.regenerate()
-        self.view.scroll_to_end()
+        """A new version of the last answer."""
+        self.chat.regenerate()
 
     def edit_message(self, row: int) -> None:
-        """Put a user message back in the composer; sending it makes a new version."""
-        text = self.session.edit(row)
-        if text:
-            self.composer.setPlainText(text)
-            self.composer.setFocus()
-
-    def _recall_last(self) -> None:
-        for row in range(self.model.rowCount() - 1, -1, -1):
-            if self.model.item(row).role == "user":
-                self.edit_message(row)
-                return
+        """Put a user message back in the composer."""
+        self.chat.edit(row)
 
     def new_chat(self) -> None:
         """Start an empty conversation, abandoning an answer in progress."""
@@ -271,12 +203,6 @@ class MainWindow(QMainWindow):
     def export_conversation(self, conversation_id: int | None, fmt: str) -> None:
         """Chat → Export."""
         self.conversations.export(conversation_id, fmt)
-
-    def _scroll_to_row(self, row: int) -> None:
-        if row >= self.model.rowCount() - 1:
-            self.view.scroll_to_end()
-        elif row >= 0:
-            self.view.scroll_to_row(row)
 
     def lock(self) -> None:
         """Close the history until the passphrase is entered again."""
