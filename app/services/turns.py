@@ -42,7 +42,7 @@ class _InferenceHost(WorkerHost):
     drain_on_shutdown = False  # a queued turn or load is not worth waiting for at exit
 
     def __init__(self, service: TurnService) -> None:
-        super().__init__("inference", service)
+        super().__init__("inference", service, qt_thread=True)
         self._service = service
 
     def about_to_stop(self) -> None:
