@@ -52,6 +52,7 @@ EMBEDDING_MODEL = Option("documents/embedding_model", str, "")  # a GGUF for hyb
 HUB_ENDPOINT = Option("hub/endpoint", str, "https://huggingface.co")  # a mirror, for regions that need one
 AUTO_LOCK_MINUTES = Option("history/auto_lock_minutes", int, 0, 0, 1440)  # with a passphrase; 0 = never
 LAST_CONVERSATION = Option("history/last_conversation", int, 0)  # reopened at start (an id, not content)
+WRAP_CODE = Option("chat/wrap_code", bool, False)  # off: code keeps its lines, and a message with long ones scrolls
 
 SETTINGS_VERSION = 1
 # Step N upgrades a file from version N-1 to N.

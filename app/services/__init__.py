@@ -56,7 +56,7 @@ class Services:
     def build(cls, paths: AppPaths, parent: QObject | None = None) -> Services:
         """Make every service (threads not started yet)."""
         bridge = MessageBridge(parent)
-        models = ModelService(paths.data / "models.json", parent)
+        models = ModelService(paths.data / "models.json", parent, models_dir=paths.models)
         history = HistoryService(paths.history_db, parent)
         checks = ModelChecks(paths.data / "model-checks.json")
         documents = DocumentService(history, checks, parent)

@@ -74,7 +74,8 @@ class DocumentService(QObject):
 
     state_changed = Signal(int, str, str)  # document id, state (queued … ready/failed), reason
     attached = Signal(list, list)  # [DocumentInfo] newly queued, [(path, reason)] not attachable
-    batch_progress = Signal(int, int, float)  # finished, total, seconds left (-1 when unknown)
+    # finished, total, seconds left (-1 when unknown), [(file name, reason)] of the batch's files that failed
+    batch_progress = Signal(int, int, float, list)
     embedder_failed = Signal(str)  # the chosen embedding model could not be loaded, and why
 
     def __init__(self, history: HistoryService, checks: ModelChecks | None = None, parent: QObject | None = None):
@@ -86,7 +87,8 @@ class DocumentService(QObject):
         self._embeddings = _EmbeddingHost(self.embedder, self)
         self._total = self._finished = 0
         self._started = 0.0
-        self._queued: set[int] = set()
+        self._queued: dict[int, str] = {}  # document id → file name, until it is read or fails
+        self._failed: list[tuple[str, str]] = []  # this batch's failures: (file name, reason)
         self.state_changed.connect(self._count)
 
     @property
@@ -192,24 +194,27 @@ class DocumentService(QObject):
             return
         if self._finished >= self._total:  # a new batch
             self._total = self._finished = 0
+            self._failed = []
             self._started = time.monotonic()
         self._total += len(documents)
         for d in documents:
-            self._queued.add(d.id)
+            self._queued[d.id] = d.name
             self._index.submit(functools.partial(self._read, d.id, Path(d.path)), label="read a document")
             self.state_changed.emit(d.id, "queued", "")
         self._report()
 
-    def _count(self, doc: int, state: str, _reason: str) -> None:
+    def _count(self, doc: int, state: str, reason: str) -> None:
         if state in ("ready", "failed") and doc in self._queued:
-            self._queued.discard(doc)
+            name = self._queued.pop(doc)
+            if state == "failed":
+                self._failed.append((name, reason))
             self._finished += 1
             self._report()
 
     def _report(self) -> None:
         elapsed = time.monotonic() - self._started
         left = (elapsed / self._finished) * (self._total - self._finished) if self._finished else -1.0
-        self.batch_progress.emit(self._finished, self._total, left)
+        self.batch_progress.emit(self._finished, self._total, left, list(self._failed))
 
     # On the documents thread
     def _read(self, doc: int, path: Path) -> None:

@@ -22,7 +22,7 @@ from PySide6.QtCore import QObject, Signal
 from app.core.errors import UserError
 from app.core.models.download import Cancelled, DownloadJob, Progress, load_queue, run_job, save_queue
 from app.core.models.fit import Machine
-from app.core.models.hub import fetch_model, save_token
+from app.core.models.hub import HubUnreachableError, fetch_model, save_token
 from app.core.models.network import online
 from app.core.models.registry import InstalledModel, copy_model, inspect
 from app.services.worker_host import WorkerHost
@@ -44,7 +44,7 @@ class DownloadManager(QObject):
     progress = Signal(str, object)  # job id, Progress
     installed = Signal(object)  # InstalledModel
     fetched = Signal(str, object, object)  # repo id, RemoteModel, Machine
-    fetch_failed = Signal(str, str)  # repo id, message
+    fetch_failed = Signal(str, str, bool)  # repo id, message, True when the hub could not be reached at all
     copied = Signal(object)  # InstalledModel, imported as a copy
     copy_failed = Signal(str)
 
@@ -153,7 +153,7 @@ class DownloadManager(QObject):
         self._lookups.submit(
             job,
             lambda result: self.fetched.emit(repo_id, *result),
-            lambda exc: self.fetch_failed.emit(repo_id, str(exc)),
+            lambda exc: self.fetch_failed.emit(repo_id, str(exc), isinstance(exc, HubUnreachableError)),
             label=f"look up {repo_id}",
         )
 

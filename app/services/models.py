@@ -3,7 +3,9 @@
 Its "files" thread owns the registry file (read, fsynced on every change) and
 does what may block on the disk: checking a GGUF header before import,
 deleting multi-gigabyte files, reading package metadata for About. The GUI
-thread keeps a copy of the list (`installed`), refreshed by `changed`.
+thread keeps a copy of the list (`installed`), refreshed by `changed`. The
+built-in starter joins the list as soon as it has been assembled in the
+models folder.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import TypeVar
 from PySide6.QtCore import QObject, Signal
 
 from app.core.errors import UserError
-from app.core.models.registry import InstalledModel, ModelRegistry, import_error, inspect
+from app.core.models.registry import AlreadyInstalledError, InstalledModel, ModelRegistry, import_error, inspect
+from app.core.models.starter import STARTER_FILE_NAME
 from app.services.worker_host import WorkerHost
 
 T = TypeVar("T")
@@ -26,10 +29,12 @@ class ModelService(QObject):
 
     changed = Signal(list)  # [InstalledModel], most recently used first
 
-    def __init__(self, registry_file: Path, parent: QObject | None = None) -> None:
+    def __init__(self, registry_file: Path, parent: QObject | None = None, models_dir: Path | None = None) -> None:
+        """`models_dir`: where the starter is assembled (default: "models" next to the registry file, as AppPaths)."""
         super().__init__(parent)
         self.host = WorkerHost("files", self)
         self._registry_file = registry_file
+        self._starter = (models_dir or registry_file.with_name("models")) / STARTER_FILE_NAME
         self._registry: ModelRegistry | None = None  # the files thread's; read there on first use
         self.installed: list[InstalledModel] = []  # the GUI thread's copy
         self.changed.connect(self._keep)
@@ -54,6 +59,7 @@ class ModelService(QObject):
     def _change(self, fn: Callable[[ModelRegistry], T], done: Callable[[T], None] | None = None, **kw: object) -> None:
         def job() -> tuple[T, list[InstalledModel]]:
             registry = self._registry_here()
+            registry.add_builtin(self._starter)  # assembled on first use, by the inference thread
             result = fn(registry)
             return result, registry.models()
 
@@ -92,20 +98,66 @@ class ModelService(QObject):
 
         self._change(remove, then, failed=failed, label="delete a model")
 
-    def import_file(self, path: Path, then: Callable[[InstalledModel], None], refused: Callable[[str], None]) -> None:
-        """Check a local GGUF's header and register it where it lies; `refused` gets the reason when it is not."""
+    def import_file(
+        self,
+        path: Path,
+        then: Callable[[InstalledModel], None],
+        refused: Callable[[str], None],
+        already: Callable[[InstalledModel, str], None] | None = None,
+    ) -> None:
+        """Check a local GGUF's header and register it where it lies; `refused` gets the reason when it is not.
+
+        A copy of a model already listed is not added twice: `already` gets the listed entry and a sentence
+        saying so (without `already`, `refused` gets the sentence).
+        """
 
         def check(registry: ModelRegistry) -> InstalledModel:
             try:
-                model = inspect(path, imported=True)
+                return registry.import_file(path)
             except Exception as exc:  # every reason is put in words by import_error
-                raise UserError(import_error(path, exc)) from exc
-            return registry.add(model)
+                raise _refusal(path, exc) from exc
 
-        self._change(check, then, failed=lambda exc: refused(str(exc)), label="import a model")
+        self._change(check, then, failed=self._refusal_route(refused, already), label="import a model")
+
+    def check_import(
+        self,
+        path: Path,
+        then: Callable[[], None],
+        refused: Callable[[str], None],
+        already: Callable[[InstalledModel, str], None] | None = None,
+    ) -> None:
+        """Check, before copying it in, that a local GGUF is a model and not one already listed."""
+
+        def check() -> None:
+            try:
+                model = inspect(path)
+                existing = self._registry_here().copy_of(model)
+            except Exception as exc:
+                raise _refusal(path, exc) from exc
+            if existing is not None:
+                raise AlreadyInstalledError(path, existing)
+
+        self.host.submit(check, lambda _r: then(), self._refusal_route(refused, already), label="check a model")
+
+    @staticmethod
+    def _refusal_route(
+        refused: Callable[[str], None], already: Callable[[InstalledModel, str], None] | None
+    ) -> Callable[[UserError], None]:
+        def route(exc: UserError) -> None:
+            if isinstance(exc, AlreadyInstalledError) and already is not None:
+                already(exc.existing, str(exc))
+            else:
+                refused(str(exc))
+
+        return route
 
     def run(
         self, fn: Callable[[], T], done: Callable[[T], None], failed: Callable[[UserError], None] | None = None
     ) -> None:
         """Any other short blocking call a widget needs (reading package metadata for About)."""
         self.host.submit(fn, done, failed)
+
+
+def _refusal(path: Path, exc: Exception) -> UserError:
+    """The error an import is refused with, in words for the user (a duplicate keeps the listed entry)."""
+    return exc if isinstance(exc, AlreadyInstalledError) else UserError(import_error(path, exc))

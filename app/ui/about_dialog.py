@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QUrl
+from PySide6.QtCore import QSize, Qt, QUrl
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import (
     QDialog,
@@ -63,18 +63,27 @@ class AboutDialog(QDialog):
         header.addWidget(title, 1)
 
         self.tabs = QTabWidget()
-        self.tabs.addTab(self._browser(_table([(k, html.escape(v)) for k, v in self._versions])), "Versions")
+        versions = self._browser(_table([(k, html.escape(v)) for k, v in self._versions]))
+        versions.setAccessibleName("Versions")
+        versions.setAccessibleDescription("The versions of Tern and of the parts it is built on.")
+        self.tabs.addTab(versions, "Versions")
         folders = [
             ("History and documents", _folder_link(paths.data)),
             ("Models", _folder_link(paths.models)),
             ("Settings", _folder_link(paths.config)),
             ("Logs", _folder_link(log_file.parent if log_file else paths.logs)),
         ]
-        self.tabs.addTab(self._browser(_table(folders)), "Folders")
+        places = self._browser(_table(folders))
+        places.setAccessibleName("Folders")
+        places.setAccessibleDescription("Where your history, models, settings and logs are kept; a link opens one.")
+        self.tabs.addTab(places, "Folders")
         self.tabs.addTab(self._licences(), "Licences")
+        self.tabs.setAccessibleName("About")
+        self.tabs.setAccessibleDescription("Versions, where Tern keeps its files, and the licences.")
 
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         copy = QPushButton("Copy versions")
+        copy.setToolTip("Copy the versions to the clipboard, to paste into a bug report.")
         copy.clicked.connect(self._copy_versions)
         buttons.addButton(copy, QDialogButtonBox.ButtonRole.ActionRole)
         buttons.rejected.connect(self.reject)
@@ -83,7 +92,8 @@ class AboutDialog(QDialog):
         layout.addLayout(header)
         layout.addWidget(self.tabs, 1)
         layout.addWidget(buttons)
-        self.resize(640, 460)
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        self.resize(QSize(640, 460).boundedTo(screen.availableGeometry().size() * 0.9))  # fits a small screen
 
     def _browser(self, body: str) -> QTextBrowser:
         browser = QTextBrowser()
@@ -105,7 +115,10 @@ class AboutDialog(QDialog):
             f"<p><b>{html.escape(STARTER_MODEL_NOTICE)}</b></p><p>It is built on:</p>"
         )
         browser = self._browser(intro + _table(rows))
+        browser.setAccessibleName("Licences")
+        browser.setAccessibleDescription("Tern's licence and those of the parts it is built on.")
         texts = QPushButton("Show the licence texts…")
+        texts.setToolTip("The full text of every licence, in a window of its own.")
         texts.clicked.connect(self._show_texts)
         page = QWidget()
         layout = QVBoxLayout(page)
@@ -119,6 +132,7 @@ class AboutDialog(QDialog):
         dialog.setWindowTitle("Licence texts")
         view = QPlainTextEdit(self._details.notice)
         view.setReadOnly(True)
+        view.setAccessibleName("Licence texts")
         layout = QVBoxLayout(dialog)
         layout.addWidget(view)
         dialog.resize(720, 560)

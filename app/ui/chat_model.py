@@ -34,6 +34,7 @@ class MessageRole(IntEnum):
     MESSAGE_ID = Qt.ItemDataRole.UserRole + 6
     VERSIONS = Qt.ItemDataRole.UserRole + 7  # (position, count) among the message's versions
     SOURCES = Qt.ItemDataRole.UserRole + 8  # tuple[Source, ...]
+    CITED = Qt.ItemDataRole.UserRole + 9  # tuple[int, ...]: the source numbers the answer cites
 
 
 @dataclass
@@ -47,6 +48,8 @@ class ChatItem:
     notice: str = ""
     model: str = ""  # the model that wrote an answer
     sources: tuple[Source, ...] = ()  # numbered passages from attached documents the answer was given
+    cited: tuple[int, ...] = ()  # the numbers of the sources the answer cites, listed first
+    all_sources_shown: bool = False  # the sources it did not cite are listed too
     id: int = field(default_factory=lambda: next(_ids))
     version: int = 0  # bumped on every change, so views can cache by (id, version)
     store: Ref = field(default_factory=Ref)  # filled in by the history's thread when saved; compared by identity
@@ -88,6 +91,7 @@ class MessageListModel(QAbstractListModel):
             MessageRole.MESSAGE_ID: item.id,
             MessageRole.VERSIONS: (item.version_position, len(item.versions)),
             MessageRole.SOURCES: item.sources,
+            MessageRole.CITED: item.cited,
         }.get(role)  # type: ignore[call-overload]
 
     def roleNames(self) -> dict[int, QByteArray]:  # noqa: N802
@@ -127,6 +131,16 @@ class MessageListModel(QAbstractListModel):
         self._items[row].sources, self._items[row].notice = sources, notice
         self._changed(row, MessageRole.SOURCES, MessageRole.NOTICE)
 
+    def set_cited(self, row: int, cited: tuple[int, ...]) -> None:
+        """Record which sources the finished answer cites (they are listed first)."""
+        self._items[row].cited = tuple(cited)
+        self._changed(row, MessageRole.CITED)
+
+    def show_all_sources(self, row: int, shown: bool) -> None:
+        """List every source of the answer at `row`, or only those it cites."""
+        self._items[row].all_sources_shown = shown
+        self._changed(row, MessageRole.SOURCES)
+
     def set_saved(self, row: int, message_id: int, versions: tuple[int, ...]) -> None:
         """The message at `row` was saved as `message_id`, one of `versions`."""
         self._items[row].saved_id = message_id
@@ -159,7 +173,7 @@ class MessageListModel(QAbstractListModel):
         """Clear an answer so a new version can be generated (by `model`, saved as `store`)."""
         item = self._items[row]
         item.text, item.streaming, item.stats, item.notice, item.store, item.model = "", True, None, "", store, model
-        item.sources, item.saved_id = (), None
+        item.sources, item.cited, item.all_sources_shown, item.saved_id = (), (), False, None
         self._changed(
             row,
             MessageRole.TEXT,
@@ -168,6 +182,8 @@ class MessageListModel(QAbstractListModel):
             MessageRole.STATS,
             MessageRole.NOTICE,
             MessageRole.VERSIONS,
+            MessageRole.SOURCES,
+            MessageRole.CITED,
         )
 
     def truncate(self, row: int) -> None:

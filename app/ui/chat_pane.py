@@ -1,18 +1,27 @@
-"""The open conversation's pane: notices, the messages, the composer, and Send/Stop and Regenerate.
+"""The open conversation's pane: notices, the messages, the composer, and Send/Stop, Regenerate and Attach.
 
 It drives the `ChatSession` (send, stop, regenerate, edit) and follows its
-state; the status line belongs to the window and is passed in.
+state; the status line belongs to the window and is passed in. Editing a sent
+message happens in the composer under an "Editing — Esc to cancel" bar:
+the conversation stays as it is until the edit is sent, and cancelling gives
+the composer back what it held before.
 """
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+import itertools
+from dataclasses import dataclass
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QStackedWidget, QVBoxLayout, QWidget
 
 from app import APP_NAME
+from app.settings import WRAP_CODE
 from app.ui.chat_session import ChatSession
 from app.ui.composer import Composer
 from app.ui.conversation_view import ConversationView
-from app.ui.notice_bar import NoticeBar
+from app.ui.editing_bar import EditingBar
+from app.ui.notice_bar import ChatNoticeBar, NoticeBar
 
 PLACEHOLDER = (
     f'<h2 align="center">{APP_NAME}</h2>'
@@ -20,53 +29,153 @@ PLACEHOLDER = (
 )
 
 
+@dataclass
+class _Edit:
+    """A sent message being edited in the composer."""
+
+    row: int
+    item_id: int  # the row's message, to notice when the conversation changed underneath
+    draft: str  # what the composer held before, given back when the edit ends
+
+
 class ChatPane(QWidget):
     """The messages above, the composer and its buttons below."""
+
+    attach_requested = Signal()  # the Attach button: choose files for this conversation
 
     def __init__(self, session: ChatSession, status: QLabel) -> None:
         super().__init__()
         self._session = session
         self._status = status
+        self._edit: _Edit | None = None
+        self._sending = False
         self.view = ConversationView()
         self.view.setModel(session.model)
         self.view.placeholder_html = PLACEHOLDER
+        self.pages = QStackedWidget()  # the messages, or the welcome page in place of an empty chat
+        self.pages.addWidget(self.view)
+        self._welcome: QWidget | None = None
+        self._welcome_wanted = False
         self.notice = NoticeBar()
+        self.chat_notice = ChatNoticeBar()
+        self.editing_bar = EditingBar()
         self.composer = Composer()
         self.send_button = QPushButton("Send")
         self.send_button.setMinimumWidth(80)
         self.regenerate_button = QPushButton("Regenerate")
         self.regenerate_button.setEnabled(False)
-        buttons = QVBoxLayout()
-        buttons.addWidget(self.send_button)
-        buttons.addWidget(self.regenerate_button)
+        self.attach_button = QPushButton("Attach…")
+        self._describe()
+        self._lay_out()
+
+        self.composer.submitted.connect(self.send)
+        self.composer.recall_requested.connect(self._recall_last)
+        self.composer.cancel_requested.connect(self.cancel_edit)
+        self.editing_bar.cancel_requested.connect(self.cancel_edit)
+        self.send_button.clicked.connect(self._send_or_stop)
+        self.regenerate_button.clicked.connect(self.regenerate)
+        self.attach_button.clicked.connect(self.attach_requested)
+        self.view.edit_requested.connect(self.edit)
+        self.view.regenerate_requested.connect(self.regenerate)
+        self.view.status_message.connect(status.setText)
+        self.view.delegate.version_requested.connect(session.switch_version)
+        self.view.wrap_code_action.setChecked(session.settings.get(WRAP_CODE))
+        self.view.wrap_code_action.toggled.connect(lambda wrap: session.settings.set(WRAP_CODE, wrap))
+        session.busy_changed.connect(self._set_busy)
+        session.status.connect(status.setText)
+        session.message_shown.connect(self._scroll_to_row)
+        session.conversation_shown.connect(self.chat_notice.follow)
+        model = session.model
+        model.rowsRemoved.connect(lambda _parent, first, _last: self._rows_removed(first))
+        model.modelReset.connect(lambda: self._rows_removed(0))
+        for change in (model.rowsInserted, model.rowsRemoved, model.modelReset):
+            change.connect(self._show_page)
+
+    def set_welcome(self, page: QWidget) -> None:
+        """The page shown in place of an empty chat while `show_welcome(True)`."""
+        self._welcome = page
+        self.pages.addWidget(page)
+        self._show_page()
+
+    def show_welcome(self, wanted: bool) -> None:
+        """Show the welcome page whenever the chat is empty (True), or never (False)."""
+        self._welcome_wanted = wanted
+        self._show_page()
+
+    def _show_page(self) -> None:
+        empty = self._session.model.rowCount() == 0
+        welcome = self._welcome if self._welcome is not None and self._welcome_wanted and empty else None
+        self.pages.setCurrentWidget(welcome or self.view)
+
+    def _describe(self) -> None:
+        """Names and descriptions for assistive technology."""
+        for widget, name, description in (
+            (self.send_button, "Send", "Send the message in the box (Enter); while an answer is written, stop it"),
+            (self.regenerate_button, "Regenerate", "Write the last answer again; the earlier one stays as a version"),
+            (self.attach_button, "Attach files", "Choose files or a folder for this chat to answer from"),
+        ):
+            widget.setAccessibleName(name)
+            widget.setAccessibleDescription(description)
+            widget.setToolTip(description)
+        self.setAccessibleName("Chat")
+
+    def _lay_out(self) -> None:
+        buttons = QHBoxLayout()
+        buttons.setContentsMargins(0, 0, 0, 0)
+        buttons.addWidget(self.attach_button)
         buttons.addStretch(1)
-        bottom = QHBoxLayout()
+        buttons.addWidget(self.regenerate_button)
+        buttons.addWidget(self.send_button)
+        bottom = QVBoxLayout()
         bottom.setContentsMargins(10, 0, 10, 0)
-        bottom.addWidget(self.composer, 1)
+        bottom.setSpacing(4)
+        bottom.addWidget(self.editing_bar)
+        bottom.addWidget(self.composer)
         bottom.addLayout(buttons)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 8)
         layout.addWidget(self.notice)
-        layout.addWidget(self.view, 1)
+        layout.addWidget(self.chat_notice)
+        layout.addWidget(self.pages, 1)
         layout.addLayout(bottom)
+        chain: list[QWidget] = [
+            self.notice.dismiss_button,
+            self.chat_notice.dismiss_button,
+            self.view,
+            self.view.reader,
+            self.editing_bar.cancel_button,
+            self.composer,
+            self.attach_button,
+            self.regenerate_button,
+            self.send_button,
+        ]
+        for first, second in itertools.pairwise(chain):
+            QWidget.setTabOrder(first, second)
 
-        self.composer.submitted.connect(self.send)
-        self.composer.recall_requested.connect(self._recall_last)
-        self.send_button.clicked.connect(self._send_or_stop)
-        self.regenerate_button.clicked.connect(self.regenerate)
-        self.view.edit_requested.connect(self.edit)
-        self.view.regenerate_requested.connect(self.regenerate)
-        self.view.delegate.copied.connect(lambda _t: status.setText("Code copied"))
-        self.view.delegate.version_requested.connect(session.switch_version)
-        session.busy_changed.connect(self._set_busy)
-        session.status.connect(status.setText)
-        session.message_shown.connect(self._scroll_to_row)
+    @property
+    def editing_row(self) -> int:
+        """The row of the message being edited, or -1."""
+        return self._edit.row if self._edit is not None else -1
 
     def send(self, text: str) -> bool:
-        """Add the user's message and ask for an answer; False (text kept) while one streams."""
-        if not self._session.send(text):
+        """Add the user's message and ask for an answer; False (text kept) while one streams.
+
+        While editing, the message replaces the edited one as its new version.
+        """
+        edit = self._edit
+        if edit is not None and self._session.model.item(edit.row).id != edit.item_id:
+            self._end_edit(restore_draft=False)  # cannot happen while rows are watched; never branch the wrong one
             return False
-        self.composer.clear()
+        self._sending = True  # the edited rows leave the view now: that is not the edit going away
+        try:
+            sent = self._session.send(text, replacing=edit.row if edit is not None else None)
+        finally:
+            self._sending = False
+        if not sent:
+            return False
+        self._end_edit(restore_draft=True)
+        if edit is None:
+            self.composer.clear()
         self.view.scroll_to_end()
         return True
 
@@ -76,11 +185,42 @@ class ChatPane(QWidget):
         self.view.scroll_to_end()
 
     def edit(self, row: int) -> None:
-        """Put a user message back in the composer; sending it makes a new version."""
+        """Put a sent message in the composer to edit; the conversation stays in view until it is sent."""
         text = self._session.edit(row)
-        if text:
-            self.composer.setPlainText(text)
-            self.composer.setFocus()
+        if not text:
+            return
+        draft = self._edit.draft if self._edit is not None else self.composer.toPlainText()
+        self._edit = _Edit(row, self._session.model.item(row).id, draft)
+        self.composer.editing = True
+        self.composer.setPlainText(text)
+        self.composer.moveCursor(self.composer.textCursor().MoveOperation.End)
+        self.composer.setFocus()
+        self.editing_bar.show()
+        self.view.set_editing_row(row)
+        self._status.setText("Editing: Enter sends it as a new version, Esc cancels")
+
+    def cancel_edit(self) -> None:
+        """Leave editing; the composer gets back what it held before."""
+        if self._edit is not None:
+            self._end_edit(restore_draft=True)
+            self._status.setText("Edit cancelled")
+
+    def _end_edit(self, restore_draft: bool) -> None:
+        edit, self._edit = self._edit, None
+        if edit is None:
+            return
+        self.composer.editing = False
+        self.editing_bar.hide()
+        self.view.set_editing_row(-1)
+        if restore_draft:
+            self.composer.setPlainText(edit.draft)
+            self.composer.moveCursor(self.composer.textCursor().MoveOperation.End)
+
+    def _rows_removed(self, first: int) -> None:
+        """The message being edited left the view (another chat, another version): the edit ends, text kept."""
+        if self._edit is not None and self._edit.row >= first and not self._sending:
+            self._end_edit(restore_draft=False)
+            self._status.setText("The message you were editing is no longer shown; your text is still in the box")
 
     def _send_or_stop(self) -> None:
         if self._session.busy:
@@ -90,6 +230,7 @@ class ChatPane(QWidget):
 
     def _set_busy(self, busy: bool) -> None:
         self.send_button.setText("Stop" if busy else "Send")
+        self.send_button.setAccessibleName("Stop" if busy else "Send")
         model = self._session.model
         last = model.rowCount() - 1
         self.regenerate_button.setEnabled(not busy and last >= 0 and model.item(last).role == "assistant")

@@ -24,7 +24,7 @@ from app.services.history import HistoryService
 from app.services.turns import TurnService
 from app.settings import Settings
 from app.ui.chat_model import ChatItem, MessageListModel, StreamBuffer
-from app.ui.conversation_view import stats_line
+from app.ui.message_footer import stats_line
 
 
 class ChatSession(QObject):
@@ -86,15 +86,31 @@ class ChatSession(QObject):
         """True while a sent message waits for the history to open."""
         return self._waiting
 
+    @property
+    def settings(self) -> Settings:
+        """The preferences (the chat pane keeps its own display choices there)."""
+        return self._settings
+
     # Turns
-    def send(self, text: str) -> bool:
-        """Add the user's message and ask for an answer; False while one is being generated."""
+    def send(self, text: str, replacing: int | None = None) -> bool:
+        """Add the user's message and ask for an answer; False while one is being generated.
+
+        With `replacing`, the message is a new version of the question at that
+        row: the rows from there on leave the view only now, and stay in the
+        history as the earlier version.
+        """
         text = text.strip()
         if not text:
             return False
         if self.busy:
             self.status.emit("Wait for the answer to finish, or press Stop")
             return False
+        if replacing is not None:
+            if not 0 <= replacing < self.model.rowCount() or self.model.item(replacing).role != "user":
+                self.status.emit("That message is no longer shown; your text is still in the box")
+                return False
+            self.model.truncate(replacing)
+            self._dropped = 0
         user = ChatItem("user", text)
         answer = ChatItem("assistant", streaming=True, model=self.model_name)
         row = self.model.extend([user, answer])
@@ -125,14 +141,13 @@ class ChatSession(QObject):
         self._submit()
 
     def edit(self, row: int) -> str:
-        """Drop a user message and what followed from the view and return its text; sending makes a new version."""
-        if self.busy or self.model.item(row).role != "user":
+        """The text of the user message at `row`, to edit ("" for any other row); nothing leaves the view.
+
+        Sending the edited text with `send(text, replacing=row)` makes it a new version.
+        """
+        if not 0 <= row < self.model.rowCount() or self.model.item(row).role != "user":
             return ""
-        text = self.model.item(row).text
-        self.model.truncate(row)
-        self._dropped = 0
-        self.busy_changed.emit(False)
-        return text
+        return self.model.item(row).text
 
     def stop(self) -> None:
         """Stop the answer before its next token; the text so far stays."""
@@ -265,6 +280,10 @@ class ChatSession(QObject):
             return
         self.stream_buffer.flush()
         self._dropped = result.dropped_messages
+        assert self._answer_row is not None
+        cited = tuple(getattr(result, "cited", ()))  # the source numbers the answer cites, when known
+        if cited:
+            self.model.set_cited(self._answer_row, cited)
         self._end_turn(result.stats, result.notice)
         s = result.stats
         self.status.emit(f"{stats_line(s)} · prompt {s.prompt_tokens} tokens ({s.prompt_evaluated} new)")
@@ -315,6 +334,7 @@ def chat_items(opened: OpenedConversation, start: int) -> list[ChatItem]:
         stats = dict(m.stats or {})
         notice = str(stats.pop("notice", ""))
         sources = tuple(Source(**s) for s in stats.pop("sources", []))
+        cited = tuple(int(n) for n in stats.pop("cited", []))
         if not m.complete and m.role == "assistant":
             notice = notice or INTERRUPTED
         items.append(
@@ -325,6 +345,7 @@ def chat_items(opened: OpenedConversation, start: int) -> list[ChatItem]:
                 notice=notice,
                 model=m.model or "",
                 sources=sources,
+                cited=cited,
                 store=Ref(m.id),
                 saved_id=m.id,
                 versions=entry.versions,

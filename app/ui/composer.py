@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QPlainTextEdit, QWidget
 
@@ -14,11 +14,18 @@ class Composer(QPlainTextEdit):
 
     submitted = Signal(str)
     recall_requested = Signal()  # Up in an empty composer: edit the last message
+    cancel_requested = Signal()  # Esc while a message is being edited
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setPlaceholderText("Message Tern — Enter to send, Shift+Enter for a new line")
         self.setTabChangesFocus(True)
+        self.setAccessibleName("Message")
+        self.setAccessibleDescription(
+            "Write to the assistant. Enter sends, Shift+Enter starts a new line, "
+            "and Up in an empty box edits your last message."
+        )
+        self.editing = False  # while True, Esc cancels the edit instead of stopping an answer
         self.document().contentsChanged.connect(self._fit_height)
         self._fit_height()
 
@@ -28,8 +35,20 @@ class Composer(QPlainTextEdit):
         margins = self.contentsMargins().top() + self.contentsMargins().bottom()
         self.setFixedHeight(int(lines * line + 2 * self.document().documentMargin() + margins + 4))
 
+    def event(self, event: QEvent) -> bool:
+        """While editing, Esc belongs to the composer rather than to the window's Stop shortcut."""
+        if (
+            self.editing
+            and event.type() == QEvent.Type.ShortcutOverride
+            and isinstance(event, QKeyEvent)
+            and event.key() == Qt.Key.Key_Escape
+        ):
+            event.accept()
+            return True
+        return super().event(event)
+
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
-        """Enter submits; Shift+Enter inserts a newline."""
+        """Enter submits; Shift+Enter inserts a newline; Esc cancels an edit."""
         if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
             event.modifiers() & Qt.KeyboardModifier.ShiftModifier
         ):
@@ -37,6 +56,9 @@ class Composer(QPlainTextEdit):
             return
         if event.key() == Qt.Key.Key_Up and not self.toPlainText():
             self.recall_requested.emit()
+            return
+        if event.key() == Qt.Key.Key_Escape and self.editing:
+            self.cancel_requested.emit()
             return
         super().keyPressEvent(event)
 

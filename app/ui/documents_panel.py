@@ -33,11 +33,14 @@ from PySide6.QtWidgets import (
 
 from app.core.docs.doc_store import DocumentInfo, Passage
 from app.core.docs.grounding import Source
+from app.core.docs.retrieval import as_clause, failure_sentence
 from app.services.documents import DocumentService
 from app.services.history import HistoryService
 from app.ui.chat_session import ChatSession
 from app.ui.conversation_view import ConversationView
 
+MAX_FAILURES_SHOWN = 4  # in the status line; the table lists every file with its reason
+WARNING_COLOUR = "#92400e"
 STATE_LABELS = {
     "queued": "Waiting",
     "extracting": "Reading…",
@@ -87,18 +90,21 @@ class DocumentsPanel(QDockWidget):
         self.progress.hide()
         self.status = QLabel("Drop files here, or attach them, to ask about them.")
         self.status.setWordWrap(True)
-        self.skipped = QLabel()  # files that were not attached, each with why
-        self.skipped.setWordWrap(True)
-        self.skipped.setStyleSheet("color: #92400e;")
-        self.skipped.hide()
         attach = QPushButton("Attach files…")
         self.remove_button = QPushButton("Remove")
+        self.table.setAccessibleName("Documents")
+        self.table.setAccessibleDescription(
+            "Files attached to this conversation: each one's state, pages and passages."
+        )
+        attach.setAccessibleName("Attach files")
+        attach.setAccessibleDescription("Choose files to attach to this conversation and ask about.")
+        self.remove_button.setAccessibleName("Remove document")
+        self.remove_button.setAccessibleDescription("Detach the selected file from this conversation.")
         body = QWidget()
         layout = QVBoxLayout(body)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
-        layout.addWidget(self.skipped)
         layout.addWidget(attach)
         layout.addWidget(self.remove_button)
         self.setWidget(body)
@@ -114,7 +120,7 @@ class DocumentsPanel(QDockWidget):
             state = STATE_LABELS.get(d.state, d.state)
             cells = [
                 d.name,
-                state if d.state != "failed" else f"Failed: {d.error}",
+                state if d.state != "failed" else f"Failed: {as_clause(d.error)}",
                 str(d.pages or ""),
                 str(d.chunk_count or ""),
             ]
@@ -123,16 +129,29 @@ class DocumentsPanel(QDockWidget):
                 item.setToolTip(d.path if col == 0 else text)
                 self.table.setItem(row, col, item)
 
-    def show_progress(self, finished: int, total: int, seconds_left: float) -> None:
-        """The batch: "3 of 10 files read · about 20 s left"."""
+    def show_progress(
+        self, finished: int, total: int, seconds_left: float, failed: list[tuple[str, str]] | None = None
+    ) -> None:
+        """The batch: "3 of 10 files done · about 20 s left", then what was read and what failed, with why."""
+        failed = failed or []
         self.progress.setVisible(finished < total)
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(finished)
+        problems = " ".join(f"{failure_sentence(name, reason)}." for name, reason in failed[:MAX_FAILURES_SHOWN])
+        if len(failed) > MAX_FAILURES_SHOWN:
+            problems += f" ({len(failed) - MAX_FAILURES_SHOWN} more could not be read; see the table.)"
         if finished < total:
             left = f" · about {seconds_left:.0f} s left" if seconds_left >= 0 else ""
-            self.status.setText(f"{finished} of {total} files read{left}. You can ask meanwhile.")
+            text = f"{finished} of {total} files done{left}. You can ask meanwhile."
+        elif not total:
+            text = self.status.text()
+        elif not failed:
+            text = f"All {total} files read."
         else:
-            self.status.setText(f"All {total} files read." if total else self.status.text())
+            read = total - len(failed)
+            text = f"{read} of {total} files read." if read else ""
+        self.status.setText(" ".join(t for t in (text, problems) if t))
+        self.status.setStyleSheet(f"color: {WARNING_COLOUR};" if failed else "")
 
     def _remove(self) -> None:
         rows = self.table.selectionModel().selectedRows()
@@ -223,13 +242,10 @@ class DocumentChat(QObject):
         self.panel.status.setText("Adding…")
         self._history.ensure_conversation(self._session.system_prompt, lambda cid: self.indexer.attach(cid, paths))
 
-    def _attached(self, documents: list[DocumentInfo], skipped: list[tuple[str, str]]) -> None:
+    def _attached(self, _documents: list[DocumentInfo], _skipped: list[tuple[str, str]]) -> None:
+        """Files that were not attached are named in the chat's own notice (`FileDrops`)."""
         self.refresh()
         self._session.conversation_shown.emit(self._history.conversation_id)  # a new chat now exists
-        lines = "; ".join(f"{Path(p).name}: {reason}" for p, reason in skipped[:6])
-        more = f" (and {len(skipped) - 6} more)" if len(skipped) > 6 else ""
-        self.panel.skipped.setText(f"Not attached: {lines}{more}." if skipped else "")
-        self.panel.skipped.setVisible(bool(skipped))
 
     def refresh(self) -> None:
         """Re-read the open conversation's documents."""

@@ -1,9 +1,10 @@
-"""Files handed to the window: dropped on it, named on the command line, or sent by "Open with".
+"""Files handed to the window: dropped on it, chosen with Attach, named on the command line, or sent by "Open with".
 
 A GGUF is imported where it lies (its header checked off the GUI thread) and
 loaded; any other file or folder is attached to the open conversation as a
 document. Documents that arrive before the history is open wait for it, and
-then start a chat of their own.
+then start a chat of their own. Files that could not be attached are named in
+a notice that belongs to the chat they were meant for.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
+
+from app.core.docs.doc_store import DocumentInfo
 
 if TYPE_CHECKING:
     from app.ui.main_window import MainWindow
@@ -30,6 +33,7 @@ class FileDrops(QObject):
         super().__init__(window)
         self._window = window
         self._pending: list[Path] = []  # documents opened before the history was ready
+        window.documents.indexer.attached.connect(self._report_skipped)
 
     def drag_entered(self, event: QDragEnterEvent) -> None:
         """Accept dropped files: models to load, anything else to chat about (the overlay says so)."""
@@ -72,3 +76,12 @@ class FileDrops(QObject):
         self._window.new_chat()
         self._window.documents.attach(documents)
         return True
+
+    def _report_skipped(self, documents: list[DocumentInfo], skipped: list[tuple[str, str]]) -> None:
+        """Name the files that were not attached, with why, in a notice of the chat they were for."""
+        conversation_id = documents[0].conversation_id if documents else self._window.history.conversation_id
+        if not skipped or conversation_id is None:
+            return
+        lines = "; ".join(f"{Path(p).name}: {reason}" for p, reason in skipped[:6])
+        more = f" (and {len(skipped) - 6} more)" if len(skipped) > 6 else ""
+        self._window.chat.chat_notice.show_for(conversation_id, f"Not attached: {lines}{more}.", warning=True)

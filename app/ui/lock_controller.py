@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QObject, QTimer
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app import settings as opts
 from app.core.errors import UserError
@@ -25,6 +25,12 @@ DAMAGED = (
     "Your history file cannot be decrypted with its key from the system keychain: it is damaged, or was "
     "replaced by another file. Nothing was changed. Start a new history (the old one is kept), or chat on."
 )
+NEEDS_PASSPHRASE = "Locking needs a passphrase: set one in Tools → Privacy and history."
+WHY_PASSPHRASE = (
+    "Your history is encrypted with a key kept in this computer's keychain, which would open it again at once. "
+    "With a passphrase, Lock (Ctrl+L) closes your conversations until you type it."
+)
+NOTHING_TO_LOCK = "Your history is not open, so there is nothing to lock."
 
 
 class LockController(QObject):
@@ -36,6 +42,7 @@ class LockController(QObject):
         self._history = history = window.history
         self._settings = window.settings
         self.idle = IdleWatcher(window)
+        self.explanation: QMessageBox | None = None  # shown when Lock cannot lock
         app = QApplication.instance()
         if app is not None:
             app.installEventFilter(self.idle)
@@ -51,14 +58,35 @@ class LockController(QObject):
         self.idle.idle.connect(self._auto_lock)
 
     def lock(self) -> None:
-        """Close the history until the passphrase is entered again."""
-        if self._history.uses_passphrase and self._history.is_open:
-            self._history.lock()  # an answer in progress is saved first, as it stands
+        """Close the history until the passphrase is entered again, or say what locking needs."""
+        history = self._history
+        if history.uses_passphrase and history.is_open:
+            history.lock()  # an answer in progress is saved first, as it stands
+        elif self._window.pages.currentWidget() is not self._window.lock_page:  # else it is locked already
+            self._explain(history.is_open)
+
+    def _explain(self, history_open: bool) -> None:
+        """Say why Lock did nothing, with a way to set a passphrase (window-modal: nothing waits on it)."""
+        if self.explanation is not None:
+            self.explanation.deleteLater()  # one at a time
+        box = QMessageBox(QMessageBox.Icon.Information, "Lock history", NOTHING_TO_LOCK, parent=self._window)
+        box.setObjectName("lock-explanation")
+        if history_open:
+            box.setText(NEEDS_PASSPHRASE)
+            box.setInformativeText(WHY_PASSPHRASE)
+            set_up = box.addButton("Set a passphrase…", QMessageBox.ButtonRole.AcceptRole)
+            box.setDefaultButton(set_up)
+            # After the message has closed, so the two dialogs never stack.
+            box.finished.connect(
+                lambda _r: QTimer.singleShot(0, self._window.open_privacy) if box.clickedButton() is set_up else None
+            )
+        box.addButton(QMessageBox.StandardButton.Close)
+        self.explanation = box
+        box.open()
 
     def update(self) -> None:
-        """Enable Lock and the idle timer when a passphrase protects the history."""
+        """Run the idle timer when a passphrase protects the history."""
         passphrase = self._history.uses_passphrase
-        self._window.lock_action.setEnabled(passphrase)
         self.idle.set_minutes(self._settings.get(opts.AUTO_LOCK_MINUTES) if passphrase else 0)
 
     def stop(self) -> None:

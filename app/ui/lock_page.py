@@ -10,9 +10,19 @@ from __future__ import annotations
 from enum import Enum
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 MIN_PASSPHRASE = 8
+BOX_WIDTH = 520  # px: a comfortable line length for the explanation
 
 
 class LockMode(Enum):
@@ -35,26 +45,41 @@ class LockPage(QWidget):
         self.mode = LockMode.UNLOCK
         self.title = QLabel()
         self.title.setStyleSheet("font-size: 18pt; font-weight: 600;")
+        self.title.setWordWrap(True)
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.passphrase = QLineEdit()
         self.passphrase.setEchoMode(QLineEdit.EchoMode.Password)
         self.passphrase.setPlaceholderText("Passphrase")
+        self.passphrase.setAccessibleName("Passphrase")
+        self.passphrase.setAccessibleDescription("The passphrase that opens your history. Enter submits it.")
         self.confirm = QLineEdit()
         self.confirm.setEchoMode(QLineEdit.EchoMode.Password)
         self.confirm.setPlaceholderText("The same passphrase again")
+        self.confirm.setAccessibleName("Passphrase again")
+        self.confirm.setAccessibleDescription("Type the new passphrase a second time, to be sure it has no typo.")
         self.error = QLabel()
         self.error.setWordWrap(True)
         self.error.setStyleSheet("color: #b91c1c;")
-        self.submit_button = QPushButton()
+        self.error.hide()  # shown with something to say, so an empty line never opens a gap
+        self.submit_button = QPushButton("Unlock")
         self.submit_button.setDefault(True)
+        self.submit_button.setAccessibleName("Unlock")
+        self.submit_button.setAccessibleDescription("Opens your history with the passphrase typed above.")
         self.new_button = QPushButton("Start a new history")
+        self.new_button.setAccessibleName("Start a new history")
+        self.new_button.setAccessibleDescription("Sets the old history file aside, unchanged, and starts an empty one.")
         self.continue_button = QPushButton("Chat without history")
         self.continue_button.setFlat(True)
+        self.continue_button.setAccessibleName("Chat without history")
+        self.continue_button.setAccessibleDescription("Chat now; nothing you write is saved until the history opens.")
 
+        # A column of readable width, centred; stretches on both sides (not an alignment flag), so the
+        # wrapped labels get the height their width needs and nothing is clipped or overlaps.
         box = QWidget()
-        box.setMaximumWidth(460)
+        box.setMaximumWidth(BOX_WIDTH)
         inner = QVBoxLayout(box)
+        inner.setSpacing(10)
         for widget in (self.title, self.message, self.passphrase, self.confirm, self.error):
             inner.addWidget(widget)
         buttons = QHBoxLayout()
@@ -63,10 +88,25 @@ class LockPage(QWidget):
         buttons.addWidget(self.new_button)
         buttons.addWidget(self.submit_button)
         inner.addLayout(buttons)
-        outer = QVBoxLayout(self)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(box, 100)
+        row.addStretch(1)
+        column = QWidget()
+        outer = QVBoxLayout(column)
+        outer.setContentsMargins(16, 16, 16, 16)
         outer.addStretch(1)
-        outer.addWidget(box, 0, Qt.AlignmentFlag.AlignHCenter)
+        outer.addLayout(row)
         outer.addStretch(2)
+        # On a small or highly scaled screen the page scrolls rather than squeezing its text.
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the fields take focus, not the page
+        scroll.setWidget(column)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(scroll)
 
         self.submit_button.clicked.connect(self._submit)
         self.passphrase.returnPressed.connect(self._submit)
@@ -80,6 +120,7 @@ class LockPage(QWidget):
         self.passphrase.clear()
         self.confirm.clear()
         self.error.clear()
+        self.error.hide()
         self.submit_button.setEnabled(True)
         asks = mode != LockMode.PROBLEM
         self.passphrase.setVisible(asks)
@@ -90,6 +131,8 @@ class LockPage(QWidget):
             self.title.setText("Your history is locked")
             self.message.setText(message or "Enter your passphrase to open your conversations.")
             self.submit_button.setText("Unlock")
+            self.submit_button.setAccessibleName("Unlock")
+            self.submit_button.setAccessibleDescription("Opens your history with the passphrase typed above.")
         elif mode == LockMode.CREATE:
             self.title.setText("Protect your history")
             self.message.setText(
@@ -99,6 +142,8 @@ class LockPage(QWidget):
                 "It cannot be recovered if you forget it."
             )
             self.submit_button.setText("Create")
+            self.submit_button.setAccessibleName("Create passphrase")
+            self.submit_button.setAccessibleDescription("Encrypts your new history with the passphrase typed above.")
         else:
             self.title.setText("Your history could not be opened")
             self.message.setText(message)
@@ -109,6 +154,7 @@ class LockPage(QWidget):
         """A wrong passphrase or similar; the fields stay for another try."""
         self.submit_button.setEnabled(True)
         self.error.setText(text)
+        self.error.show()
         self.passphrase.selectAll()
         self.passphrase.setFocus()
 
@@ -124,6 +170,7 @@ class LockPage(QWidget):
         elif not text:
             return
         self.error.setText("Opening…")
+        self.error.show()
         self.submit_button.setEnabled(False)
         self.passphrase_entered.emit(text)
 

@@ -12,20 +12,23 @@ and `DocumentChat` (attached documents and sources).
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, Signal
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragLeaveEvent, QDropEvent
+from PySide6.QtCore import QPoint, QRect, QSettings, QSize, Qt, Signal
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragLeaveEvent, QDropEvent, QGuiApplication
 from PySide6.QtWidgets import (
     QApplication,
     QLabel,
     QMainWindow,
     QSplitter,
     QStackedWidget,
+    QWidget,
 )
 
 from app import APP_NAME
 from app import settings as opts
+from app.core.models.registry import InstalledModel
 from app.core.paths import AppPaths
 from app.services import Services
 from app.settings import Settings
@@ -43,6 +46,46 @@ from app.ui.model_manager import ModelManager
 from app.ui.privacy_dialog import PrivacyDialog
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.sidebar import Sidebar
+from app.ui.welcome import FirstRunCheck, WelcomePage
+
+FIRST_SHARE = 0.85  # of the screen's free area that a first window takes, where the screen has room to spare
+SMALL_SCREEN_SHARE = 0.92  # on a small or highly scaled screen: nearly all of it, less room for a title bar
+COMFORTABLE = QSize(960, 640)  # the size below which the window takes the small-screen share
+LARGEST_FIRST = QSize(1600, 1000)  # a first window on a big screen stops here
+SIDEBAR_SHARE = 0.25  # of the window's width, for the conversation list at first
+SIDEBAR_MIN, SIDEBAR_MAX = 160, 300  # px
+STATUS_MIN_WIDTH = 60  # px: long status texts are cut rather than widening the window past the screen
+
+
+def first_geometry(available: QRect) -> QRect:
+    """Where a first window opens: most of the screen's free area, centred in it."""
+
+    def side(room: int, comfortable: int, largest: int) -> int:
+        return min(largest, max(int(room * FIRST_SHARE), min(comfortable, int(room * SMALL_SCREEN_SHARE))))
+
+    size = QSize(
+        side(available.width(), COMFORTABLE.width(), LARGEST_FIRST.width()),
+        side(available.height(), COMFORTABLE.height(), LARGEST_FIRST.height()),
+    )
+    rect = QRect(QPoint(0, 0), size)
+    rect.moveCenter(available.center())
+    return rect
+
+
+def tab_stops(container: QWidget) -> list[QWidget]:
+    """The widgets inside `container` that Tab can reach, in their present Tab order."""
+    found: list[QWidget] = []
+    widget = container.nextInFocusChain()
+    while widget is not None and widget is not container:  # the chain is a ring through the whole window
+        if container.isAncestorOf(widget) and widget.focusPolicy() & Qt.FocusPolicy.TabFocus:
+            found.append(widget)
+        widget = widget.nextInFocusChain()
+    return found
+
+
+def fits_a_screen(rect: QRect) -> bool:
+    """True when `rect` lies within the free area of one of the screens."""
+    return any(screen.availableGeometry().contains(rect) for screen in QGuiApplication.screens())
 
 
 class MainWindow(QMainWindow):
@@ -74,16 +117,23 @@ class MainWindow(QMainWindow):
         self.stream_buffer = self.session.stream_buffer
         self._build_widgets()
         self.models = ModelController(self, show_dialogs)
+        for label in (self.models.label, self.stats_label):
+            label.setMinimumWidth(STATUS_MIN_WIDTH)
         self.statusBar().addWidget(self.models.label)
         self.statusBar().addWidget(self.models.progress)
         self.statusBar().addPermanentWidget(self.stats_label)
         self.documents = DocumentChat(self, self.history, services.documents, self.session, self.view)
         self.drops = FileDrops(self)
         self.conversations = ConversationList(self)
+        self.welcome = WelcomePage(services.downloads, services.models, settings, paths.models)
+        self.chat.set_welcome(self.welcome)
+        self.first_run = FirstRunCheck(services.models, self.history, self)
         self.setAcceptDrops(True)
         self.lock_action = build_menus(self)
         self.locking = LockController(self)
         self._connect()
+        self._describe()
+        self._set_tab_order()
         self._restore_geometry()
         self.composer.setFocus()
         if open_history:
@@ -100,7 +150,6 @@ class MainWindow(QMainWindow):
         self.splitter.addWidget(self.sidebar)
         self.splitter.addWidget(self.chat)
         self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([260, 940])
         self.splitter.setChildrenCollapsible(False)
         self.pages = QStackedWidget()
         self.pages.addWidget(self.splitter)
@@ -109,27 +158,61 @@ class MainWindow(QMainWindow):
         self.info_panel = ModelInfoPanel(self)
         self.info_panel.set_residency(self.settings.residency())
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.info_panel)
+        self.info_panel.hide()  # developer detail: View → Model details shows it
+
+    def _describe(self) -> None:
+        """Names and descriptions for assistive technology, for the widgets the window itself holds."""
+        self.splitter.setAccessibleName("Conversations and chat")
+        self.stats_label.setAccessibleName("Answer statistics")
+        self.models.label.setAccessibleName("Model status")
+
+    def _set_tab_order(self) -> None:
+        """Tab runs as the eye reads: the sidebar, the chat, then the side panels (each keeps its own order)."""
+        chain = [
+            widget
+            for part in (self.sidebar, self.chat, self.documents.panel, self.info_panel)
+            for widget in tab_stops(part)
+        ]
+        for first, second in itertools.pairwise(chain):
+            QWidget.setTabOrder(first, second)
 
     def _connect(self) -> None:
         self.session.answer_finished.connect(self.answer_finished)
         self.models.ready.connect(self.model_ready)
         self.models.failed.connect(self.model_failed)
         self.services.bridge.message.connect(self.notice.show_text)
+        self.chat.attach_requested.connect(self.documents.choose_files)
+        self.first_run.wanted.connect(self.chat.show_welcome)
+        self.welcome.dismissed.connect(self.first_run.dismiss)
+        self.welcome.import_requested.connect(self.choose_model)
+        self.welcome.model_installed.connect(self._welcome_model_installed)
         self.history.error.connect(
             lambda msg: self.notice.show_text(f"Your history was not updated. {msg}", warning=True)
         )
 
     def _restore_geometry(self) -> None:
+        """The saved size and place if they fit a screen now (scaling or screens may have changed), else a new one."""
         state = QSettings(str(self.paths.window_state_file), QSettings.Format.IniFormat)
-        geometry = state.value("main/geometry")
-        if geometry is None or not self.restoreGeometry(geometry):
-            self.resize(1200, 760)
+        geometry, frame = state.value("main/geometry"), state.value("main/frame")
+        # Checked before restoring: Qt would squeeze a window that no longer fits into the screen whole.
+        # A layout saved without its frame (an older version, when the window was a fixed size) is not reused.
+        fits = isinstance(frame, QRect) and fits_a_screen(frame)
+        reused = fits and geometry is not None and self.restoreGeometry(geometry)
+        if not reused:
+            screen = self.screen() or QGuiApplication.primaryScreen()
+            first = first_geometry(screen.availableGeometry())
+            self.resize(first.size())
+            self.move(first.topLeft())  # the frame's corner, so a title bar stays on the screen
         layout = state.value("main/state")
         if layout is not None:
             self.restoreState(layout)
-        splitter = state.value("main/splitter")
-        if splitter is not None:
-            self.splitter.restoreState(splitter)
+        splitter = state.value("main/splitter")  # its sizes belong to the saved window size
+        if not (reused and splitter is not None and self.splitter.restoreState(splitter)):
+            width = self.width()
+            sidebar = max(SIDEBAR_MIN, min(SIDEBAR_MAX, int(width * SIDEBAR_SHARE)))
+            self.splitter.setSizes([sidebar, width - sidebar])
+        # Hidden unless the user chose to show it; a layout saved before this choice existed does not count.
+        self.info_panel.setVisible(str(state.value("main/model_panel", "false")).lower() == "true")
 
     # Models (the controller does the work)
     @property
@@ -140,6 +223,11 @@ class MainWindow(QMainWindow):
     def load_model(self, path: Path | None) -> None:
         """Load `path` (None: the starter model)."""
         self.models.load(path)
+
+    def _welcome_model_installed(self, installed: InstalledModel) -> None:
+        """The model the welcome page downloaded: load it, unless an answer is being written."""
+        if not self.busy:
+            self.load_model(Path(installed.path))
 
     def choose_model(self) -> None:
         """File → Open model."""
@@ -247,8 +335,10 @@ class MainWindow(QMainWindow):
         """Save the layout, stop the answer (it is saved as it stands), and stop the services, each bounded."""
         state = QSettings(str(self.paths.window_state_file), QSettings.Format.IniFormat)
         state.setValue("main/geometry", self.saveGeometry())
+        state.setValue("main/frame", self.frameGeometry())
         state.setValue("main/state", self.saveState())
         state.setValue("main/splitter", self.splitter.saveState())
+        state.setValue("main/model_panel", self.info_panel.toggleViewAction().isChecked())
         state.sync()
         self.settings.sync()
         self.locking.stop()

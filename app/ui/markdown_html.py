@@ -1,8 +1,9 @@
 """Markdown to the HTML subset that QTextDocument renders.
 
 Fenced code blocks become a boxed table with a language label and a
-`copy:N` link; the delegate resolves that link to `code_blocks[N]`. Raw HTML
-in model output is escaped, never rendered.
+`copy:N` link; the delegate resolves that link to `code_blocks[N]`. Long code
+lines either stay on one line (the message then scrolls sideways) or wrap, as
+the user chooses. Raw HTML in model output is escaped, never rendered.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def _fence(_renderer: Any, tokens: list[Any], idx: int, _options: Any, env: dict
     code = token.content.rstrip("\n")
     blocks: list[str] = env["code_blocks"]
     theme: _Theme = env["theme"]
+    white_space = "pre-wrap" if env["wrap_code"] else "pre"
     n = len(blocks)
     blocks.append(code)
     label = html.escape(language or "code")
@@ -67,8 +69,8 @@ def _fence(_renderer: Any, tokens: list[Any], idx: int, _options: Any, env: dict
         'style="margin-top:4px; margin-bottom:8px;">'
         f'<tr><td bgcolor="{theme.code_header_bg}"><span style="color:{theme.code_label}; font-size:small;">'
         f'{label}</span>&nbsp;&nbsp;&nbsp;<a href="{COPY_SCHEME}:{n}" style="font-size:small;">Copy</a></td></tr>'
-        f'<tr><td><pre style="font-family:{_MONO}; margin:0;">{_code_html(code, language, theme.formatter)}</pre>'
-        "</td></tr></table>"
+        f'<tr><td><pre style="font-family:{_MONO}; margin:0; white-space:{white_space};">'
+        f"{_code_html(code, language, theme.formatter)}</pre></td></tr></table>"
     )
 
 
@@ -78,11 +80,11 @@ _PARSER.add_render_rule("fence", _fence)
 _PARSER.add_render_rule("code_block", _fence)
 
 
-def render_markdown(text: str, dark: bool = False) -> RenderedMarkdown:
-    """Render one message's Markdown, with colours for a light or dark palette."""
+def render_markdown(text: str, dark: bool = False, wrap_code: bool = False) -> RenderedMarkdown:
+    """Render one message's Markdown, with colours for a light or dark palette; code lines wrap when asked."""
     theme = _DARK if dark else _LIGHT
     blocks: list[str] = []
-    body = _PARSER.render(text, {"code_blocks": blocks, "theme": theme})
+    body = _PARSER.render(text, {"code_blocks": blocks, "theme": theme, "wrap_code": wrap_code})
     body = body.replace("<code>", f'<code style="font-family:{_MONO}; background-color:{theme.inline_code_bg};">')
     # Markdown tables (code blocks carry their own attributes): Qt draws no grid unless asked.
     body = body.replace("<table>", _GRID_TABLE)

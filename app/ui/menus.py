@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 def build_menus(window: MainWindow) -> QAction:
-    """File, Chat, Tools and View menus; returns the Lock action (enabled only with a passphrase)."""
+    """File, Chat, Tools, View and Help menus; returns the Lock action (it explains itself without a passphrase)."""
     file_menu = window.menuBar().addMenu("&File")
     open_model = QAction("&Open model file…", window)
     open_model.setShortcut(QKeySequence.StandardKey.Open)
@@ -22,6 +22,7 @@ def build_menus(window: MainWindow) -> QAction:
     starter.triggered.connect(lambda: window.load_model(None))
     lock_action = QAction("&Lock history", window)
     lock_action.setShortcut(QKeySequence("Ctrl+L"))
+    lock_action.setStatusTip("Close your history until its passphrase is typed again.")
     lock_action.triggered.connect(window.lock)
     quit_action = QAction("&Quit", window)
     quit_action.setShortcut(QKeySequence.StandardKey.Quit)
@@ -59,9 +60,12 @@ def build_menus(window: MainWindow) -> QAction:
     for action in (models, prefs, privacy):
         tools.addAction(action)
     panel = window.info_panel.toggleViewAction()
-    panel.setText("&Model info")
+    panel.setText("&Model details")
     panel.setShortcut(QKeySequence("Ctrl+I"))
-    window.menuBar().addMenu("&View").addAction(panel)
+    panel.setStatusTip("Memory, buffers and cache of the loaded model: detail for developers.")
+    view = window.menuBar().addMenu("&View")
+    view.addAction(panel)
+    view.addAction(window.view.wrap_code_action)
     about = QAction(f"&About {APP_NAME}", window)
     about.setMenuRole(QAction.MenuRole.AboutRole)
     about.triggered.connect(window.open_about)

@@ -39,6 +39,7 @@ class ModelController(QObject):
         self.loaded: LoadedModel | None = None
         self.requested: Path | None = None  # the last load asked for (None: the starter)
         self._manager: ModelManager | None = None
+        self._load_note = ""  # shown with the next load's notice (why another model than the one asked for)
         self.label = QLabel("No model")
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
@@ -78,8 +79,19 @@ class ModelController(QObject):
             self.import_and_load(Path(path))
 
     def import_and_load(self, path: Path) -> None:
-        """Check (off the GUI thread) and register a local GGUF without copying it, then load it."""
-        self._services.models.import_file(path, lambda _model: self.load(path), self._window.notice.show_warning)
+        """Check (off the GUI thread) and register a local GGUF without copying it, then load it.
+
+        A copy of a model already installed is not listed twice: the installed one is loaded instead.
+        """
+
+        def already(existing: InstalledModel, message: str) -> None:
+            self._window.notice.show_text(f"{message} Loading {existing.display_name}.")
+            self._load_note = f"{message} {existing.display_name} is loaded instead."  # kept past the load
+            self.load(None if existing.builtin else Path(existing.path))
+
+        self._services.models.import_file(
+            path, lambda model: self.load(Path(model.path)), self._window.notice.show_warning, already
+        )
 
     def is_loaded(self, path: str) -> bool:
         """True when `path` is the model in use."""
@@ -92,11 +104,15 @@ class ModelController(QObject):
             self._manager = ModelManager(
                 s.downloads, s.models, self._settings, self._window.paths.models, self.is_loaded, self._window
             )
-            self._manager.load_requested.connect(self.load)
+            self._manager.load_requested.connect(self._load_installed)
             self._manager.embedding_requested.connect(self.use_for_embeddings)
         self._manager.show()
         self._manager.raise_()
         return self._manager
+
+    def _load_installed(self, path: Path) -> None:
+        entry = self._services.models.get(path)
+        self.load(None if entry is not None and entry.builtin else path)  # the starter is checked as it loads
 
     def use_for_embeddings(self, path: Path) -> None:
         """Find document passages by meaning with this model too (newly read documents)."""
@@ -139,14 +155,18 @@ class ModelController(QObject):
         self._settings.set(opts.MODEL_PATH, "" if starter else str(loaded.info.path))
         self._services.models.touch(loaded.info.path)  # the installed list follows
         notice = self._window.notice
-        if starter or loaded.template_note:
-            notice.show_text(STARTER_NOTICE if starter else loaded.template_note, warning=not starter)
+        note, self._load_note = self._load_note, ""
+        texts = [t for t in (note, STARTER_NOTICE if starter else loaded.template_note) if t]
+        if texts:
+            action = ("Get a model…", self.open_manager) if starter else None
+            notice.show_text(" ".join(texts), warning=bool(loaded.template_note) and not starter, action=action)
         elif notice.isVisible():
             notice.hide()
         self._window.stats_label.setText(f"Loaded in {loaded.load_ms / 1000:.1f} s")
         self.ready.emit(loaded)
 
     def _on_failed(self, message: str, still_loaded: LoadedModel | None) -> None:
+        self._load_note = ""
         self._show(still_loaded)
         self._window.notice.show_text(f"The model could not be loaded. {message}", warning=True)
         if self._show_dialogs:

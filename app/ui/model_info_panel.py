@@ -14,6 +14,31 @@ RESIDENCY_LABELS = {
     Residency.PLE_IN_RAM: "PLE in RAM (faster first tokens on slow disks)",
     Residency.LOCKED: "Lock model in RAM (PLE stays on disk)",
 }
+RESIDENCY_TIPS = {
+    Residency.PLE_ON_DISK: "Gemma 3n's per-layer embeddings (PLE) stay in the model file and are read from disk "
+    "as they are needed. This saves gigabytes of memory and costs little on an SSD. Best for most computers.",
+    Residency.PLE_IN_RAM: "The per-layer embeddings are copied into memory. Uses more RAM, but avoids slow first "
+    "answers when the model file is on a hard disk or a network drive.",
+    Residency.LOCKED: "The rest of the model is locked in memory so the system never swaps it out; the per-layer "
+    "embeddings stay on disk. Choose this if answers slow down after other programs have used a lot of memory.",
+}
+RESIDENCY_TIP = (
+    "Where the model's weights are kept while it is loaded. Only Gemma 3n models have per-layer embeddings "
+    "(PLE); for other models the choices behave alike. Changing this reloads the model."
+)
+MIN_WIDTH = 180  # px: narrow enough to leave the chat room on a small screen; the details scroll
+
+
+def residency_box() -> QComboBox:
+    """A list of the places model weights can live, each with a tooltip saying when to pick it."""
+    box = QComboBox()
+    for mode, text in RESIDENCY_LABELS.items():
+        box.addItem(text, mode)
+        box.setItemData(box.count() - 1, RESIDENCY_TIPS[mode], Qt.ItemDataRole.ToolTipRole)
+    box.setToolTip(RESIDENCY_TIP)
+    box.setAccessibleName("Model memory")
+    box.setAccessibleDescription(RESIDENCY_TIP)
+    return box
 
 
 def headline(model: LoadedModel, ple_resident: int | None) -> str:
@@ -43,16 +68,14 @@ class ModelInfoPanel(QDockWidget):
     residency_changed = Signal(object)  # Residency chosen by the user
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__("Model", parent)
+        super().__init__("Model details", parent)
         self.setObjectName("model-info")
         self._model: LoadedModel | None = None
         self.headline = _label()
         self.headline.setStyleSheet("font-weight: bold;")
         self.family, self.file, self.quant = _label(), _label(), _label()
         self.ple, self.rss, self.kv, self.buffers, self.context = _label(), _label(), _label(), _label(), _label()
-        self.residency = QComboBox()
-        for mode, text in RESIDENCY_LABELS.items():
-            self.residency.addItem(text, mode)
+        self.residency = residency_box()
         # Qt hands the str-based enum back as a plain str.
         self.residency.activated.connect(lambda i: self.residency_changed.emit(Residency(self.residency.itemData(i))))
 
@@ -71,13 +94,20 @@ class ModelInfoPanel(QDockWidget):
             ("Context", self.context),
         ):
             form.addRow(name, widget)
+            if widget is not self.residency:
+                widget.setAccessibleName(name)
+                widget.setAccessibleDescription(f"{name} of the loaded model; the text can be selected and copied.")
+        self.headline.setAccessibleName("Loaded model summary")
+        self.headline.setAccessibleDescription("Parameters loaded, and where the per-layer embeddings are.")
         body = QWidget()
         body.setLayout(form)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(body)
-        self.setWidget(scroll)
-        self.setMinimumWidth(300)
+        self.details = QScrollArea()
+        self.details.setWidgetResizable(True)
+        self.details.setWidget(body)
+        self.details.setAccessibleName("Model details")
+        self.details.setAccessibleDescription("What is loaded, where its weights live, and live memory readings.")
+        self.setWidget(self.details)
+        self.setMinimumWidth(MIN_WIDTH)
 
     def set_residency(self, mode: Residency) -> None:
         """Show the current setting."""

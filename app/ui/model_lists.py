@@ -53,8 +53,11 @@ def when(timestamp: float | None) -> str:
     return "yesterday" if days == 1 else f"{days} days ago"
 
 
+BUILTIN_TIP = "Built into Tern so it works offline from the first launch; it cannot be deleted."
+
+
 class InstalledTab(QWidget):
-    """Installed models with Load, Delete, Show in folder, and Import."""
+    """Installed models (the built-in starter among them) with Load, Delete, Show in folder, and Import."""
 
     load_requested = Signal(object)  # Path
     embedding_requested = Signal(object)  # Path: use this model for document search
@@ -96,7 +99,7 @@ class InstalledTab(QWidget):
         self.delete_button.clicked.connect(self._delete)
         self.reveal_button.clicked.connect(self._reveal)
         self.embedding_button.clicked.connect(self._use_for_embeddings)
-        self.import_button.clicked.connect(self._choose_import)
+        self.import_button.clicked.connect(self.choose_import)
         self.table.itemSelectionChanged.connect(self._selection_changed)
         downloads.copied.connect(self._copied)
         downloads.copy_failed.connect(self.status.setText)
@@ -108,21 +111,36 @@ class InstalledTab(QWidget):
         self._service.refresh()
 
     def _show(self, models: list[InstalledModel]) -> None:
+        chosen = self.selected()
         self._models = models
         self.table.setRowCount(len(self._models))
         for row, m in enumerate(self._models):
             params = units.params(m.effective_parameters)
             if m.ple_parameters:
                 params += f" + {units.params(m.ple_parameters)} PLE"
-            source = "imported" if m.imported else (f"{m.repo_id} {m.label}".strip() or "Tern")
-            for col, text in enumerate([m.name, m.family, units.size(m.size), params, when(m.last_used), source]):
+            if m.builtin:
+                source = "built-in"
+            else:
+                source = "imported" if m.imported else (f"{m.repo_id} {m.label}".strip() or "Tern")
+            cells = [m.display_name, m.family, units.size(m.size), params, when(m.last_used), source]
+            for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                item.setToolTip(m.path)
+                item.setToolTip(f"{m.path}\n{BUILTIN_TIP}" if m.builtin else m.path)
                 self.table.setItem(row, col, item)
+        for col in range(1, self.table.columnCount() - 1):  # the name stretches, the rest fit their text
+            self.table.resizeColumnToContents(col)
+        if chosen is not None:
+            self.select(chosen.path)
         self._selection_changed()
 
+    def select(self, path: str) -> None:
+        """Highlight the model at `path`, if listed."""
+        for row, m in enumerate(self._models):
+            if m.path == path:
+                self.table.selectRow(row)
+
     def _copied(self, model: InstalledModel) -> None:
-        self.status.setText(f"Imported a copy of {model.name}.")  # the window adds it; the table follows
+        self.status.setText(f"Imported a copy of {model.display_name}.")  # the window adds it; the table follows
 
     def selected(self) -> InstalledModel | None:
         """The highlighted model."""
@@ -130,9 +148,11 @@ class InstalledTab(QWidget):
         return self._models[rows[0].row()] if rows else None
 
     def _selection_changed(self) -> None:
-        chosen = self.selected() is not None
-        for b in (self.load_button, self.delete_button, self.reveal_button, self.embedding_button):
-            b.setEnabled(chosen)
+        model = self.selected()
+        for b in (self.load_button, self.reveal_button, self.embedding_button):
+            b.setEnabled(model is not None)
+        self.delete_button.setEnabled(model is not None and not model.builtin)
+        self.delete_button.setToolTip(BUILTIN_TIP if model is not None and model.builtin else "")
 
     def _load(self) -> None:
         model = self.selected()
@@ -141,7 +161,7 @@ class InstalledTab(QWidget):
 
     def _delete(self) -> None:
         model = self.selected()
-        if model is None:
+        if model is None or model.builtin:
             return
         if self._is_loaded(model.path):
             self.status.setText(f"{model.name} is in use; load another model before deleting it.")
@@ -175,24 +195,40 @@ class InstalledTab(QWidget):
         if model is not None:
             QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(model.path).parent)))
 
-    def _choose_import(self) -> None:
+    def choose_import(self) -> None:
+        """Pick a GGUF file with the platform's dialog and import it (a copy, when the box is ticked)."""
         path, _ = QFileDialog.getOpenFileName(self, "Import a GGUF model", str(Path.home()), "GGUF models (*.gguf)")
         if not path:
             return
         if self.copy_on_import.isChecked():
-            self.status.setText(f"Copying {Path(path).name}…")
-            self._downloads.copy_in(Path(path), self._models_dir / "imported")
+            self.import_copy(Path(path))
         else:
             self.import_file(Path(path))
 
     def import_file(self, path: Path) -> None:
         """Check (off the GUI thread) and register a local GGUF where it lies; the outcome shows in the status line."""
         self.status.setText(f"Checking {path.name}…")
+        self._service.import_file(
+            path, lambda m: self.status.setText(f"Imported {m.display_name}."), self.status.setText, self._already
+        )
 
-        self._service.import_file(path, lambda m: self.status.setText(f"Imported {m.name}."), self.status.setText)
+    def import_copy(self, path: Path) -> None:
+        """Check the file, then copy it into Tern's models folder (unless that model is listed already)."""
+        self.status.setText(f"Checking {path.name}…")
+
+        def copy() -> None:
+            self.status.setText(f"Copying {path.name}…")
+            self._downloads.copy_in(path, self._models_dir / "imported")
+
+        self._service.check_import(path, copy, self.status.setText, self._already)
+
+    def _already(self, existing: InstalledModel, message: str) -> None:
+        self.status.setText(message)
+        self.select(existing.path)
 
 
-def _progress_text(job: DownloadJob, p: Progress | None) -> str:
+def progress_text(job: DownloadJob, p: Progress | None) -> str:
+    """A download's state in words: "1.2 GB of 3.4 GB · 5.0 MB/s · 4 min 10 s left", "Paused", its error."""
     if job.state == "failed":
         return job.error
     if p is None:
@@ -256,7 +292,7 @@ class DownloadsTab(QWidget):
         if isinstance(bar, QProgressBar):
             done = p.done if p else job.done_bytes() if job.state != "queued" else 0
             bar.setValue(int(1000 * done / job.total) if job.total else 0)
-        self.table.setItem(row, 2, QTableWidgetItem(_progress_text(job, p)))
+        self.table.setItem(row, 2, QTableWidgetItem(progress_text(job, p)))
 
     def _on_progress(self, job_id: str, progress: Progress) -> None:
         for row, job in enumerate(self._downloads.jobs):
@@ -294,6 +330,7 @@ class NetworkTab(QWidget):
     def __init__(self) -> None:
         super().__init__()
         self.table = _table(["Time", "Why", "Request", "Answer"])
+        self.table.horizontalHeader().setStretchLastSection(False)
         self.table.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
         note = QLabel(
             "Tern contacts the network only when you look up or download a model. "
@@ -328,7 +365,10 @@ class NetworkTab(QWidget):
         entries: list[Activity] = list(reversed(ACTIVITY.snapshot()))
         self.table.setRowCount(len(entries))
         for row, e in enumerate(entries):
-            answer = str(e.status) if e.status is not None else "no answer"
-            cells = [time.strftime("%H:%M:%S", time.localtime(e.when)), e.reason, f"{e.method} {e.url}", answer]
+            cells = [time.strftime("%H:%M:%S", time.localtime(e.when)), e.reason, f"{e.method} {e.url}", e.answer()]
             for col, text in enumerate(cells):
-                self.table.setItem(row, col, QTableWidgetItem(text))
+                item = QTableWidgetItem(text)
+                item.setToolTip(text)
+                self.table.setItem(row, col, item)
+        for col in (0, 1, 3):  # the request takes the room left
+            self.table.resizeColumnToContents(col)

@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QComboBox,
     QDialog,
     QFormLayout,
@@ -71,6 +72,8 @@ VERDICT_COLOURS = {"Fits": "#15803d", "Tight": "#b45309", "Won't fit": "#b91c1c"
 class DiscoverTab(QWidget):
     """The catalogue, a repository's quantizations with fit guidance, and the Download buttons."""
 
+    import_requested = Signal()  # "Import a GGUF file…", offered when the hub cannot be reached
+
     def __init__(self, downloads: DownloadManager, settings: Settings, models_dir: Path) -> None:
         super().__init__()
         self._downloads = downloads
@@ -104,6 +107,9 @@ class DiscoverTab(QWidget):
         self.context.setSuffix(" tokens of context")
         self.status = QLabel("Choose a model, then look up its files. Tern goes online only when you ask.")
         self.status.setWordWrap(True)
+        self.import_instead = QPushButton("Import a GGUF file…")
+        self.import_instead.setToolTip("Use a model file you already have; no network needed.")
+        self.import_instead.hide()  # offered when the hub cannot be reached
         self.options = QTableWidget(0, 4)
         self.options.setHorizontalHeaderLabels(["Quantization", "Download", "Fit on this machine", ""])
         self.options.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
@@ -127,7 +133,10 @@ class DiscoverTab(QWidget):
         row.addWidget(self.context)
         row.addStretch(1)
         form.addLayout(row)
-        form.addWidget(self.status)
+        row = QHBoxLayout()
+        row.addWidget(self.status, 1)
+        row.addWidget(self.import_instead, 0, Qt.AlignmentFlag.AlignTop)
+        form.addLayout(row)
         form.addWidget(self.options, 1)
         split = QSplitter()
         split.addWidget(self.entries)
@@ -138,6 +147,7 @@ class DiscoverTab(QWidget):
 
         self.entries.currentRowChanged.connect(self._show_entry)
         self.look_up.clicked.connect(self.look_up_repo)
+        self.import_instead.clicked.connect(self.import_requested)
         self.repo.returnPressed.connect(self.look_up_repo)
         self.source.currentIndexChanged.connect(lambda _i: self.repo.setText(self.source.currentData() or ""))
         self.context.valueChanged.connect(lambda _v: self._show_options())
@@ -168,6 +178,7 @@ class DiscoverTab(QWidget):
             self.status.setText(str(exc))
             return
         self.repo.setText(repo_id)
+        self.import_instead.hide()
         self.status.setText(f"Looking up {repo_id}…")
         self.look_up.setEnabled(False)
         self._downloads.fetch(repo_id, self._settings.get(opts.HUB_ENDPOINT))
@@ -185,10 +196,11 @@ class DiscoverTab(QWidget):
         )
         self._show_options()
 
-    def _on_fetch_failed(self, repo_id: str, message: str) -> None:
+    def _on_fetch_failed(self, repo_id: str, message: str, unreachable: bool) -> None:
         self.look_up.setEnabled(True)
         if repo_id == self.repo.text().strip():
             self.status.setText(message)
+            self.import_instead.setVisible(unreachable)
 
     def _show_options(self) -> None:
         remote = self._remote
@@ -294,7 +306,10 @@ class ModelManager(QDialog):
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Models")
-        self.resize(980, 620)
+        screen = (parent.screen() if parent is not None else None) or QApplication.primaryScreen()
+        if screen is not None:  # the size it was designed at, or most of a small (or highly scaled) screen
+            room = screen.availableGeometry()
+            self.resize(min(980, int(room.width() * 0.9)), min(620, int(room.height() * 0.85)))
         self.discover = DiscoverTab(downloads, settings, models_dir)
         self.installed = InstalledTab(models, downloads, models_dir, is_loaded)
         self.downloads = DownloadsTab(downloads)
@@ -309,10 +324,15 @@ class ModelManager(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(self.tabs)
         self.installed.load_requested.connect(self.load_requested)
+        self.discover.import_requested.connect(self._import_instead)
         self.installed.embedding_requested.connect(self.embedding_requested)
         downloads.installed.connect(lambda _m: self.installed.refresh())
         downloads.changed.connect(lambda _id: self._count_downloads(downloads))
         self._count_downloads(downloads)
+
+    def _import_instead(self) -> None:
+        self.tabs.setCurrentWidget(self.installed)
+        self.installed.choose_import()
 
     def _count_downloads(self, downloads: DownloadManager) -> None:
         active = sum(1 for j in downloads.jobs if j.state in ("queued", "downloading"))

@@ -41,8 +41,12 @@ class PassphraseDialog(QDialog):
         self._confirm = confirm
         self.passphrase = QLineEdit()
         self.passphrase.setEchoMode(QLineEdit.EchoMode.Password)
+        self.passphrase.setAccessibleName("Passphrase")
+        self.passphrase.setAccessibleDescription(text)
         self.again = QLineEdit()
         self.again.setEchoMode(QLineEdit.EchoMode.Password)
+        self.again.setAccessibleName("Passphrase again")
+        self.again.setAccessibleDescription("The same passphrase a second time, to be sure it has no typo.")
         self.error = QLabel()
         self.error.setStyleSheet("color: #b91c1c;")
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
@@ -108,10 +112,25 @@ class PrivacyDialog(QDialog):
         current = self.auto_lock.findData(settings.get(opts.AUTO_LOCK_MINUTES))
         self.auto_lock.setCurrentIndex(max(0, current))
         self.auto_lock.setEnabled(passphrase)
-        self.auto_lock.setToolTip("Locking needs a passphrase: the keychain would open the history again at once.")
+        self.auto_lock.setToolTip(
+            "Lock the history after this long without keyboard or mouse use. Locking needs a passphrase: "
+            "the keychain would open the history again at once."
+        )
+        self.auto_lock.setAccessibleName("Lock automatically")
         backup = QPushButton("Back up…")
         restore = QPushButton("Restore from backup…")
         delete = QPushButton("Delete all history…")
+        for button, tip in (
+            (
+                self.passphrase_button,
+                "Encrypt the history with a passphrase you type at each start, instead of a key in the keychain.",
+            ),
+            (self.remove_passphrase, "Go back to a key kept in the system keychain: no passphrase to type."),
+            (backup, "Write an encrypted copy of every conversation to a file, protected by its own passphrase."),
+            (restore, "Replace the history with a backup; the current history file is kept beside it."),
+            (delete, "Erase every conversation and the key that opens them. This cannot be undone."),
+        ):
+            button.setToolTip(tip)
 
         row = QHBoxLayout()
         row.addWidget(self.passphrase_button)

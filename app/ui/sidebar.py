@@ -17,6 +17,7 @@ from typing import Any
 
 from PySide6.QtCore import (
     QAbstractListModel,
+    QEvent,
     QModelIndex,
     QObject,
     QPersistentModelIndex,
@@ -26,7 +27,7 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QAction, QFont, QPainter, QPalette, QTextDocument
+from PySide6.QtGui import QAction, QFont, QKeyEvent, QPainter, QPalette, QTextDocument
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -46,6 +47,7 @@ from app.core.store.conversation_store import HIGHLIGHT_END, HIGHLIGHT_START, Co
 
 Index = QModelIndex | QPersistentModelIndex
 UNDO_SECONDS = 8
+MIN_WIDTH = 160  # px: titles are elided; leaves the chat room on a small or highly scaled screen
 DAY = 86_400
 
 
@@ -182,7 +184,7 @@ class SidebarDelegate(QStyledItemDelegate):
             Kind.CONVERSATION: line + 16,
             Kind.HIT: 3 * option.fontMetrics.lineSpacing() + 14,
         }[kind]
-        return QSize(200, height)
+        return QSize(1, height)  # as wide as the list: titles are elided, never scrolled sideways
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
         """Paint one row."""
@@ -247,25 +249,40 @@ class Sidebar(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.new_button = QPushButton("New chat")
+        self.new_button.setAccessibleName("New chat")
+        self.new_button.setAccessibleDescription("Start an empty conversation (Ctrl+N).")
         self.search = QLineEdit()
         self.search.setPlaceholderText("Search conversations")
         self.search.setClearButtonEnabled(True)
+        self.search.setAccessibleName("Search conversations")
+        self.search.setAccessibleDescription(
+            "Type words to find them in every conversation; the list below shows the matches. Esc clears it."
+        )
+        self.search.installEventFilter(self)
         self.model = SidebarModel(self)
         self.list = QListView()
         self.list.setModel(self.model)
         self.list.setItemDelegate(SidebarDelegate(self.list))
         self.list.setMouseTracking(True)
         self.list.setFrameShape(QListView.Shape.NoFrame)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list.setEditTriggers(
             QAbstractItemView.EditTrigger.EditKeyPressed | QAbstractItemView.EditTrigger.DoubleClicked
         )
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.list.setAccessibleName("Conversations")
+        self.list.setAccessibleDescription(
+            "Your conversations, most recent first. Enter opens one, F2 renames it, Delete deletes it."
+        )
+        self.list.installEventFilter(self)
         self.empty_label = QLabel()
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_label.setWordWrap(True)
         self.empty_label.setEnabled(False)
         self.undo_label = QLabel()
         self.undo_button = QPushButton("Undo")
+        self.undo_button.setAccessibleName("Undo delete")
+        self.undo_button.setAccessibleDescription("Bring back the conversations just deleted.")
         undo_bar = QWidget()
         undo_layout = QHBoxLayout(undo_bar)
         undo_layout.setContentsMargins(8, 4, 8, 4)
@@ -281,7 +298,7 @@ class Sidebar(QWidget):
         layout.addWidget(self.list, 1)
         layout.addWidget(self.empty_label)
         layout.addWidget(undo_bar)
-        self.setMinimumWidth(200)
+        self.setMinimumWidth(MIN_WIDTH)
 
         self._conversations: list[ConversationSummary] = []
         self._current: int | None = None
@@ -299,6 +316,43 @@ class Sidebar(QWidget):
         self.list.customContextMenuRequested.connect(self._menu)
         self.model.renamed.connect(self.rename_requested)
         self.undo_button.clicked.connect(self._undo)
+
+    # Keyboard
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+        """Esc clears the search; Delete and F2 delete and rename the selected conversation."""
+        if event.type() not in (QEvent.Type.ShortcutOverride, QEvent.Type.KeyPress) or not isinstance(event, QKeyEvent):
+            return False
+        key = event.key()
+        if watched is self.search and key == Qt.Key.Key_Escape and self.search.text():
+            # Claimed before the window's Esc (Stop an answer) sees it: here Esc means "clear what I typed".
+            if event.type() == QEvent.Type.KeyPress:
+                self.search.clear()
+            event.accept()
+            return True
+        if watched is self.list and event.type() == QEvent.Type.KeyPress and not event.modifiers():
+            if key == Qt.Key.Key_Delete:
+                return self._delete_current()
+            if key == Qt.Key.Key_F2:
+                return self._rename_current()
+        return False
+
+    def _current_conversation(self) -> QModelIndex | None:
+        index = self.list.currentIndex()
+        return index if index.isValid() and index.data(SidebarRole.KIND) == Kind.CONVERSATION else None
+
+    def _delete_current(self) -> bool:
+        index = self._current_conversation()
+        if index is None:
+            return False
+        self.delete(index.data(SidebarRole.CONVERSATION_ID))
+        return True
+
+    def _rename_current(self) -> bool:
+        index = self._current_conversation()
+        if index is None:
+            return False
+        self.list.edit(index)
+        return True
 
     # Contents
     @property
@@ -383,11 +437,11 @@ class Sidebar(QWidget):
         pinned = bool(index.data(SidebarRole.PINNED))
         menu = QMenu(self)
         entries: list[tuple[str, Any]] = [
-            ("Rename", lambda: self.list.edit(index)),
+            ("Rename\tF2", lambda: self.list.edit(index)),
             ("Unpin" if pinned else "Pin", lambda: self.pin_requested.emit(cid, not pinned)),
             ("Export as Markdown…", lambda: self.export_requested.emit(cid, "markdown")),
             ("Export as JSON…", lambda: self.export_requested.emit(cid, "json")),
-            ("Delete", lambda: self.delete(cid)),
+            ("Delete\tDel", lambda: self.delete(cid)),
         ]
         for text, slot in entries:
             action = QAction(text, menu)

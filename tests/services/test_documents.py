@@ -58,9 +58,9 @@ def test_a_dropped_folder_is_indexed_and_bad_files_fail_alone(
     indexer = started(w)
     states: dict[str, list[str]] = {}
     names: dict[int, str] = {}
-    progress: list[tuple[int, int, float]] = []
+    progress: list[tuple[int, int, float, list[tuple[str, str]]]] = []
     try:
-        indexer.batch_progress.connect(lambda done, total, left: progress.append((done, total, left)))
+        indexer.batch_progress.connect(lambda done, total, left, failed: progress.append((done, total, left, failed)))
         with qtbot.waitSignal(indexer.attached, timeout=LONG) as attached:
             indexer.attach(1, [folder_of_documents(tmp_path, make_pdf)])
         docs, skipped = attached.args
@@ -73,6 +73,7 @@ def test_a_dropped_folder_is_indexed_and_bad_files_fail_alone(
         indexer.shutdown()
     assert states["report.pdf"][-1] == "ready" and "extracting" in states["report.pdf"]
     assert states["empty.txt"][-1] == "failed"
+    assert progress[-1][3] == [("empty.txt", "is empty")]  # the batch says which file failed, and why
     conn = open_database(db, key)
     store = DocumentStore(conn)
     by_name = {d.name: d for d in store.documents(1)}

@@ -7,7 +7,9 @@ from pytestqt.modeltest import ModelTester
 from pytestqt.qtbot import QtBot
 
 from app.core.engine.generation import GenerationStats, StopReason
+from app.core.store.conversation_store import BranchEntry, OpenedConversation, StoredMessage
 from app.ui.chat_model import MessageListModel, MessageRole, StreamBuffer
+from app.ui.chat_session import chat_items
 from app.ui.markdown_html import render_markdown
 
 
@@ -66,6 +68,34 @@ def test_markdown_follows_a_dark_palette() -> None:
     dark = render_markdown("```\nx\n```", dark=True)
     assert "#f3f4f6" in light.html and "#f3f4f6" not in dark.html
     assert dark.code_blocks == light.code_blocks == ["x"]
+
+
+def test_code_lines_keep_their_length_unless_wrapping_is_asked_for() -> None:
+    text = "```python\nx = 1\n```"
+    assert "white-space:pre;" in render_markdown(text).html
+    wrapped = render_markdown(text, wrap_code=True)
+    assert "white-space:pre-wrap;" in wrapped.html and wrapped.code_blocks == ["x = 1"]
+
+
+def test_stored_answers_bring_back_the_sources_they_cite() -> None:
+    source = {
+        "number": 2,
+        "document_id": 5,
+        "chunk_id": 9,
+        "name": "report.pdf",
+        "page": 3,
+        "heading": None,
+        "line_start": None,
+        "line_end": None,
+        "text": "The keeper was Edda.",
+    }
+    stats = {"sources": [{**source, "number": 1}, source], "cited": [2], "notice": ""}
+    answer = StoredMessage(8, 1, 7, "assistant", "Edda [2].", "gemma", stats, True, 0.0)
+    question = StoredMessage(7, 1, None, "user", "Who?", None, None, True, 0.0)
+    opened = OpenedConversation(1, "t", "", [BranchEntry(question, (7,)), BranchEntry(answer, (8,))])
+    items = chat_items(opened, 0)
+    assert items[1].cited == (2,) and [s.number for s in items[1].sources] == [1, 2]
+    assert items[0].cited == () and stats["cited"] == [2]  # the stored dict is read, not changed
 
 
 def test_long_chats_lay_out_only_what_is_shown(qtbot: QtBot) -> None:

@@ -61,7 +61,9 @@ def test_drop_ask_and_check_the_sources(
     drop(w, [folder])
     qtbot.waitUntil(lambda: panel.table.rowCount() == 1 and panel.table.item(0, 1).text() == "Ready", timeout=LONG)
     assert panel.isVisible() and panel.table.item(0, 2).text() == "2"
-    assert "photo.png: images are not supported: no OCR" in panel.skipped.text()
+    assert w.history.conversation_id is not None
+    notice = w.chat.chat_notice.notice_for(w.history.conversation_id)
+    assert "photo.png: images are not supported: no OCR" in notice
 
     with qtbot.waitSignal(w.answer_finished, timeout=LONG) as finished:
         assert w.send_message("What was the lighthouse keeper's name?")
@@ -131,3 +133,39 @@ def test_with_an_embedding_model_passages_get_vectors_and_questions_use_both(
         assert w.send_message("Who kept the lighthouse?")
     assert "report.pdf, page 2" in [s.citation() for s in w.model.item(1).sources]
     assert w.documents.indexer.embedder.error == ""
+
+
+def test_files_that_fail_are_said_to_have_failed_with_their_reason(
+    qtbot: QtBot, make_window: MakeWindow, tmp_path: Path
+) -> None:
+    folder = tmp_path / "dropped"
+    folder.mkdir()
+    (folder / "notes.md").write_text("# Ferry\n\nThe ferry leaves at nine from the north pier.\n")
+    (folder / "empty.pdf").write_bytes(b"")
+    (folder / "damaged.pdf").write_bytes(b"%PDF-1.7\n" + b"\x00garbage" * 64)
+    w = make_window()
+    panel = w.documents.panel
+    drop(w, [folder])
+    qtbot.waitUntil(lambda: "files read" in panel.status.text(), timeout=LONG)
+    status = panel.status.text()
+    assert status.startswith("1 of 3 files read. Could not read ")  # not "All 3 files read"
+    assert "Could not read empty.pdf: it is empty." in status
+    assert "Could not read damaged.pdf: it is damaged or not a PDF." in status
+
+    def states() -> dict[str, str]:
+        return {panel.table.item(r, 0).text(): panel.table.item(r, 1).text() for r in range(panel.table.rowCount())}
+
+    expected = {
+        "notes.md": "Ready",
+        "empty.pdf": "Failed: it is empty",
+        "damaged.pdf": "Failed: it is damaged or not a PDF",
+    }
+    qtbot.waitUntil(lambda: states() == expected, timeout=LONG)  # the table follows a moment later
+
+    with qtbot.waitSignal(w.answer_finished, timeout=LONG) as finished:
+        assert w.send_message("When does the ferry leave?")
+    notice = finished.args[0].notice
+    assert "Could not read empty.pdf: it is empty." in notice
+    assert "Could not read damaged.pdf: it is damaged or not a PDF." in notice
+    assert "Not read yet" not in notice and "Still being read" not in notice
+    assert w.model.item(1).notice == notice  # shown under the answer

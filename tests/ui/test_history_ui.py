@@ -15,7 +15,7 @@ from pathlib import Path
 import keyring
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFileDialog
+from PySide6.QtWidgets import QAbstractItemView, QApplication, QFileDialog, QLineEdit
 from pytestqt.qtbot import QtBot
 
 from app import settings as opts
@@ -210,6 +210,53 @@ def test_rename_pin_delete_and_undo(qtbot: QtBot, open_window: OpenWindow, app_p
     conn.close()
 
 
+def test_keyboard_search_delete_and_rename(qtbot: QtBot, open_window: OpenWindow, app_paths: AppPaths) -> None:
+    ids = populate(app_paths, {"Apples": ["a", "b"], "Pears": ["c", "d"]})
+    w = open_window()
+    sidebar = w.sidebar
+    qtbot.waitUntil(lambda: len(sidebar_rows(w)) == 3, timeout=5000)
+    w.activateWindow()
+    qtbot.waitUntil(lambda: w.isActiveWindow(), timeout=5000)
+
+    # Esc in the search box clears it and brings the whole list back (it does not stop an answer).
+    qtbot.keyClicks(sidebar.search, "pears")
+    qtbot.waitUntil(lambda: [(r.kind, r.title) for r in sidebar.model.rows] == [(Kind.HIT, "Pears")], timeout=5000)
+    qtbot.keyClick(sidebar.search, Qt.Key.Key_Escape)
+    assert sidebar.search.text() == ""
+    assert [t for _, t in sidebar_rows(w)][1:] and "Apples" in [t for _, t in sidebar_rows(w)]
+
+    # F2 renames the selected conversation in place.
+    sidebar.list.setFocus()
+    sidebar.list.setCurrentIndex(sidebar.model.index(sidebar.model.row_of(ids["Pears"])))
+    qtbot.keyClick(sidebar.list, Qt.Key.Key_F2)
+    editor = QApplication.focusWidget()
+    assert isinstance(editor, QLineEdit) and editor.text() == "Pears"
+    editor.selectAll()
+    qtbot.keyClicks(editor, "Quinces")
+    with qtbot.waitSignal(w.history.conversations, timeout=5000):
+        qtbot.keyClick(editor, Qt.Key.Key_Return)
+    assert "Quinces" in [t for _, t in sidebar_rows(w)]
+
+    # Delete deletes it, with the same Undo bar as the menu's Delete.
+    sidebar.list.setFocus()
+    sidebar.list.setCurrentIndex(sidebar.model.index(sidebar.model.row_of(ids["Pears"])))
+    with qtbot.waitSignal(w.history.conversations, timeout=5000):
+        qtbot.keyClick(sidebar.list, Qt.Key.Key_Delete)
+    assert "Quinces" not in [t for _, t in sidebar_rows(w)]
+    assert sidebar.undo_bar.isVisible() and "Quinces" in sidebar.undo_label.text()
+    with qtbot.waitSignal(w.history.conversations, timeout=5000):
+        qtbot.mouseClick(sidebar.undo_button, Qt.MouseButton.LeftButton)
+    assert "Quinces" in [t for _, t in sidebar_rows(w)]
+
+    # On a heading, neither key does anything.
+    sidebar.list.setFocus()
+    sidebar.list.setCurrentIndex(sidebar.model.index(0))
+    qtbot.keyClick(sidebar.list, Qt.Key.Key_Delete)
+    qtbot.keyClick(sidebar.list, Qt.Key.Key_F2)
+    assert not sidebar.undo_bar.isVisible()
+    assert sidebar.list.state() != QAbstractItemView.State.EditingState
+
+
 def test_export_round_trip_from_the_menu(
     qtbot: QtBot, open_window: OpenWindow, app_paths: AppPaths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -298,7 +345,9 @@ def test_lock_and_auto_lock_with_a_passphrase(qtbot: QtBot, open_window: OpenWin
     populate(app_paths, {"Secret plans": ["the plan", "noted"]})
     w = open_window()
     qtbot.waitUntil(lambda: w.model.rowCount() == 2, timeout=5000)
-    assert not w.lock_action.isEnabled()  # the keychain would reopen it at once: nothing to lock
+    w.lock_action.trigger()  # the keychain would reopen it at once: Lock explains what it needs instead
+    assert w.history.is_open and w.locking.explanation is not None and w.locking.explanation.isVisible()
+    w.locking.explanation.close()
     with qtbot.waitSignal(w.history.finished, timeout=LONG):
         w.history.change_passphrase("a long passphrase")
     assert w.history.uses_passphrase and keyring.get_password("Tern", f"history:{app_paths.history_db}") is None

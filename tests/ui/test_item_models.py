@@ -130,9 +130,13 @@ def test_message_list_model(qtmodeltester: ModelTester, force_py: bool) -> None:
         model.append_text(row, piece)
     model.finish(row, _stats(9))
     assert model.index(row).data(MessageRole.STREAMING) is False
+    model.set_cited(row, (1,))  # the answer cites source 1: listed first, the rest on request
+    model.show_all_sources(row, True)
+    assert model.index(row).data(MessageRole.CITED) == (1,) and model.item(row).all_sources_shown
     # Regenerating the first answer: its later turns go, then a new version streams.
     model.truncate(3)
     model.reset_message(2, Ref(16), "gemma-3-270m-it")
+    assert model.index(2).data(MessageRole.SOURCES) == () and model.index(2).data(MessageRole.CITED) == ()
     model.set_saved(2, 16, (12, 15, 16))  # the turn reports the new version once it is saved
     model.append_text(2, "Edda Lindqvist.")
     model.finish(2, _stats(4), notice="Stopped.")

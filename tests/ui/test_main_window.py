@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from app import settings as opts
@@ -19,6 +20,7 @@ from app.settings import Settings
 from app.ui.chat_model import MessageRole
 from app.ui.conversation_view import _MARGIN
 from app.ui.main_window import MainWindow
+from app.ui.model_manager import ModelManager
 from tests.ui.windows import Windows, settings_with
 
 LONG = 60_000
@@ -116,10 +118,10 @@ def test_regenerate_replaces_the_last_answer(qtbot: QtBot, window: MainWindow, s
     assert second.stats.prompt_evaluated <= 2
 
 
-def test_edit_puts_the_message_back_and_drops_what_followed(qtbot: QtBot, window: MainWindow) -> None:
+def test_edit_puts_the_message_back_and_keeps_the_conversation_in_view(qtbot: QtBot, window: MainWindow) -> None:
     send(qtbot, window, "Original question")
     window.edit_message(0)
-    assert window.model.rowCount() == 0
+    assert window.model.rowCount() == 2  # nothing leaves the view until the edit is sent
     assert window.composer.toPlainText() == "Original question"
 
 
@@ -173,3 +175,14 @@ def test_closing_mid_answer_stops_the_worker(qtbot: QtBot, window: MainWindow, s
     window.close()
     assert not window.services.turns.host.running
     assert window.model.item(1).text  # what streamed so far is still there
+
+
+def test_the_starter_notice_offers_a_real_model(qtbot: QtBot, window: MainWindow) -> None:
+    qtbot.waitUntil(window.notice.isVisible, timeout=LONG)
+    button = window.notice.action_button
+    assert button.isVisible() and button.text() == "Get a model…"
+    assert not [w for w in QApplication.topLevelWidgets() if isinstance(w, ModelManager) and w.isVisible()]
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    shown = [w for w in QApplication.topLevelWidgets() if isinstance(w, ModelManager) and w.isVisible()]
+    assert len(shown) == 1
+    shown[0].close()

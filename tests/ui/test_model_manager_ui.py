@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from pathlib import Path
 
@@ -156,3 +157,78 @@ def test_the_token_only_goes_to_an_encrypted_hub(qtbot: QtBot, window: MainWindo
     hub.endpoint.setText("https://hf-mirror.example.com/")
     hub.save()
     assert window.settings.get(opts.HUB_ENDPOINT) == "https://hf-mirror.example.com"
+
+
+def test_the_starter_is_listed_as_built_in_and_a_copy_of_it_is_not_added(
+    qtbot: QtBot, window: MainWindow, starter_model: Path
+) -> None:
+    with qtbot.waitSignal(window.model_ready, timeout=LONG):
+        window.load_model(None)  # the starter, assembled into the models folder
+    installed = window.open_models().installed
+    qtbot.waitUntil(lambda: installed.table.rowCount() == 1, timeout=LONG)
+    assert installed.table.item(0, 0).text() == "Gemma 3 270M (starter)"
+    assert installed.table.item(0, 5).text() == "built-in"
+    installed.table.selectRow(0)
+    assert installed.load_button.isEnabled() and not installed.delete_button.isEnabled()
+    assert "cannot be deleted" in installed.delete_button.toolTip()
+    installed.delete(installed._models[0])  # even when asked directly, it stays
+    qtbot.waitUntil(lambda: "cannot be deleted" in installed.status.text(), timeout=5000)
+    assert installed.table.rowCount() == 1
+
+    with qtbot.waitSignal(window.model_ready, timeout=LONG) as ready:
+        drop(window, starter_model)  # the same file from elsewhere: the built-in one is used
+    assert ready.args[0].info.path == Path(window.paths.models) / starter_model.name
+    assert "copy of the starter model" in window.notice.label.text()
+    assert installed.table.rowCount() == 1 and window.services.models.get(starter_model) is None
+
+
+def test_a_copy_of_an_installed_model_is_not_listed_twice(
+    qtbot: QtBot, window: MainWindow, tiny_gemma: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    installed = window.open_models().installed
+    installed.import_file(tiny_gemma)
+    qtbot.waitUntil(lambda: installed.table.rowCount() == 1, timeout=LONG)
+    renamed = tmp_path / "my-model.gguf"
+    renamed.write_bytes(tiny_gemma.read_bytes())
+    installed.import_file(renamed)
+    qtbot.waitUntil(lambda: "already installed" in installed.status.text(), timeout=LONG)
+    assert f"my-model.gguf is already installed as {installed._models[0].display_name}" in installed.status.text()
+    assert tiny_gemma.name in installed.status.text()  # which file it is
+    assert installed.table.rowCount() == 1 and installed.selected() is not None
+
+    installed.copy_on_import.setChecked(True)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(renamed), ""))
+    installed.status.clear()
+    qtbot.mouseClick(installed.import_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "already installed" in installed.status.text(), timeout=LONG)
+    assert not (Path(window.paths.models) / "imported" / renamed.name).exists()  # refused before copying
+    assert installed.table.rowCount() == 1
+
+
+def test_offline_look_up_says_why_and_offers_import(
+    qtbot: QtBot, windows: Windows, app_paths: AppPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as s:  # a port nothing listens on: what a hub out of reach looks like
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = settings_with(app_paths, {opts.HUB_ENDPOINT: f"http://127.0.0.1:{port}"})
+    window = windows.start(settings, open_history=False, ready=False)
+    manager = window.open_models()
+    discover = manager.discover
+    assert not discover.import_instead.isVisible()
+    with qtbot.waitSignal(window.downloads.fetch_failed, timeout=LONG):
+        qtbot.mouseClick(discover.look_up, Qt.MouseButton.LeftButton)
+    text = discover.status.text()
+    assert text.startswith("Tern could not reach the hub at 127.0.0.1: the connection was refused.")
+    assert "may be offline" in text and "Import a GGUF file…" in text
+    assert discover.import_instead.isVisible()
+    asked = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: asked.append(1) or ("", ""))
+    qtbot.mouseClick(discover.import_instead, Qt.MouseButton.LeftButton)
+    assert asked and manager.tabs.currentWidget() is manager.installed
+
+    network = manager.network
+    network.refresh()
+    rows = [network.table.item(r, 2).text() for r in range(network.table.rowCount())]
+    row = next(r for r, request in enumerate(rows) if f":{port}/" in request)
+    assert network.table.item(row, 3).text() == "No answer: connection refused"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from app import settings as opts
@@ -45,3 +46,55 @@ def test_restore_defaults(qtbot: QtBot, app_paths: AppPaths) -> None:
     assert dialog.temperature.value() == 1.5
     dialog._defaults()
     assert dialog.temperature.value() == opts.TEMPERATURE.default
+
+
+def test_every_setting_explains_itself(qtbot: QtBot, app_paths: AppPaths) -> None:
+    dialog = SettingsDialog(Settings(app_paths.settings_file))
+    qtbot.addWidget(dialog)
+    fields = {
+        "System prompt": dialog.system_prompt,
+        "Temperature": dialog.temperature,
+        "Top-p": dialog.top_p,
+        "Top-k": dialog.top_k,
+        "Repeat penalty": dialog.repeat_penalty,
+        "Max tokens per answer": dialog.max_tokens,
+        "Context size": dialog.context_size,
+        "CPU threads": dialog.threads,
+        "GPU layers": dialog.gpu_layers,
+        "Model memory": dialog.residency,
+    }
+    for name, field in fields.items():
+        tip = field.toolTip()
+        assert len(tip.split()) >= 12, f"{name}: {tip!r} says too little"  # what it does and when to change it
+        assert field.accessibleName() == name and field.accessibleDescription() == tip
+    assert "reloads the model" in dialog.context_size.toolTip()
+    assert "PLE" in dialog.residency.toolTip()
+    for i in range(dialog.residency.count()):  # each place the weights can live says when to choose it
+        assert dialog.residency.itemData(i, Qt.ItemDataRole.ToolTipRole)
+    assert len({f.toolTip() for f in fields.values()}) == len(fields)  # no copied text
+
+
+def test_top_k_and_repeat_penalty_are_stored(qtbot: QtBot, app_paths: AppPaths) -> None:
+    s = Settings(app_paths.settings_file)
+    dialog = SettingsDialog(s)
+    qtbot.addWidget(dialog)
+    dialog.top_k.setValue(20)
+    dialog.repeat_penalty.setValue(1.25)
+    dialog.accept()
+    again = Settings(app_paths.settings_file).sampling()
+    assert (again.top_k, again.repeat_penalty) == (20, 1.25)
+    dialog = SettingsDialog(Settings(app_paths.settings_file))
+    qtbot.addWidget(dialog)
+    assert (dialog.top_k.value(), dialog.repeat_penalty.value()) == (20, 1.25)
+    dialog._defaults()
+    assert (dialog.top_k.value(), dialog.repeat_penalty.value()) == (opts.TOP_K.default, opts.REPEAT_PENALTY.default)
+
+
+def test_the_dialog_fits_the_screen(qtbot: QtBot, app_paths: AppPaths) -> None:
+    dialog = SettingsDialog(Settings(app_paths.settings_file))
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    room = dialog.screen().availableGeometry().size()
+    assert dialog.width() <= room.width() and dialog.height() <= room.height()
+    assert dialog.minimumSizeHint().height() < 384  # the form scrolls: it fits 1366×768 at 200 %

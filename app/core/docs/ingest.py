@@ -63,8 +63,8 @@ def _child(path: str, deadline_s: float, memory_limit: int, out: multiprocessing
         out.put(("error", exc.reason))
     except MemoryError:
         out.put(("error", "needs more memory than a document may use"))
-    except Exception as exc:  # a parser bug on a strange file: that file fails, not the app
-        out.put(("error", f"could not be read ({type(exc).__name__})"))
+    except Exception:  # a parser bug on a strange file: that file fails, not the app
+        out.put(("error", "could not be read: the reader failed on it (it may be damaged)"))
 
 
 def ingest(

@@ -3,17 +3,21 @@
 Half the context window goes to sources; the rest holds the conversation and
 the answer. When every ready document fits, they go in whole; otherwise words
 (BM25) and, with an embedding model, meaning are searched and fused by rank.
+Attached files that could not be read are told apart from those still being
+read, with their reason, both in the prompt and in the note under the answer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from app.core.docs.doc_store import DocumentStore, fuse, nearest
-from app.core.docs.grounding import Grounding, fits_whole, ground
+from app.core.docs.doc_store import DocumentInfo, DocumentStore, fuse, nearest
+from app.core.docs.grounding import Grounding, fits_whole, ground, prompt_for
 
 CANDIDATES = 40  # passages each search proposes before the budget picks
 MIN_BUDGET_TOKENS = 512
@@ -27,6 +31,14 @@ def source_budget(n_ctx: int) -> int:
     return max(MIN_BUDGET_TOKENS, n_ctx // 2)
 
 
+@dataclass(frozen=True)
+class DocumentGrounding(Grounding):
+    """A grounding that also knows which attached files failed to be read, and why."""
+
+    failed: tuple[tuple[str, str], ...] = ()  # (file name, reason as stored: "is empty")
+    readable: bool = True  # at least one attached file has been read
+
+
 def retrieve(
     docs: DocumentStore, conversation_id: int, question: str, budget_tokens: int, embed: EmbedQuestion | None = None
 ) -> Grounding | None:
@@ -36,19 +48,58 @@ def retrieve(
         return None
     if fits_whole(documents, budget_tokens):  # read every passage, search nothing
         whole = {d.id: docs.chunks(d.id) for d in documents if d.state == "ready"}
-        return ground(documents, whole, [], budget_tokens)
+        return _with_failures(ground(documents, whole, [], budget_tokens), documents)
     ranked = docs.search(conversation_id, question, CANDIDATES)
     vector = embed(question) if embed is not None else None
     if vector is not None:  # words and meaning, fused by rank
         ranked = fuse(ranked, nearest(docs, conversation_id, vector, CANDIDATES), limit=CANDIDATES)
-    return ground(documents, {}, ranked, budget_tokens)
+    return _with_failures(ground(documents, {}, ranked, budget_tokens), documents)
+
+
+def _with_failures(grounding: Grounding, documents: list[DocumentInfo]) -> DocumentGrounding:
+    """Take failed files out of "still being read", in the prompt too, and keep their reasons."""
+    failed = tuple((d.name, d.error) for d in documents if d.state == "failed")
+    waiting = [d.name for d in documents if d.state not in ("ready", "failed")]
+    prompt = grounding.prompt
+    if failed and prompt:  # `ground` said every file not ready is still being read; only `waiting` are
+        unreadable = ", ".join(name for name, _ in failed)
+        prompt = prompt_for(grounding.sources, waiting)
+        prompt += f"\nThese attached files could not be read, so nothing from them is available: {unreadable}.\n"
+    fields = {f.name: getattr(grounding, f.name) for f in dataclasses.fields(grounding)}
+    readable = any(d.state == "ready" for d in documents)
+    return DocumentGrounding(
+        **{**fields, "not_ready": waiting, "prompt": prompt, "failed": failed, "readable": readable}
+    )
 
 
 def notes(grounding: Grounding) -> str:
-    """What the user should know about the sources under an answer (no match, files not read yet)."""
+    """What the user should know about the sources under an answer (no match, files still being read or failed)."""
     parts = []
-    if not grounding.sources:
+    failed = grounding.failed if isinstance(grounding, DocumentGrounding) else ()
+    readable = grounding.readable if isinstance(grounding, DocumentGrounding) else True
+    if not grounding.sources and readable:  # with nothing read yet, there was nothing to match
         parts.append("No passage in the attached documents matches this question.")
     if grounding.not_ready:
-        parts.append(f"Not read yet: {', '.join(grounding.not_ready)}.")
+        parts.append(f"Still being read: {', '.join(grounding.not_ready)}.")
+    parts += [f"{failure_sentence(name, reason)}." for name, reason in failed]
     return " ".join(parts)
+
+
+# Reasons that already name their subject ("the reader stopped …"); the others continue the file's name.
+_OWN_SUBJECT = ("the ", "reading ", "a ", "an ")
+
+
+def as_clause(reason: str) -> str:
+    """A stored failure reason ("is empty", "the reader stopped …") as a clause that stands alone ("it is empty")."""
+    reason = reason.strip().rstrip(".")
+    if not reason:
+        return "the reason was not recorded"
+    return reason if reason.lower().startswith(_OWN_SUBJECT) else f"it {reason}"
+
+
+def failure_sentence(name: str, reason: str) -> str:
+    """What the user reads about a file that could not be read: "Could not read empty.pdf: it is empty"."""
+    for said in ("can't be read", "could not be read"):  # "can't be read: permission denied" says it twice
+        if reason.startswith(said) and len(reason) > len(said):
+            return f"Could not read {name}{reason[len(said) :].rstrip('.')}"
+    return f"Could not read {name}: {as_clause(reason)}"

@@ -302,7 +302,10 @@ def _parse(path: Path, buf: mmap.mmap | bytes, size: int, file_size: int | None 
     cur = _Cursor(buf, size)
     magic = cur.unpack("<I", "magic")
     if magic != GGUF_MAGIC:
-        raise GgufError(f"'{path.name}' is not a GGUF model (it starts with {bytes(buf[:4])!r}, not b'GGUF').")
+        raise GgufError(
+            f"'{path.name}' is not a GGUF model: it does not start with the GGUF signature, so it is another kind "
+            "of file (or a damaged one)."
+        )
     file_size = size if file_size is None else file_size
     version = cur.unpack("<I", "version")
     if version not in (2, 3):
@@ -318,7 +321,8 @@ def _parse(path: Path, buf: mmap.mmap | bytes, size: int, file_size: int | None 
     for _ in range(n_kv):
         key = cur.string("metadata key")
         if not key or key in metadata:  # llama.cpp refuses these too; zero-filled files stop here
-            raise GgufError(f"'{path.name}' has an empty or repeated metadata key ({key!r}); it is corrupt.")
+            named = f" (“{key}”)" if key and key.isprintable() and len(key) <= 80 else ""
+            raise GgufError(f"'{path.name}' has an empty or repeated metadata key{named}; it is corrupt.")
         metadata[key] = _read_value(cur, _value_type(cur.unpack("<I", key), key), key)
 
     arch = metadata.get("general.architecture")
@@ -347,11 +351,11 @@ def _parse(path: Path, buf: mmap.mmap | bytes, size: int, file_size: int | None 
 
     alignment = metadata.get("general.alignment", GGUF_DEFAULT_ALIGNMENT)
     if isinstance(alignment, bool) or not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
-        raise GgufError(f"'{path.name}' declares an invalid data alignment ({alignment!r}); the file is corrupt.")
+        raise GgufError(f"'{path.name}' declares an invalid data alignment; the file is corrupt.")
     for key in ("context_length", "block_count", "embedding_length"):
         value = metadata.get(f"{arch}.{key}")
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise GgufError(f"'{path.name}' has a malformed {arch}.{key} ({value!r}); the file is corrupt.")
+            raise GgufError(f"'{path.name}' has a malformed {arch}.{key} value; the file is corrupt.")
     data_start = -(-cur.pos // alignment) * alignment
     tensors = []
     for name, shape, qtype, rel_offset in raw_tensors:

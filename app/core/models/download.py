@@ -31,7 +31,7 @@ from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_st
 from app.core import units
 from app.core.errors import UserError
 from app.core.models import network
-from app.core.models.hub import DEFAULT_ENDPOINT, QuantOption, safe_path, translate
+from app.core.models.hub import DEFAULT_ENDPOINT, QuantOption, hub_name, safe_path, translate
 
 CHUNK = 256 * 1024
 DISK_MARGIN = 200 * 1024 * 1024  # left free after a download, for the rest of the system
@@ -253,8 +253,8 @@ def _fetch(
             part.unlink(missing_ok=True)
             digest, have = hashlib.sha256(), 0
             problem = "the hub refused to continue the partial file"
-        except httpx2.ConnectError as exc:
-            problem = str(translate(exc, job.repo_id))  # no network, or the name does not resolve
+        except httpx2.ConnectError as exc:  # no network, or the name does not resolve
+            problem = f"Tern could not reach {hub_name(job.endpoint)} ({network.why_no_answer(exc).value})"
         except (httpx2.TransportError, httpx2.StreamError) as exc:
             problem = "the download stalled" if isinstance(exc, httpx2.TimeoutException) else "the connection dropped"
         else:

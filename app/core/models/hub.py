@@ -170,14 +170,44 @@ def translate(exc: Exception, repo_id: str) -> HubError:
         if status in (401, 403):
             return HubError(f"The hub refused access to {repo_id} ({status}); check your access token.")
         return HubError(f"The hub answered with an error ({status}); try again later.")
-    if isinstance(exc, httpx2.ConnectError):
-        text = str(exc).lower()
-        if "name or service" in text or "nodename" in text or "getaddrinfo" in text or "resolution" in text:
-            return HubError("The hub's address could not be found (DNS). Check the network or the hub address.")
-        return HubError("The hub could not be reached. Check the network connection and try again.")
-    if isinstance(exc, httpx2.TimeoutException):
-        return HubError("The hub did not answer in time. Check the network connection and try again.")
-    return HubError(f"The connection to the hub failed ({type(exc).__name__}); try again.")
+    if isinstance(exc, (httpx2.ConnectError, httpx2.TimeoutException)):
+        return unreachable(exc)
+    log.warning("The connection to the hub failed", exc_info=exc)
+    return HubError("The connection to the hub failed; try again. The details are in Tern's log.")
+
+
+class HubUnreachableError(HubError):
+    """The hub could not be reached at all (no network, DNS, refused, timed out): a local file may be the way."""
+
+
+_UNREACHABLE_DETAIL = {
+    network.NoAnswer.DNS: "its address could not be found (DNS)",
+    network.NoAnswer.REFUSED: "the connection was refused",
+    network.NoAnswer.OFFLINE: "there is no network connection",
+    network.NoAnswer.TIMED_OUT: "it did not answer in time",
+    network.NoAnswer.FAILED: "the connection failed",
+}
+
+
+def hub_name(url: str) -> str:
+    """The hub's name in messages: Hugging Face for its own address, "the hub at <host>" for a mirror."""
+    try:
+        host = httpx2.URL(url).host
+    except httpx2.InvalidURL:
+        return "the hub"
+    return "Hugging Face" if host == "huggingface.co" or host.endswith(".huggingface.co") else f"the hub at {host}"
+
+
+def unreachable(exc: Exception) -> HubUnreachableError:
+    """The message for a hub that gave no answer: why, that the computer may be offline, and that import works."""
+    where = "the hub"
+    with contextlib.suppress(AttributeError, RuntimeError):  # httpx raises when it has no request to tell of
+        where = hub_name(str(exc.request.url))  # type: ignore[attr-defined]
+    detail = _UNREACHABLE_DETAIL[network.why_no_answer(exc)]
+    return HubUnreachableError(
+        f"Tern could not reach {where}: {detail}. This computer may be offline. "
+        "If you already have a model file, use “Import a GGUF file…” instead; Tern needs no network for that."
+    )
 
 
 def fetch_model(repo_id: str, endpoint: str = DEFAULT_ENDPOINT, token: str | None = None) -> RemoteModel:

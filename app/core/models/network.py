@@ -14,11 +14,14 @@ of those) is refused unless it is encrypted or stays on this machine.
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from enum import Enum
 
 import httpx2
 from huggingface_hub.errors import OfflineModeIsEnabled
@@ -36,6 +39,13 @@ class Activity:
     method: str
     url: str
     status: int | None = None  # None until answered (or when it failed before an answer)
+    failure: str = ""  # why there was no answer ("address not found (DNS)", "timed out", …)
+
+    def answer(self) -> str:
+        """What the network log shows: the status code, why there was none, or that it is still waiting."""
+        if self.status is not None:
+            return str(self.status)
+        return f"No answer: {self.failure}" if self.failure else "Waiting…"
 
 
 class ActivityLog:
@@ -61,6 +71,42 @@ class ActivityLog:
         """A copy of the entries."""
         with self._lock:
             return list(self.entries)
+
+
+class NoAnswer(Enum):
+    """Why a request got no answer, as far as the operating system tells."""
+
+    DNS = "address not found (DNS)"
+    REFUSED = "connection refused"
+    OFFLINE = "no network connection"
+    TIMED_OUT = "timed out"
+    FAILED = "the connection failed"
+
+
+_OFFLINE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EADDRNOTAVAIL}
+
+
+def why_no_answer(exc: BaseException) -> NoAnswer:
+    """Classify a failed request by the OS error under httpx's (a DNS failure, a refusal, no network, a timeout)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            return NoAnswer.DNS
+        if isinstance(seen, ConnectionRefusedError):
+            return NoAnswer.REFUSED
+        if isinstance(seen, OSError) and seen.errno in _OFFLINE_ERRNOS:
+            return NoAnswer.OFFLINE
+        if isinstance(seen, (httpx2.TimeoutException, TimeoutError)):
+            return NoAnswer.TIMED_OUT
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc).lower()  # no OS error attached: the message is all there is
+    if any(s in text for s in ("name or service", "nodename", "getaddrinfo", "name resolution")):
+        return NoAnswer.DNS
+    if "refused" in text:
+        return NoAnswer.REFUSED
+    if "unreachable" in text:
+        return NoAnswer.OFFLINE
+    return NoAnswer.FAILED
 
 
 class InsecureTokenError(OfflineModeIsEnabled):
@@ -123,11 +169,27 @@ def _on_response(response: httpx2.Response) -> None:
         ACTIVITY._notify(entry)
 
 
+class _ExplainingTransport(httpx2.HTTPTransport):
+    """The default transport, which also notes in the network log why a request got no answer."""
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Send `request`; a failure is recorded on its log entry, then raised as before."""
+        try:
+            return super().handle_request(request)
+        except Exception as exc:
+            entry = request.extensions.get("tern_activity")
+            if isinstance(entry, Activity):
+                entry.failure = why_no_answer(exc).value
+                ACTIVITY._notify(entry)
+            raise
+
+
 def _client() -> httpx2.Client:
     return httpx2.Client(
         event_hooks={"request": [_on_request], "response": [_on_response]},
         follow_redirects=True,
         timeout=None,
+        transport=_ExplainingTransport(),
     )
 
 

@@ -1,12 +1,16 @@
-"""The installed models: downloaded into Tern's models folder, or imported where they lie.
+"""The installed models: the built-in starter, downloads into Tern's models folder, and imports where they lie.
 
 A small JSON file, rewritten atomically. Every entry was validated (and
 inspected: family, effective and PLE parameters) when it was added, so the
-list can show it without opening the file again.
+list can show it without opening the file again. Each also carries a
+fingerprint of its content (size, first and last MiB), so a copy of a model
+already installed is recognised however it is named.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -18,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from app.core.engine.gguf_info import GgufError, read_gguf_info
+from app.core.errors import UserError
+from app.core.models.starter import STARTER_DISPLAY_NAME, is_verified_starter
 
 log = logging.getLogger("tern.models")
 
@@ -38,6 +44,32 @@ class InstalledModel:
     imported: bool = False  # registered in place: deleting it from Tern leaves the file alone
     added: float = field(default_factory=time.time)
     last_used: float | None = None
+    builtin: bool = False  # the starter that ships with Tern: listed, never deleted
+    fingerprint: str = ""  # `fingerprint(path)`; "" in entries written before it existed
+
+    @property
+    def display_name(self) -> str:
+        """The name the user knows it by."""
+        return STARTER_DISPLAY_NAME if self.builtin else self.name
+
+
+_FINGERPRINT_SPAN = 1 << 20
+
+
+def fingerprint(path: Path) -> str:
+    """Identity of a model file's content: its size, and a hash of its first and last MiB.
+
+    The start holds the whole GGUF header (names, shapes and types of every tensor) and the end the last
+    weights, so two different models never share it, while hashing a multi-GB file whole would take a minute.
+    """
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        digest.update(str(size).encode())
+        digest.update(f.read(_FINGERPRINT_SPAN))
+        f.seek(max(size - _FINGERPRINT_SPAN, 0))
+        digest.update(f.read(_FINGERPRINT_SPAN))
+    return digest.hexdigest()
 
 
 def inspect(path: Path, files: list[Path] | None = None, **extra: Any) -> InstalledModel:
@@ -52,8 +84,24 @@ def inspect(path: Path, files: list[Path] | None = None, **extra: Any) -> Instal
         effective_parameters=info.effective_parameters,
         ple_parameters=info.ple_parameters,
         files=[str(p) for p in parts],
+        fingerprint=fingerprint(path),
         **extra,
     )
+
+
+class AlreadyInstalledError(UserError):
+    """The file is a copy of a model already in the list; `existing` is that entry."""
+
+    def __init__(self, path: Path, existing: InstalledModel) -> None:
+        if existing.builtin:
+            text = f"{path.name} is a copy of the starter model, which is built into Tern; it was not added again."
+        else:
+            text = (
+                f"{path.name} is already installed as {existing.display_name} "
+                f"({Path(existing.path).name}); it was not added again."
+            )
+        super().__init__(text)
+        self.existing = existing
 
 
 def copy_model(source: Path, folder: Path) -> InstalledModel:
@@ -72,12 +120,18 @@ def copy_model(source: Path, folder: Path) -> InstalledModel:
 
 def import_error(path: Path, exc: Exception) -> str:
     """What the user reads when a file could not be added as a model."""
+    if isinstance(exc, AlreadyInstalledError):
+        return str(exc)
     if isinstance(exc, GgufError):
-        return f"{path.name} is not a model Tern can load: {exc}"
+        reason = str(exc)
+        named = f"'{path.name}' "  # the header check names the file; here the sentence already has
+        if reason.startswith(named):
+            reason = "it " + reason[len(named) :]
+        return f"{path.name} is not a model Tern can load: {reason}"
     if isinstance(exc, OSError):
         return f"{path.name} could not be read: {exc.strerror or exc}."
     log.error("Checking %s failed", path.name, exc_info=exc)
-    return f"{path.name} could not be checked ({type(exc).__name__}); it was not added."
+    return f"{path.name} could not be checked, so it was not added. The details are in Tern's log."
 
 
 class ModelRegistry:
@@ -89,9 +143,12 @@ class ModelRegistry:
         self._load()
 
     def _load(self) -> None:
+        known = {f.name for f in dataclasses.fields(InstalledModel)}
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
-            self._models = {m["path"]: InstalledModel(**m) for m in data.get("models", [])}
+            self._models = {  # keys a newer Tern may have added are left out, not fatal
+                m["path"]: InstalledModel(**{k: v for k, v in m.items() if k in known}) for m in data.get("models", [])
+            }
         except FileNotFoundError:
             self._models = {}
         except (ValueError, TypeError, KeyError, AttributeError):
@@ -127,8 +184,41 @@ class ModelRegistry:
         return model
 
     def import_file(self, path: Path) -> InstalledModel:
-        """Register a local GGUF where it lies (validated first); deleting it from Tern leaves the file."""
-        return self.add(inspect(path, imported=True))
+        """Register a local GGUF where it lies (validated first); deleting it from Tern leaves the file.
+
+        Raises AlreadyInstalledError when the list holds the same model under another path.
+        """
+        model = inspect(path, imported=True)
+        existing = self.copy_of(model)
+        if existing is not None:
+            raise AlreadyInstalledError(path, existing)
+        return self.add(model)
+
+    def copy_of(self, model: InstalledModel) -> InstalledModel | None:
+        """The installed entry with the same content as `model` at another path, if any."""
+        for other in self.models():
+            if other.path == model.path or other.size != model.size:
+                continue
+            if not other.fingerprint:  # listed before fingerprints: taken now, once
+                try:
+                    other.fingerprint = fingerprint(Path(other.path))
+                except OSError:
+                    continue
+                self._save()
+            if other.fingerprint == model.fingerprint:
+                return other
+        return None
+
+    def add_builtin(self, path: Path) -> None:
+        """List the starter model once it is assembled and verified (it is never deleted)."""
+        old = self._models.get(str(path))
+        if (old is not None and old.builtin) or not is_verified_starter(path):
+            return
+        model = inspect(path, builtin=True)
+        if old is not None:  # it was imported by hand before it was marked
+            model.last_used, model.added = old.last_used, old.added
+        self._models[model.path] = model
+        self._save()
 
     def touch(self, path: Path | str) -> None:
         """Record that a model was just loaded."""
@@ -140,11 +230,13 @@ class ModelRegistry:
     def remove(self, path: Path | str) -> list[Path]:
         """Delete a model's files (unless imported in place), then forget it; returns what was deleted.
 
-        Raises OSError when a file cannot be deleted; the entry then stays.
+        Raises OSError when a file cannot be deleted, and UserError for the built-in starter; the entry then stays.
         """
         model = self._models.get(str(path))
         if model is None:
             return []
+        if model.builtin:
+            raise UserError(f"{STARTER_DISPLAY_NAME} is built into Tern and cannot be deleted.")
         deleted = []
         if not model.imported:
             for name in model.files:

@@ -8,6 +8,7 @@ from pathlib import Path
 from app.core.docs.chunking import SectionText, chunk_sections
 from app.core.docs.doc_store import DocumentStore
 from app.core.docs.grounding import ground
+from app.core.docs.retrieval import failure_sentence, notes, retrieve
 from app.core.store.conversation_store import ConversationStore
 from app.core.store.database import open_database
 from tests.core.docs.planted_facts import FACTS, build_pages
@@ -67,3 +68,40 @@ def test_when_nothing_matches_the_answer_must_say_so(tmp_path: Path) -> None:
     g = context(docs, cid, "Quantum chromodynamics lattice?", budget=500)
     assert g.sources == [] and "do not answer it" in g.prompt and "do not make an answer up" in g.prompt
     assert ground([], {}, [], 1000).mode == "none"
+
+
+def test_failed_files_are_said_to_have_failed_with_their_reason(tmp_path: Path) -> None:
+    conversations, docs = stores(tmp_path)
+    cid = conversations.create_conversation("Notes")
+    good = docs.add(cid, "/a.md", "a.md", "markdown", 1, 1.0)
+    docs.replace_chunks(good, chunk_sections([SectionText("The ferry leaves at nine.", heading="Ferry")]))
+    docs.add(cid, "/later.pdf", "later.pdf", "pdf", 1, 1.0)  # still queued
+    empty = docs.add(cid, "/empty.pdf", "empty.pdf", "pdf", 0, 1.0)
+    docs.set_state(empty, "failed", "is empty")
+    damaged = docs.add(cid, "/scan.pdf", "scan.pdf", "pdf", 9, 1.0)
+    docs.set_state(damaged, "failed", "is damaged or not a PDF")
+
+    g = retrieve(docs, cid, "When does the ferry leave?", 4000)
+    assert g is not None and [s.name for s in g.sources] == ["a.md"]
+    assert g.not_ready == ["later.pdf"]  # failed files are not "still being read"
+    assert notes(g) == (
+        "Still being read: later.pdf. Could not read empty.pdf: it is empty. "
+        "Could not read scan.pdf: it is damaged or not a PDF."
+    )
+    assert "Still being read, not available yet: later.pdf." in g.prompt and "yet: later.pdf, " not in g.prompt
+    assert "could not be read, so nothing from them is available: empty.pdf, scan.pdf" in g.prompt
+
+    only = conversations.create_conversation("Nothing readable")
+    broken = docs.add(only, "/empty.pdf", "empty.pdf", "pdf", 0, 1.0)
+    docs.set_state(broken, "failed", "is empty")
+    g = retrieve(docs, only, "Anything?", 4000)
+    assert g is not None and notes(g) == "Could not read empty.pdf: it is empty."  # no "no passage matches"
+
+
+def test_a_failure_reads_as_a_sentence() -> None:
+    assert failure_sentence("empty.pdf", "is empty") == "Could not read empty.pdf: it is empty"
+    assert failure_sentence("a.pdf", "can't be read: permission denied") == "Could not read a.pdf: permission denied"
+    assert failure_sentence("b.pdf", "the reader stopped unexpectedly (exit -9)") == (
+        "Could not read b.pdf: the reader stopped unexpectedly (exit -9)"
+    )
+    assert failure_sentence("c.pdf", "") == "Could not read c.pdf: the reason was not recorded"

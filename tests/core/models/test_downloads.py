@@ -8,19 +8,31 @@ tmpfs), a missing repo, no network, DNS failure, and split models as a unit.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import socket
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx2
 import pytest
 
 from app.core.models import download as dl
 from app.core.models.download import DownloadError, DownloadJob, Progress, run_job
-from app.core.models.hub import HubError, RemoteFile, fetch_model, group_options, parse_repo_ref, quant_label
-from app.core.models.network import ACTIVITY, online
+from app.core.models.hub import (
+    HubError,
+    HubUnreachableError,
+    RemoteFile,
+    fetch_model,
+    group_options,
+    hub_name,
+    parse_repo_ref,
+    quant_label,
+)
+from app.core.models.network import ACTIVITY, NoAnswer, online, why_no_answer
 from app.core.models.registry import inspect
 from tests.fixtures.hub import GATED_NAME, GATED_REPO, PUBLIC_REPO, SPLIT_NAMES, SPLIT_REPO, STARTER_NAME
 from tests.fixtures.hub_server import Fault, HubServer
@@ -172,12 +184,37 @@ def test_a_file_gone_from_the_hub_is_reported(hub_server: HubServer, tmp_path: P
 def test_missing_repo_no_network_and_dns_failure_have_clear_messages(hub_server: HubServer, tmp_path: Path) -> None:
     with online("test"), pytest.raises(HubError, match="no model nobody/nothing"):
         fetch_model("nobody/nothing", hub_server.endpoint)
-    with online("test"), pytest.raises(HubError, match="could not be reached"):
+    with online("test"), pytest.raises(HubUnreachableError) as refused:
         fetch_model(PUBLIC_REPO, "http://127.0.0.1:9")  # nothing listens: like a machine without network
-    with online("test"), pytest.raises(HubError, match="DNS"):
+    assert str(refused.value).startswith("Tern could not reach the hub at 127.0.0.1: the connection was refused.")
+    with online("test"), pytest.raises(HubUnreachableError) as no_name:
         fetch_model(PUBLIC_REPO, "http://hub.tern-test.invalid")
+    message = str(no_name.value)
+    assert message.startswith("Tern could not reach the hub at hub.tern-test.invalid: its address could not be found")
+    assert "This computer may be offline" in message and "“Import a GGUF file…”" in message  # what to do instead
+    assert "Errno" not in message and "Error" not in message
     with pytest.raises(HubError, match="offline"):
         fetch_model(PUBLIC_REPO, hub_server.endpoint)  # no user action: the gate refuses
+    answers = {a.url.split("/api/")[0]: a.answer() for a in ACTIVITY.snapshot()}
+    assert answers["http://127.0.0.1:9"] == "No answer: connection refused"  # the network log says why
+    assert answers["http://hub.tern-test.invalid"] == "No answer: address not found (DNS)"
+
+
+def test_the_hub_is_named_as_the_user_knows_it() -> None:
+    assert hub_name("https://huggingface.co") == "Hugging Face"
+    assert hub_name("https://hf-mirror.example.com/") == "the hub at hf-mirror.example.com"
+
+
+def test_why_a_request_had_no_answer() -> None:
+    timeout = httpx2.ConnectTimeout("timed out")
+    assert why_no_answer(timeout) == NoAnswer.TIMED_OUT
+    offline = httpx2.ConnectError("[Errno 101] Network is unreachable")
+    offline.__cause__ = OSError(errno.ENETUNREACH, "Network is unreachable")
+    assert why_no_answer(offline) == NoAnswer.OFFLINE
+    dns = httpx2.ConnectError("[Errno -3] Temporary failure in name resolution")
+    dns.__cause__ = socket.gaierror(-3, "Temporary failure in name resolution")
+    assert why_no_answer(dns) == NoAnswer.DNS
+    assert why_no_answer(httpx2.ConnectError("something else")) == NoAnswer.FAILED
 
 
 @contextlib.contextmanager
