@@ -15,6 +15,7 @@ from app.bootstrap import parse_args, shutdown, start
 from app.single_instance import SingleInstance, server_name
 from tests.conftest import user_env
 from tests.fixtures.pdfs import write_pdf
+from tools.synthetic_gemma import TINY_GEMMA4, write_gemma
 
 ROOT = Path(__file__).resolve().parent.parent
 LONG = 120_000
@@ -79,8 +80,8 @@ def test_open_with_hands_a_model_and_a_document_to_the_running_window(
     qtbot: QtBot, tmp_path: Path, starter_model: Path
 ) -> None:
     report = write_pdf(tmp_path / "report.pdf", ["The ferry to the island leaves at noon."])
-    model = tmp_path / "another-model.gguf"
-    os.link(starter_model, model)  # a second GGUF, without copying 250 MB
+    # A second, different model: a link to the starter would now be recognised as the starter itself.
+    model = write_gemma(tmp_path / "another-model.gguf", TINY_GEMMA4, starter_model)
     args = parse_args(["--no-err-windows"])
     from app.core.paths import AppPaths
 

@@ -458,6 +458,7 @@ class ConversationView(QListView):
             return
         if index.row() != self.currentIndex().row():
             self.setCurrentIndex(index)
+        self._place_reader()  # the message may have grown since (its sources and stats come last)
         self.reader.setFocus(Qt.FocusReason.MouseFocusReason)
         if event.button() == Qt.MouseButton.LeftButton and self.reader.geometry().contains(pos):
             self._pressed_in_reader = True

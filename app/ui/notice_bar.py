@@ -29,6 +29,7 @@ class NoticeBar(QWidget):
         self.dismiss_button.setAccessibleDescription("Hide the notice above the conversation")
         self.dismiss_button.clicked.connect(self.dismiss)
         self.action_button = QPushButton()  # what the notice suggests doing, when it suggests something
+        self.action_button.setAccessibleName("Notice action")
         self.action_button.setAccessibleDescription("Do what the notice above the conversation suggests")
         self.action_button.clicked.connect(self._act)
         self.action_button.hide()
@@ -42,7 +43,9 @@ class NoticeBar(QWidget):
         self.setAccessibleName("Notice")
         self.hide()
 
-    def show_text(self, text: str, warning: bool = False, action: tuple[str, Callable[[], object]] | None = None) -> None:
+    def show_text(
+        self, text: str, warning: bool = False, action: tuple[str, Callable[[], object]] | None = None
+    ) -> None:
         """Show `text` (plain), in amber when it is a warning, with a button for `action` (label, what it does)."""
         self._action = action[1] if action else None
         self.action_button.setText(action[0] if action else "")

@@ -165,6 +165,7 @@ class WelcomePage(QScrollArea):
             "QPushButton#primary { background: #1d4ed8; color: white; font-weight: 600; padding: 8px 18px;"
             " border-radius: 6px; } QPushButton#primary:disabled { background: #93a3c4; }"
         )
+        self.download_button.setAccessibleName("Download the recommended model")
         self.download_button.setAccessibleDescription("Downloads the recommended model; Tern goes online only then.")
         self.online_note = _text("")
         self.online_note.setStyleSheet("color: #4b5563;")

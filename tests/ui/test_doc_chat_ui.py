@@ -33,7 +33,9 @@ MakeWindow = Callable[[], MainWindow]
 def make_window(windows: Windows, app_paths: AppPaths, starter_model: Path) -> MakeWindow:
     def start() -> MainWindow:
         settings = settings_with(app_paths, {opts.CONTEXT_SIZE: 2048, opts.MAX_TOKENS: 16})
-        return windows.start(settings, load=starter_model)
+        w = windows.start(settings, load=starter_model)
+        w.resize(1280, 800)  # a laptop's window: the offscreen screen is 800×600, too small for panel and notices
+        return w
 
     return start
 

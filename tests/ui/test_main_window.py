@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from app import settings as opts
@@ -181,8 +180,8 @@ def test_the_starter_notice_offers_a_real_model(qtbot: QtBot, window: MainWindow
     qtbot.waitUntil(window.notice.isVisible, timeout=LONG)
     button = window.notice.action_button
     assert button.isVisible() and button.text() == "Get a model…"
-    assert not [w for w in QApplication.topLevelWidgets() if isinstance(w, ModelManager) and w.isVisible()]
+    assert not [w for w in window.findChildren(ModelManager) if w.isVisible()]
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
-    shown = [w for w in QApplication.topLevelWidgets() if isinstance(w, ModelManager) and w.isVisible()]
+    shown = [w for w in window.findChildren(ModelManager) if w.isVisible()]
     assert len(shown) == 1
     shown[0].close()
