@@ -19,11 +19,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from app.core.chat.completion import MAX_ANSWER_TOKENS, CompletionFrame
 from app.core.chat.message import ChatMessage
 from app.core.chat.prompt_builder import build_prompt
-from app.core.docs.grounding import Grounding, Source
+from app.core.docs.grounding import Grounding, Source, cited_sources
 from app.core.docs.retrieval import notes, source_budget
-from app.core.engine.generation import GenerationStats, SamplingParams
+from app.core.engine.generation import GenerationStats, SamplingParams, base_model_sampling
 from app.core.engine.options import EngineError
 from app.core.store.ref import Ref
 
@@ -87,6 +88,7 @@ class TurnResult:
     dropped_messages: int  # older messages left out to fit the context window
     notes: tuple[str, ...] = ()  # for the user, e.g. the model's template was set aside during this turn
     notice: str = ""  # everything the user should read under the answer, in one line
+    cited: tuple[int, ...] = ()  # the source numbers the answer cites ([n]), in order of first appearance
 
 
 def _ignore(*_args: object) -> None:
@@ -142,12 +144,15 @@ def _join(*parts: str) -> str:
     return " ".join(p for p in parts if p)
 
 
-def _stored_stats(stats: GenerationStats | None, notice: str, sources: tuple[Source, ...]) -> dict[str, Any] | None:
+def _stored_stats(
+    stats: GenerationStats | None, notice: str, sources: tuple[Source, ...], cited: tuple[int, ...]
+) -> dict[str, Any] | None:
     stored: dict[str, Any] = stats.as_dict() if stats else {}
     if notice:
         stored["notice"] = notice
     if sources:
         stored["sources"] = [asdict(s) for s in sources]
+        stored["cited"] = list(cited)
     return stored or None
 
 
@@ -178,13 +183,21 @@ def run_turn(
         if request.cancel.is_set():
             raise TurnStopped
         history = request.history
+        sampling = request.sampling
         if store is not None and conversation_id is not None and question is not None:
             grounding = store.ground(conversation_id, question.content, source_budget(loaded.n_ctx))
             if grounding is not None and grounding.prompt:
                 sources, source_note = tuple(grounding.sources), notes(grounding)
                 events.sources(sources, source_note)
-                grounded = ChatMessage(question.role, f"{grounding.prompt}\n\nQuestion: {question.content}")
-                history = (*history[:-1], grounded)
+                if isinstance(template, CompletionFrame):
+                    # A base model would copy written instructions: the page lists the sources instead.
+                    template = template.with_sources(sources)
+                else:
+                    grounded = ChatMessage(question.role, f"{grounding.prompt}\n\nQuestion: {question.content}")
+                    history = (*history[:-1], grounded)
+        if isinstance(template, CompletionFrame):
+            not_to_copy = template.not_to_copy(request.system_prompt)
+            sampling = base_model_sampling(sampling, template.stop, MAX_ANSWER_TOKENS, not_to_copy)
         template_note = template.note
         prompt = build_prompt(
             history,
@@ -192,10 +205,10 @@ def run_turn(
             template,
             engine.tokenize,
             loaded.n_ctx,
-            request.sampling.max_tokens,
+            sampling.max_tokens,
             request.previous_dropped,
         )
-        stats = engine.generate(prompt.tokens, request.sampling, request.cancel, answer.add)
+        stats = engine.generate(prompt.tokens, sampling, request.cancel, answer.add)
     except TurnStopped:
         answer.save(None, _join(source_note, STOPPED_EARLY), sources)
         raise
@@ -204,8 +217,8 @@ def run_turn(
         raise
     template_notes = (template.note,) if template.note != template_note else ()
     notice = _join(source_note, request.cancel.note, _dropped_note(prompt.dropped, loaded.n_ctx), *template_notes)
-    answer.save(stats, notice, sources)
-    return TurnResult(request.turn_id, stats, prompt.dropped, template_notes, notice)
+    cited = answer.save(stats, notice, sources)
+    return TurnResult(request.turn_id, stats, prompt.dropped, template_notes, notice, cited)
 
 
 class _Answer:
@@ -233,7 +246,10 @@ class _Answer:
             self._checkpointed = len(self._pieces)
             self._store.checkpoint(self._saving.answer, "".join(self._pieces))
 
-    def save(self, stats: GenerationStats | None, notice: str, sources: tuple[Source, ...]) -> None:
-        """The final save, with what the user should read under the answer."""
+    def save(self, stats: GenerationStats | None, notice: str, sources: tuple[Source, ...]) -> tuple[int, ...]:
+        """The final save, with what the user should read under the answer; returns the sources it cites."""
+        text = "".join(self._pieces)
+        cited = cited_sources(text, len(sources)) if sources else ()
         if self._store is not None and self._saving is not None:
-            self._store.save_answer(self._saving.answer, "".join(self._pieces), _stored_stats(stats, notice, sources))
+            self._store.save_answer(self._saving.answer, text, _stored_stats(stats, notice, sources, cited))
+        return cited

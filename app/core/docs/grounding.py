@@ -10,6 +10,7 @@ the model writes.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,6 +19,8 @@ from app.core.docs.doc_store import DocumentInfo, Passage
 
 PER_FILE_FIRST_PASS = 3
 Mode = Literal["whole", "retrieval", "none"]
+# [2], [1][3], [1, 3] or [1; 3]; not an index such as items[1] (a word character right before it).
+_CITATION = re.compile(r"(?<!\w)\[\s*(\d{1,4}(?:\s*[,;]\s*\d{1,4})*)\s*\]")
 
 
 @dataclass(frozen=True)
@@ -133,3 +136,13 @@ def ground(
         return Grounding("whole", sources, not_ready, prompt_for(sources, not_ready))
     sources = _sources(_diverse(ranked, budget_tokens))
     return Grounding("retrieval", sources, not_ready, prompt_for(sources, not_ready))
+
+
+def cited_sources(answer: str, n_sources: int) -> tuple[int, ...]:
+    """The source numbers `answer` cites ([2], [1][3], [1, 3]), in order of first appearance, each in 1..n_sources."""
+    cited: dict[int, None] = {}
+    for match in _CITATION.finditer(answer):
+        for number in re.split(r"\s*[,;]\s*", match.group(1)):
+            if 1 <= int(number) <= n_sources:
+                cited.setdefault(int(number), None)
+    return tuple(cited)

@@ -14,14 +14,17 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import llama_cpp
+import llama_cpp._internals as llama_internals
 import llama_cpp.llama_cpp as llama_lib
 
+from app.core.chat.completion import CompletionFrame, is_base_model_file
 from app.core.chat.templates import ChatTemplate, select_template
 from app.core.engine import backends, llama_log
 from app.core.engine.backends import BackendError
-from app.core.engine.generation import GenerationStats, SamplingParams, StopReason
+from app.core.engine.generation import GenerationStats, SamplingParams, StopReason, StopSequenceFilter
 from app.core.engine.gguf_info import PLE_TENSOR, GgufInfo, read_gguf_info
 from app.core.engine.model_params import LAZY_OFF, LAZY_ON, extra_model_params
 from app.core.engine.options import (
@@ -35,10 +38,72 @@ from app.core.engine.options import (
 )
 from app.core.engine.probe import ModelChecks
 from app.core.engine.residency import drop_resident, drop_resident_ranges, evict_from_page_cache
+from app.core.models.starter import is_starter
 
 log = logging.getLogger("tern.engine")
 _REPACKED = re.compile(r"repack tensor (\S+) with")
 _NO_ABORT = llama_lib.ggml_abort_callback()  # a NULL callback
+# llama.cpp's default DRY sequence breakers: a repeat is not followed across a line, a colon or a quote.
+DRY_BREAKERS = ("\n", ":", '"', "*")
+DRY_LAST_N = 2048  # tokens of history DRY compares against (0 would turn it off)
+
+
+class _Llama(llama_cpp.Llama):
+    """`llama_cpp.Llama` with Tern's sampler chain: penalties, DRY, then the usual truncation and pick.
+
+    `Llama.generate` builds its chain through `_init_sampler` and has no parameter for DRY,
+    so the chain is built here from `sampling`, which the engine sets before each generation.
+    """
+
+    sampling = SamplingParams()
+
+    def _init_sampler(self, **_generate_args: Any) -> llama_internals.LlamaSampler:  # type: ignore[override]
+        return build_sampler(self, self.sampling)
+
+
+def build_sampler(llm: llama_cpp.Llama, sampling: SamplingParams) -> llama_internals.LlamaSampler:
+    """The sampler chain for `sampling`, in llama-server's order: penalties, DRY, top-k, top-p, min-p, temperature."""
+    chain = llama_internals.LlamaSampler()  # type: ignore[no-untyped-call]
+    chain.add_penalties(
+        n_vocab=llm.n_vocab(),
+        penalty_last_n=llm.last_n_tokens_size,
+        penalty_repeat=sampling.repeat_penalty,
+        penalty_freq=sampling.frequency_penalty,
+        penalty_present=sampling.presence_penalty,
+    )
+    if sampling.dry_multiplier > 0:
+        breakers = (ctypes.c_char_p * len(DRY_BREAKERS))(*(b.encode() for b in DRY_BREAKERS))
+        dry = llama_lib.llama_sampler_init_dry(
+            llm._model.vocab,
+            sampling.dry_multiplier,
+            sampling.dry_base,
+            sampling.dry_allowed_length,
+            DRY_LAST_N,
+            breakers,
+            len(DRY_BREAKERS),
+        )
+        # Text the answer should not copy counts as already said. Only DRY reads it: fed to the
+        # whole chain, the repeat penalty would also punish every word of the question.
+        if sampling.dry_history:
+            for token in llm.tokenize(sampling.dry_history.encode("utf-8"), add_bos=False, special=False):
+                llama_lib.llama_sampler_accept(dry, token)
+        llama_lib.llama_sampler_chain_add(chain.sampler, dry)
+    if sampling.temperature <= 0:
+        chain.add_greedy()  # type: ignore[no-untyped-call]
+    else:
+        chain.add_top_k(sampling.top_k)
+        chain.add_top_p(sampling.top_p, 1)
+        chain.add_min_p(sampling.min_p, 1)
+        chain.add_temp(sampling.temperature)
+        chain.add_dist(llm._seed)
+    return chain
+
+
+def is_base_model(info: GgufInfo) -> bool:
+    """True for a model that continues text rather than chats: the starter, or a file with no chat
+    template whose name, fine-tune label and file name do not say it was instruction-tuned."""
+    names = [str(info.metadata.get(key) or "") for key in ("general.name", "general.finetune", "general.basename")]
+    return is_starter(info.path) or is_base_model_file(info.chat_template, [*names, info.path.stem])
 
 
 class LlamaEngine:
@@ -47,7 +112,7 @@ class LlamaEngine:
     def __init__(self, checks: ModelChecks | None = None) -> None:
         llama_log.install()
         self._checks = checks  # when given, files not seen before first load in a child process
-        self._llm: llama_cpp.Llama | None = None
+        self._llm: _Llama | None = None
         self._loaded: LoadedModel | None = None
         self.template: ChatTemplate | None = None
         self._cancel = threading.Event()  # the running generation's; never set outside one
@@ -112,7 +177,7 @@ class LlamaEngine:
                 llama_log.capture() as load_log,
                 extra_model_params(on_progress, lazy_mode, cpu_tensors) as keep_alive,
             ):
-                llm = llama_cpp.Llama(
+                llm = _Llama(
                     model_path=str(info.path),
                     n_ctx=n_ctx,
                     n_batch=options.n_batch,
@@ -135,9 +200,13 @@ class LlamaEngine:
         try:
             bos = llm._model.token_get_text(llm.token_bos()) if llm.token_bos() >= 0 else ""
             eos = llm._model.token_get_text(llm.token_eos()) if llm.token_eos() >= 0 else ""
-            if not info.chat_template and not info.is_gemma:
-                log.warning("%s (%s) has no chat template; using Gemma turns", info.path.name, info.architecture)
-            self.template = select_template(info.chat_template, bos, eos)
+            if is_base_model(info):
+                # A base model continues text: it is given a question-and-answer page to continue, not chat turns.
+                self.template = CompletionFrame()
+            else:
+                if not info.chat_template and not info.is_gemma:
+                    log.warning("%s (%s) has no chat template; using Gemma turns", info.path.name, info.architecture)
+                self.template = select_template(info.chat_template, bos, eos)
             placement = self._place_ple(info, options.residency, load_log)
             self._release_repacked_sources(info, load_log)
         except OSError as exc:
@@ -214,7 +283,7 @@ class LlamaEngine:
         self._loaded = None
         self.template = None
 
-    def _require(self) -> llama_cpp.Llama:
+    def _require(self) -> _Llama:
         if self._llm is None:
             raise EngineError("No model is loaded.")
         return self._llm
@@ -235,7 +304,11 @@ class LlamaEngine:
         cancel: threading.Event,
         on_text: Callable[[str], None],
     ) -> GenerationStats:
-        """Stream the continuation of `tokens` into `on_text`; `cancel` is checked before every token."""
+        """Stream the continuation of `tokens` into `on_text`; `cancel` is checked before every token.
+
+        With `sampling.stop`, text that might begin a stop sequence is held back until it cannot,
+        and no part of a stop sequence that matched is streamed.
+        """
         llm = self._require()
         n_ctx = llm.n_ctx()
         room = n_ctx - len(tokens)
@@ -252,23 +325,23 @@ class LlamaEngine:
         produced = 0
         received = 0  # tokens the sampler gave us; all but the last were decoded
         reason = StopReason.CONTEXT_FULL if limit < sampling.max_tokens else StopReason.MAX_TOKENS
+        # A completion prompt's stop sequences are held back until they can no longer match; there
+        # a control token (e.g. <start_of_turn>, which prints as nothing) also begins the next turn.
+        completion = bool(sampling.stop)
+        gate = StopSequenceFilter(sampling.stop, on_text, strip=completion)
         self._cancel = cancel
         llama_lib.llama_set_abort_callback(llm._ctx.ctx, self._abort, None)
-        stream = llm.generate(
-            tokens,
-            top_k=sampling.top_k,
-            top_p=sampling.top_p,
-            min_p=sampling.min_p,
-            temp=sampling.temperature,
-            repeat_penalty=sampling.repeat_penalty,
-        )
+        llm.sampling = sampling
+        stream = llm.generate(tokens)  # the sampler chain comes from llm.sampling (see _Llama)
         try:
             for token in stream:
                 received += 1
                 if cancel.is_set():
                     reason = StopReason.CANCELLED
                     break
-                if llama_lib.llama_vocab_is_eog(vocab, token):
+                if llama_lib.llama_vocab_is_eog(vocab, token) or (
+                    completion and llama_lib.llama_vocab_is_control(vocab, token)
+                ):
                     reason = StopReason.END_OF_TURN
                     break
                 last = time.perf_counter()
@@ -276,9 +349,9 @@ class LlamaEngine:
                     first = last
                     llama_lib.llama_set_abort_callback(llm._ctx.ctx, _NO_ABORT, None)
                 produced += 1
-                piece = decoder.decode(self._token_bytes(vocab, token))
-                if piece:
-                    on_text(piece)
+                if gate.feed(decoder.decode(self._token_bytes(vocab, token))):
+                    reason = StopReason.END_OF_TURN
+                    break
                 if produced >= limit:
                     break
         except RuntimeError:
@@ -290,9 +363,7 @@ class LlamaEngine:
             stream.close()
             llama_lib.llama_set_abort_callback(llm._ctx.ctx, _NO_ABORT, None)
             self._cancel = threading.Event()
-        tail = decoder.decode(b"", final=True)
-        if tail:
-            on_text(tail)
+        gate.finish(decoder.decode(b"", final=True))
         perf = llama_lib.llama_perf_context(llm._ctx.ctx)
         # llama.cpp counts batches of one token as "eval", larger ones as "prompt eval".
         prompt_evaluated = int(perf.n_p_eval) + int(perf.n_eval) - max(0, received - 1)
@@ -300,7 +371,7 @@ class LlamaEngine:
         return GenerationStats(
             prompt_tokens=len(tokens),
             prompt_evaluated=prompt_evaluated,
-            completion_tokens=produced,
+            completion_tokens=gate.tokens if completion else produced,
             ttft_ms=(first - started) * 1000 if produced else 0.0,
             decode_tok_s=(produced - 1) / decode_s if produced > 1 and decode_s > 0 else 0.0,
             total_ms=(time.perf_counter() - started) * 1000,

@@ -24,9 +24,9 @@ STARTER_FILE_NAME: str = starter_package.MODEL_NAME
 STARTER_SHA256: str = starter_package.EXPECTED_SHA256
 STARTER_DISPLAY_NAME = "Gemma 3 270M (starter)"
 STARTER_NOTICE = (
-    "Tern is running its built-in starter model, Gemma 3 270M: a tiny base model, not instruction-tuned, "
-    "so its answers are weak. It is here so Tern works offline from the first launch. "
-    "Larger Gemma models (Gemma 4 E2B/E4B, Gemma 3n) will come from the model manager."
+    "You are using the built-in starter model, Gemma 3 270M: a tiny base model, not trained to chat, "
+    "so its answers are short and weak. It lets Tern work offline from the first launch. "
+    "For useful answers, download a real model with “Get a model…” or import a GGUF file you already have."
 )
 _CHUNK = 4 * 1024 * 1024
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.core.chat.message import ChatMessage
+from app.core.chat.templates import GemmaTurnTemplate
 from app.core.engine.generation import SamplingParams, StopReason
 from app.core.engine.gguf_info import GgufError
 from app.core.engine.llama_engine import LlamaEngine
@@ -58,12 +59,12 @@ def test_second_turn_reuses_the_cached_history(engine: LlamaEngine) -> None:
     assert second.stats.prompt_evaluated < second.stats.prompt_tokens / 3
 
 
-def test_starter_model_uses_the_gemma_turn_fallback(engine: LlamaEngine) -> None:
+def test_starter_model_gets_the_base_model_page_and_gemma_turns_still_tokenize(engine: LlamaEngine) -> None:
     assert engine.loaded is not None
     assert engine.loaded.info.chat_template is None
     assert engine.template is not None
-    assert engine.template.name == "gemma-turns"
-    tokens = engine.tokenize(engine.template.render([ChatMessage("user", "Hi")]))
+    assert engine.template.name == "base-completion"  # a base model: a question-and-answer page, not chat turns
+    tokens = engine.tokenize(GemmaTurnTemplate().render([ChatMessage("user", "Hi")]))
     # <start_of_turn> and <end_of_turn> are single special tokens (105, 106) after BOS (2).
     assert tokens[:2] == [2, 105]
     assert 106 in tokens
