@@ -5,11 +5,17 @@
 Prints one JSON object. Both paths run the same GGUF, prompt, context size,
 thread count and greedy sampling, alternating run by run so machine noise
 hits both alike; figures are medians.
+
+For a base model such as the starter, the app asks for an answer on a question-and-answer
+page, with stop sequences and DRY plus a presence penalty in the sampler chain. The raw loop
+then gets the same page, the same sampler chain (llama.cpp's penalties, DRY fed the same
+text, greedy) and stops at the same stop sequences, so both decode the same tokens.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import statistics
@@ -24,10 +30,13 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import llama_cpp.llama_cpp as L  # noqa: N812  (the C API, named as in llama.h)
 from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, QTimer, Slot
 
+from app.core.chat.completion import MAX_ANSWER_TOKENS, CompletionFrame
 from app.core.chat.message import ChatMessage
+from app.core.chat.prompt_builder import build_prompt
 from app.core.engine import llama_log
-from app.core.engine.generation import SamplingParams
-from app.core.engine.llama_engine import LoadOptions, default_threads
+from app.core.engine.generation import SamplingParams, base_model_sampling
+from app.core.engine.gguf_info import read_gguf_info
+from app.core.engine.llama_engine import DRY_BREAKERS, DRY_LAST_N, LoadOptions, default_threads, is_base_model
 from app.core.models.starter import ensure_starter_model
 from app.core.turn import TurnRequest, TurnResult
 from app.services.turns import LoadRequest, TurnService
@@ -40,10 +49,19 @@ def gemma_prompt(text: str) -> str:
     return f"<start_of_turn>user\n{text}<end_of_turn>\n<start_of_turn>model\n"
 
 
-class RawLoop:
-    """llama.cpp through llama-cpp-python's C bindings only: decode, greedy-sample, repeat."""
+def greedy(n_tokens: int) -> SamplingParams:
+    """What both paths are asked for: greedy decoding, no penalties, `n_tokens` at most."""
+    return SamplingParams(temperature=0.0, repeat_penalty=1.0, max_tokens=n_tokens)
 
-    def __init__(self, path: Path, threads: int) -> None:
+
+class RawLoop:
+    """llama.cpp through llama-cpp-python's C bindings only: decode, sample, repeat.
+
+    For a chat model: Gemma turns and a greedy sampler. For a base model: the app's
+    question-and-answer page, its sampler chain and its stop sequences.
+    """
+
+    def __init__(self, path: Path, threads: int, base_model: bool) -> None:
         L.llama_backend_init()
         mparams = L.llama_model_default_params()
         self.model = L.llama_model_load_from_file(str(path).encode(), mparams)
@@ -57,20 +75,55 @@ class RawLoop:
         cparams.n_threads_batch = threads
         cparams.swa_full = True
         self.ctx = L.llama_init_from_model(self.model, cparams)
+        self.base_model = base_model
+        self.stop: tuple[str, ...] = ()
         self.sampler = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+        if base_model:  # the chain the engine builds for a base model at temperature 0
+            frame = CompletionFrame()
+            sampling = base_model_sampling(greedy(1), frame.stop, MAX_ANSWER_TOKENS, frame.not_to_copy())
+            self.stop = sampling.stop
+            n_vocab = L.llama_vocab_n_tokens(self.vocab)
+            penalties = L.llama_sampler_init_penalties(n_vocab, 64, 1.0, 0.0, sampling.presence_penalty)
+            L.llama_sampler_chain_add(self.sampler, penalties)
+            breakers = (ctypes.c_char_p * len(DRY_BREAKERS))(*(b.encode() for b in DRY_BREAKERS))
+            dry = L.llama_sampler_init_dry(
+                self.vocab,
+                sampling.dry_multiplier,
+                sampling.dry_base,
+                sampling.dry_allowed_length,
+                DRY_LAST_N,
+                breakers,
+                len(DRY_BREAKERS),
+            )
+            self.dry, self.dry_history = dry, self.tokenize(sampling.dry_history, special=False)
+            L.llama_sampler_chain_add(self.sampler, dry)
         L.llama_sampler_chain_add(self.sampler, L.llama_sampler_init_greedy())
 
-    def tokenize(self, text: str) -> list[int]:
+    def tokenize(self, text: str, special: bool = True) -> list[int]:
         raw = text.encode()
         buf = (L.llama_token * (len(raw) + 8))()
-        n = L.llama_tokenize(self.vocab, raw, len(raw), buf, len(buf), True, True)
+        n = L.llama_tokenize(self.vocab, raw, len(raw), buf, len(buf), special, special)
         return list(buf[:n])
+
+    def prompt(self, text: str, n_tokens: int) -> list[int]:
+        if not self.base_model:
+            return self.tokenize(gemma_prompt(text))
+        return build_prompt([ChatMessage("user", text)], "", CompletionFrame(), self.tokenize, N_CTX, n_tokens).tokens
+
+    def piece(self, token: int) -> str:
+        buf = ctypes.create_string_buffer(64)
+        n = L.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+        return buf.raw[: max(n, 0)].decode("utf-8", "replace")
 
     def run(self, text: str, n_tokens: int) -> tuple[float, int]:
         """Decode tok/s over tokens 2..n (the first includes the prompt), and tokens produced."""
         L.llama_memory_clear(L.llama_get_memory(self.ctx), True)
         L.llama_sampler_reset(self.sampler)
-        tokens = self.tokenize(gemma_prompt(text))
+        if self.base_model:  # what the answer should not copy counts as already said, as in the engine
+            for token in self.dry_history:
+                L.llama_sampler_accept(self.dry, token)
+        tokens = self.prompt(text, n_tokens)
+        answer = ""
         arr = (L.llama_token * len(tokens))(*tokens)
         if L.llama_decode(self.ctx, L.llama_batch_get_one(arr, len(tokens))) != 0:
             raise RuntimeError("decode failed")
@@ -80,6 +133,9 @@ class RawLoop:
             token = L.llama_sampler_sample(self.sampler, self.ctx, -1)
             if L.llama_vocab_is_eog(self.vocab, token):
                 break
+            answer += self.piece(token)
+            if any(stop in answer for stop in self.stop):
+                break  # where the engine stops (it also leaves out the token or two before, which spell the stop)
             last = time.perf_counter()
             if produced == 0:
                 first = last
@@ -130,8 +186,7 @@ class AppPath(QObject):
     def turn(self, history: list[ChatMessage], n_tokens: int) -> TurnResult:
         self._turn += 1
         before = len(self.results)
-        sampling = SamplingParams(temperature=0.0, repeat_penalty=1.0, max_tokens=n_tokens)
-        self.inference.submit(TurnRequest(self._turn, tuple(history), sampling=sampling))
+        self.inference.submit(TurnRequest(self._turn, tuple(history), sampling=greedy(n_tokens)))
         self._wait(lambda: len(self.results) > before)
         return self.results[-1]
 
@@ -166,7 +221,8 @@ def main() -> None:
     model = args.model or ensure_starter_model(scratch / "models")
 
     llama_log.install()  # llama.cpp's chatter goes to logging, not the JSON output
-    raw = RawLoop(model, args.threads)
+    base_model = is_base_model(read_gguf_info(model))
+    raw = RawLoop(model, args.threads, base_model)
     app_path = AppPath(model, args.threads, scratch / "models")
     engine_runs, raw_runs, produced = [], [], []
     ttft1, ttft5 = [], []
@@ -195,6 +251,7 @@ def main() -> None:
         json.dumps(
             {
                 "model": model.name,
+                "prompting": "question-and-answer page (base model)" if base_model else "chat turns",
                 "threads": args.threads,
                 "runs": args.runs,
                 "tokens_per_run": args.tokens,

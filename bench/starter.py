@@ -243,6 +243,7 @@ class _Sources:
 def answer_now(engine: LlamaEngine, prompt: Prompt, sampling: SamplingParams) -> tuple[str, int, tuple[int, ...]]:
     """The answer as the app gives it (through run_turn): text, tokens, cited sources."""
     pieces: list[str] = []
+    engine.forget_cache()  # each answer computed from scratch, so it does not depend on the one before
     request = TurnRequest(1, _history(prompt, prompt.question), prompt.system, sampling)
     store = _Sources(prompt) if prompt.sources else None
     if store is not None:
@@ -260,6 +261,7 @@ def answer_before(engine: LlamaEngine, prompt: Prompt, sampling: SamplingParams)
         _history(prompt, question), prompt.system, GemmaTurnTemplate(), engine.tokenize, N_CTX, sampling.max_tokens
     )
     pieces: list[str] = []
+    engine.forget_cache()
     stats = engine.generate(built.tokens, sampling, threading.Event(), pieces.append)
     return "".join(pieces), stats.completion_tokens
 
@@ -284,6 +286,7 @@ def answer_without_stops(engine: LlamaEngine, prompt: Prompt, changes: dict[str,
         _history(prompt, prompt.question), prompt.system, frame, engine.tokenize, N_CTX, sampling.max_tokens
     )
     pieces: list[str] = []
+    engine.forget_cache()
     stats = engine.generate(built.tokens, sampling, threading.Event(), pieces.append)
     return "".join(pieces), stats.completion_tokens
 
@@ -383,7 +386,10 @@ def main() -> None:
     report["answers"] = now_rows
     if before_rows:
         report["baseline_answers"] = [
-            {k: r[k] for k in ("question", "tokens", "loops", "echoes", "switches_language", "answer")}
+            {
+                k: r[k]
+                for k in ("question", "tokens", "repeated_4gram_rate", "loops", "echoes", "switches_language", "answer")
+            }
             for r in before_rows
         ]
     engine.unload()

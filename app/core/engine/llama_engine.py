@@ -292,6 +292,10 @@ class LlamaEngine:
         """Prompt text to tokens, with BOS and special tokens such as `<start_of_turn>` parsed."""
         return self._require().tokenize(text.encode("utf-8"), add_bos=True, special=True)
 
+    def forget_cache(self) -> None:
+        """Drop the KV cache: the next prompt is computed whole (for measurements that must not depend on order)."""
+        self._require().reset()  # type: ignore[no-untyped-call]  # no tokens held: the next generate evaluates the prompt from the start
+
     @property
     def cached_tokens(self) -> int:
         """Tokens currently held in the KV cache."""
