@@ -1,6 +1,10 @@
 """Screenshot of the model manager for the README: a catalogue entry looked up, with fit guidance.
 
     tools/screenshot.sh --models resources/models.png
+    TERN_SCREEN=1366x768x24 QT_SCALE_FACTOR=2 tools/screenshot.sh --models models-200.png --as-opened
+
+With --as-opened the window keeps the size and place the app gives it, and the whole
+screen is grabbed: what a user at that scale sees.
 
 The hub is the loopback server the tests use, serving the E2B-shaped
 synthetic Gemma 4 GGUFs (built by `python -m tools.synthetic_gemma
@@ -24,7 +28,7 @@ SYNTHETIC = Path.home() / ".cache" / "tern" / "synthetic"
 REPO = "ggml-org/gemma-4-E2B-it-GGUF"
 
 
-def main(out: Path) -> int:
+def main(out: Path, as_opened: bool = False) -> int:
     profile = Path(tempfile.mkdtemp(prefix="tern-screenshot-"))
     for var in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
         os.environ[var] = str(profile / var.lower())
@@ -35,7 +39,9 @@ def main(out: Path) -> int:
     from tests.fixtures.hub_server import HubServer
 
     files = {
-        f"gemma-4-E2B-it-{quant}.gguf": SYNTHETIC / f"gemma4-e2b-shaped-{quant}.gguf" for quant in ("Q4_K_M", "Q8_0")
+        f"gemma-4-E2B-it-{quant}.gguf": SYNTHETIC / f"gemma4-e2b-shaped-{quant}.gguf"
+        for quant in ("Q4_K_M", "Q8_0")
+        if (SYNTHETIC / f"gemma4-e2b-shaped-{quant}.gguf").exists()
     }
     with HubServer({REPO: files}) as hub:
         paths = AppPaths.default()
@@ -43,13 +49,14 @@ def main(out: Path) -> int:
         Settings(paths.settings_file).set(opts.HUB_ENDPOINT, hub.endpoint)
         session = start(parse_args(["--no-err-windows"]))
         window = session.window
-        window.resize(1280, 780)
         manager = window.open_models()
-        manager.resize(1100, 640)
-        manager.move(90, 60)
+        if not as_opened:
+            window.resize(1280, 780)
+            manager.resize(1100, 640)
+            manager.move(90, 60)
 
         def grab() -> None:
-            frame = manager.frameGeometry()
+            frame = manager.frameGeometry() if not as_opened else QGuiApplication.primaryScreen().geometry()
             shot = QGuiApplication.primaryScreen().grabWindow(0, frame.x(), frame.y(), frame.width(), frame.height())
             shot.save(str(out))
             session.app.quit()
@@ -65,4 +72,4 @@ def main(out: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1])))
+    sys.exit(main(Path(sys.argv[1]), "--as-opened" in sys.argv[2:]))

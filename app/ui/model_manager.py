@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QSplitter,
     QTableWidget,
@@ -97,6 +99,9 @@ class DiscoverTab(QWidget):
         self.description = QLabel()
         self.description.setWordWrap(True)
         self.source = QComboBox()
+        # A long source name is elided, so it does not set the window's width on a small screen.
+        self.source.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.source.setMinimumContentsLength(18)
         self.repo = QLineEdit()
         self.repo.setPlaceholderText("Or paste any Hugging Face model id or URL, e.g. org/model-GGUF")
         self.look_up = QPushButton("Look up files online")
@@ -321,8 +326,14 @@ class ModelManager(QDialog):
         self.tabs.addTab(self.downloads, "Downloads")
         self.tabs.addTab(self.network, "Network activity")
         self.tabs.addTab(self.hub, "Hub and token")
+        # On a small or highly scaled screen the window may be smaller than its tabs need:
+        # they scroll inside it rather than run off the screen.
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(self.tabs)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.tabs)
+        layout.addWidget(self.scroll)
         self.installed.load_requested.connect(self.load_requested)
         self.discover.import_requested.connect(self._import_instead)
         self.installed.embedding_requested.connect(self.embedding_requested)

@@ -96,6 +96,14 @@ def _measure(scale: str, model: Path) -> dict[str, Any]:
     report["panels"] = snapshot()
     w.documents.panel.hide()
     w.info_panel.hide()
+    manager = w.open_models()
+    scroll = manager.scroll
+    settle()
+    report["models"] = {
+        "window": list(manager.frameGeometry().getRect()),
+        "scrolls": any(bar.maximum() > 0 for bar in (scroll.horizontalScrollBar(), scroll.verticalScrollBar())),
+    }
+    manager.close()
     page = w.lock_page
     w.pages.setCurrentWidget(page)
     page.show_mode(LockMode.CREATE)
@@ -149,6 +157,16 @@ def test_composer_send_and_status_bar_are_on_screen(scaled_runs: dict[str, dict[
         for part in ("window", "composer", "send", "status"):
             assert _within(shown[part], available), f"{part} leaves the screen at {scale}× ({state}): {shown}"
     assert _within(run["lock"]["window"], available)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_the_models_window_fits_and_scrolls_what_does_not(scaled_runs: dict[str, dict[str, Any]], scale: str) -> None:
+    run = scaled_runs[scale]
+    assert _within(run["models"]["window"], run["available"]), f"the Models window leaves the screen: {run['models']}"
+    if scale == "1":
+        assert not run["models"]["scrolls"]  # at 100 % everything shows at once
+    if scale == "2":
+        assert run["models"]["scrolls"]  # 683×384 logical pixels: the tabs scroll inside the window
 
 
 @pytest.mark.parametrize("scale", SCALES)
