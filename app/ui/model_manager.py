@@ -328,12 +328,12 @@ class ModelManager(QDialog):
         self.tabs.addTab(self.hub, "Hub and token")
         # On a small or highly scaled screen the window may be smaller than its tabs need:
         # they scroll inside it rather than run off the screen.
-        self.scroll = QScrollArea()
-        self.scroll.setWidget(self.tabs)
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroller = QScrollArea()
+        self.scroller.setWidget(self.tabs)
+        self.scroller.setWidgetResizable(True)
+        self.scroller.setFrameShape(QFrame.Shape.NoFrame)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.scroll)
+        layout.addWidget(self.scroller)
         self.installed.load_requested.connect(self.load_requested)
         self.discover.import_requested.connect(self._import_instead)
         self.installed.embedding_requested.connect(self.embedding_requested)

@@ -97,7 +97,7 @@ def _measure(scale: str, model: Path) -> dict[str, Any]:
     w.documents.panel.hide()
     w.info_panel.hide()
     manager = w.open_models()
-    scroll = manager.scroll
+    scroll = manager.scroller
     settle()
     report["models"] = {
         "window": list(manager.frameGeometry().getRect()),
