@@ -47,7 +47,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.core.chat.completion import MAX_ANSWER_TOKENS, CompletionFrame
+from app.core.chat.completion import MAX_ANSWER_TOKENS, CompletionFrame, PageSources
 from app.core.chat.message import ChatMessage
 from app.core.chat.prompt_builder import build_prompt
 from app.core.chat.templates import GemmaTurnTemplate
@@ -278,13 +278,14 @@ REPETITION_VARIANTS = {
 
 def answer_without_stops(engine: LlamaEngine, prompt: Prompt, changes: dict[str, Any]) -> tuple[str, int]:
     """The page's answer with every stop sequence removed and the repetition control replaced by `changes`."""
-    frame = CompletionFrame(_sources(prompt))
+    frame = CompletionFrame(citing=bool(prompt.sources))
     greedy = SamplingParams(temperature=0.0)
     sampling = base_model_sampling(greedy, (), MAX_ANSWER_TOKENS, frame.not_to_copy(prompt.system))
     sampling = replace(sampling, **changes)
-    built = build_prompt(
-        _history(prompt, prompt.question), prompt.system, frame, engine.tokenize, N_CTX, sampling.max_tokens
-    )
+    *earlier, question = _history(prompt, prompt.question)
+    passages = PageSources().turn(_sources(prompt), [], True) if prompt.sources else ""
+    history = (*earlier, replace(question, context=passages))
+    built = build_prompt(history, prompt.system, frame, engine.tokenize, N_CTX, sampling.max_tokens)
     pieces: list[str] = []
     engine.forget_cache()
     stats = engine.generate(built.tokens, sampling, threading.Event(), pieces.append)
@@ -307,7 +308,7 @@ def repetition_control(engine: LlamaEngine) -> dict[str, Any]:
 def hidden_text(prompt: Prompt) -> str:
     """Everything either prompting puts around the question that the user did not type (sources excepted)."""
     instructions = prompt_for(_sources(prompt), []).split("Sources:")[0] if prompt.sources else ""
-    page = CompletionFrame(_sources(prompt)).preamble(prompt.system)
+    page = CompletionFrame(citing=bool(prompt.sources)).preamble(prompt.system)
     return "\n".join((page, instructions, prompt.system))
 
 

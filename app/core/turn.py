@@ -16,14 +16,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from app.core.chat.completion import MAX_ANSWER_TOKENS, CompletionFrame
-from app.core.chat.message import ChatMessage
-from app.core.chat.prompt_builder import build_prompt
-from app.core.docs.grounding import Grounding, Source, cited_sources
-from app.core.docs.retrieval import notes, source_budget
+from app.core.chat.completion import MAX_ANSWER_TOKENS, CompletionFrame, PageSources
+from app.core.chat.message import ChatMessage, Given, GivenMode
+from app.core.chat.prompt_builder import BuiltPrompt, build_prompt
+from app.core.chat.templates import ChatTemplate
+from app.core.docs.grounding import ChatSources, Grounding, Source, cited_sources
+from app.core.docs.placement import SourceStyle, place
+from app.core.docs.retrieval import file_notes, notes, source_budget
 from app.core.engine.generation import GenerationStats, SamplingParams, base_model_sampling
 from app.core.engine.options import EngineError
 from app.core.store.ref import Ref
@@ -101,7 +103,8 @@ class TurnEvents:
 
     text: Callable[[str], None] = _ignore  # a streamed piece of the answer
     saved: Callable[[Ref, int, tuple[int, ...]], None] = _ignore  # a ref, its id, its versions' ids (for messages)
-    sources: Callable[[tuple[Source, ...], str], None] = _ignore  # the numbered sources and a note about them
+    # the numbered sources, a note about them, and how they were given ("whole" or "retrieval")
+    sources: Callable[[tuple[Source, ...], str, GivenMode], None] = _ignore
 
 
 class TurnStore(Protocol):
@@ -145,7 +148,11 @@ def _join(*parts: str) -> str:
 
 
 def _stored_stats(
-    stats: GenerationStats | None, notice: str, sources: tuple[Source, ...], cited: tuple[int, ...]
+    stats: GenerationStats | None,
+    notice: str,
+    sources: tuple[Source, ...],
+    cited: tuple[int, ...],
+    mode: GivenMode | None,
 ) -> dict[str, Any] | None:
     stored: dict[str, Any] = stats.as_dict() if stats else {}
     if notice:
@@ -153,6 +160,8 @@ def _stored_stats(
     if sources:
         stored["sources"] = [asdict(s) for s in sources]
         stored["cited"] = list(cited)
+    if mode is not None:  # how they were given: later turns put them back where they were
+        stored["sources_mode"] = mode
     return stored or None
 
 
@@ -176,49 +185,73 @@ def run_turn(
     answer = _Answer(store, saving, events, clock)
     sources: tuple[Source, ...] = ()
     source_note = ""
+    given: Given | None = None
     try:
         loaded, template = engine.loaded, engine.template
         if loaded is None or template is None:
             raise EngineError("No model is loaded.")
         if request.cancel.is_set():
             raise TurnStopped
-        history = request.history
-        sampling = request.sampling
+        grounding: Grounding | None = None
         if store is not None and conversation_id is not None and question is not None:
             grounding = store.ground(conversation_id, question.content, source_budget(loaded.n_ctx))
-            if grounding is not None and grounding.prompt:
-                sources, source_note = tuple(grounding.sources), notes(grounding)
-                events.sources(sources, source_note)
-                if isinstance(template, CompletionFrame):
-                    # A base model would copy written instructions: the page lists the sources instead.
-                    template = template.with_sources(sources)
-                else:
-                    grounded = ChatMessage(question.role, f"{grounding.prompt}\n\nQuestion: {question.content}")
-                    history = (*history[:-1], grounded)
+            if grounding is not None and grounding.mode == "none":
+                grounding = None
+        sampling = request.sampling
         if isinstance(template, CompletionFrame):
             not_to_copy = template.not_to_copy(request.system_prompt)
             sampling = base_model_sampling(sampling, template.stop, MAX_ANSWER_TOKENS, not_to_copy)
         template_note = template.note
-        prompt = build_prompt(
-            history,
-            request.system_prompt,
-            template,
-            engine.tokenize,
-            loaded.n_ctx,
-            sampling.max_tokens,
-            request.previous_dropped,
-        )
+        prompt, given, template = _prompt(engine, request, template, grounding, sampling.max_tokens)
+        if grounding is not None and given is not None:
+            sources, source_note = given.sources, notes(grounding)
+            events.sources(sources, source_note, given.mode)
+            if isinstance(template, CompletionFrame):  # with sources, a made-up "[n]" line ends the answer too
+                sampling = replace(sampling, stop=tuple(dict.fromkeys((*sampling.stop, *template.stop))))
         stats = engine.generate(prompt.tokens, sampling, request.cancel, answer.add)
     except TurnStopped:
-        answer.save(None, _join(source_note, STOPPED_EARLY), sources)
+        answer.save(None, _join(source_note, STOPPED_EARLY), sources, given.mode if given is not None else None)
         raise
     except Exception as exc:
-        answer.save(None, _join(source_note, request.cancel.note or str(exc) or type(exc).__name__), sources)
+        failure = request.cancel.note or str(exc) or type(exc).__name__
+        answer.save(None, _join(source_note, failure), sources, given.mode if given is not None else None)
         raise
     template_notes = (template.note,) if template.note != template_note else ()
     notice = _join(source_note, request.cancel.note, _dropped_note(prompt.dropped, loaded.n_ctx), *template_notes)
-    cited = answer.save(stats, notice, sources)
+    cited = answer.save(stats, notice, sources, given.mode if given is not None else None)
     return TurnResult(request.turn_id, stats, prompt.dropped, template_notes, notice, cited)
+
+
+def _prompt(
+    engine: LlamaEngine, request: TurnRequest, template: ChatTemplate, grounding: Grounding | None, max_tokens: int
+) -> tuple[BuiltPrompt, Given | None, ChatTemplate]:
+    """The prompt within the context window; with documents, their sources where earlier turns put them.
+
+    Returns the prompt, what the answer is given, and the template used (a base model's page
+    changes with documents).
+    """
+    loaded = engine.loaded
+    assert loaded is not None
+    history, n_ctx, kept = request.history, loaded.n_ctx, request.previous_dropped
+    if grounding is None:
+        built = build_prompt(history, request.system_prompt, template, engine.tokenize, n_ctx, max_tokens, kept)
+        return built, None, template
+    page = template if isinstance(template, CompletionFrame) else None
+    style: SourceStyle = PageSources() if page is not None else ChatSources()
+    model_notes = "" if page is not None else file_notes(grounding)  # a base model would copy written notes
+    for _ in range(3):  # which passages are still in the context depends on the cut, and the cut on the passages
+        placed = place(history, grounding, style, kept, model_notes)
+        if page is not None:
+            shown: ChatTemplate = page.with_documents(placed.documents)
+            system = request.system_prompt
+        else:
+            shown = template
+            system = "\n\n".join(part for part in (request.system_prompt.strip(), placed.documents) if part)
+        built = build_prompt(placed.history, system, shown, engine.tokenize, n_ctx, max_tokens, kept)
+        if built.dropped == kept:
+            break
+        kept = built.dropped
+    return built, placed.given, shown
 
 
 class _Answer:
@@ -246,10 +279,12 @@ class _Answer:
             self._checkpointed = len(self._pieces)
             self._store.checkpoint(self._saving.answer, "".join(self._pieces))
 
-    def save(self, stats: GenerationStats | None, notice: str, sources: tuple[Source, ...]) -> tuple[int, ...]:
+    def save(
+        self, stats: GenerationStats | None, notice: str, sources: tuple[Source, ...], mode: GivenMode | None
+    ) -> tuple[int, ...]:
         """The final save, with what the user should read under the answer; returns the sources it cites."""
         text = "".join(self._pieces)
-        cited = cited_sources(text, len(sources)) if sources else ()
+        cited = cited_sources(text, {s.number for s in sources}) if sources else ()
         if self._store is not None and self._saving is not None:
-            self._store.save_answer(self._saving.answer, text, _stored_stats(stats, notice, sources, cited))
+            self._store.save_answer(self._saving.answer, text, _stored_stats(stats, notice, sources, cited, mode))
         return cited

@@ -57,7 +57,7 @@ class TurnService(QObject):
     model_loaded = Signal(object)  # LoadedModel
     load_failed = Signal(str, object)  # message, the LoadedModel still in place (or None)
     saved = Signal(int, object, int, tuple)  # turn id, Ref, its id, ids of its versions
-    sources = Signal(int, tuple, str)  # turn id, (Source, …), a note about them
+    sources = Signal(int, tuple, str, str)  # turn id, (Source, …), a note about them, "whole" or "retrieval"
     chunk = Signal(int, str)  # turn id, text
     turn_finished = Signal(object)  # TurnResult
     turn_failed = Signal(int, str)  # turn id, message ("" when stopped before the first token)
@@ -136,7 +136,7 @@ class TurnService(QObject):
         events = TurnEvents(
             text=lambda piece: self.chunk.emit(turn_id, piece),
             saved=lambda ref, message_id, versions: self.saved.emit(turn_id, ref, message_id, versions),
-            sources=lambda found, note: self.sources.emit(turn_id, found, note),
+            sources=lambda found, note, mode: self.sources.emit(turn_id, found, note, mode),
         )
         if self.host.stopping.is_set():
             request.cancel.stop(INTERRUPTED)

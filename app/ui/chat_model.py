@@ -14,7 +14,7 @@ from typing import Any
 
 from PySide6.QtCore import QAbstractListModel, QByteArray, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer
 
-from app.core.chat.message import ChatMessage, Role
+from app.core.chat.message import ChatMessage, Given, Role
 from app.core.docs.grounding import Source
 from app.core.engine.generation import GenerationStats
 from app.core.store.ref import Ref
@@ -48,6 +48,7 @@ class ChatItem:
     notice: str = ""
     model: str = ""  # the model that wrote an answer
     sources: tuple[Source, ...] = ()  # numbered passages from attached documents the answer was given
+    sources_mode: str = ""  # how: "whole" (every document) or "retrieval" (passages); "" for none
     cited: tuple[int, ...] = ()  # the numbers of the sources the answer cites, listed first
     all_sources_shown: bool = False  # the sources it did not cite are listed too
     id: int = field(default_factory=lambda: next(_ids))
@@ -126,9 +127,10 @@ class MessageListModel(QAbstractListModel):
         """The row of the message saved as `ref`, or -1."""
         return next((row for row, item in enumerate(self._items) if item.store is ref), -1)
 
-    def set_sources(self, row: int, sources: tuple[Source, ...], notice: str) -> None:
-        """Attach the sources an answer is being given (and a note, e.g. files not read yet)."""
+    def set_sources(self, row: int, sources: tuple[Source, ...], notice: str, mode: str = "retrieval") -> None:
+        """Attach the sources an answer is being given (and a note, e.g. files not read yet), and how."""
         self._items[row].sources, self._items[row].notice = sources, notice
+        self._items[row].sources_mode = mode
         self._changed(row, MessageRole.SOURCES, MessageRole.NOTICE)
 
     def set_cited(self, row: int, cited: tuple[int, ...]) -> None:
@@ -174,6 +176,7 @@ class MessageListModel(QAbstractListModel):
         item = self._items[row]
         item.text, item.streaming, item.stats, item.notice, item.store, item.model = "", True, None, "", store, model
         item.sources, item.cited, item.all_sources_shown, item.saved_id = (), (), False, None
+        item.sources_mode = ""
         self._changed(
             row,
             MessageRole.TEXT,
@@ -203,7 +206,14 @@ class MessageListModel(QAbstractListModel):
     def history(self, upto: int | None = None) -> tuple[ChatMessage, ...]:
         """The conversation before row `upto` (default: all), as the prompt builder wants it."""
         items = self._items if upto is None else self._items[:upto]
-        return tuple(ChatMessage(i.role, i.text) for i in items)
+        return tuple(ChatMessage(i.role, i.text, given=_given(i)) for i in items)
+
+
+def _given(item: ChatItem) -> Given | None:
+    """What an answer was given, for the next turn to put back where it was."""
+    if item.role != "assistant" or item.sources_mode not in ("whole", "retrieval"):
+        return None
+    return Given("whole" if item.sources_mode == "whole" else "retrieval", item.sources)
 
 
 class StreamBuffer(QObject):

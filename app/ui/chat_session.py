@@ -261,10 +261,10 @@ class ChatSession(QObject):
             self.conversation_shown.emit(self.history.conversation_id)
             self.history.refresh()
 
-    def _on_sources(self, turn_id: int, sources: tuple[Source, ...], note: str) -> None:
+    def _on_sources(self, turn_id: int, sources: tuple[Source, ...], note: str, mode: str) -> None:
         if self._current(turn_id):
             assert self._answer_row is not None
-            self.model.set_sources(self._answer_row, sources, note)
+            self.model.set_sources(self._answer_row, sources, note, mode)
 
     def _on_chunk(self, turn_id: int, text: str) -> None:
         if not self._current(turn_id):
@@ -334,6 +334,7 @@ def chat_items(opened: OpenedConversation, start: int) -> list[ChatItem]:
         stats = dict(m.stats or {})
         notice = str(stats.pop("notice", ""))
         sources = tuple(Source(**s) for s in stats.pop("sources", []))
+        sources_mode = str(stats.pop("sources_mode", ""))
         cited = tuple(int(n) for n in stats.pop("cited", []))
         if not m.complete and m.role == "assistant":
             notice = notice or INTERRUPTED
@@ -345,6 +346,7 @@ def chat_items(opened: OpenedConversation, start: int) -> list[ChatItem]:
                 notice=notice,
                 model=m.model or "",
                 sources=sources,
+                sources_mode=sources_mode,
                 cited=cited,
                 store=Ref(m.id),
                 saved_id=m.id,

@@ -42,7 +42,7 @@ def version_switcher(position: int, count: int) -> str:
 
 def cited_first(sources: tuple[Source, ...], cited: tuple[int, ...]) -> tuple[list[Source], list[Source]]:
     """The sources the answer cites, and the others it was given; all of them count as cited when it cites none."""
-    numbers = {n for n in cited if 1 <= n <= len(sources)}
+    numbers = set(cited) & {s.number for s in sources}
     if not numbers:
         return list(sources), []
     return [s for s in sources if s.number in numbers], [s for s in sources if s.number not in numbers]

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from app.core.chat.completion import MAX_ANSWER_TOKENS
-from app.core.chat.message import ChatMessage
+from app.core.chat.message import ChatMessage, Given
 from app.core.docs.chunking import Chunk
 from app.core.docs.doc_store import DocumentStore
 from app.core.docs.grounding import Grounding, cited_sources
@@ -30,6 +30,7 @@ from app.core.turn import (
     STOPPED_EARLY,
     TurnEvents,
     TurnRequest,
+    TurnResult,
     TurnSaving,
     TurnStopped,
     run_turn,
@@ -96,6 +97,7 @@ class Recorder:
         self.text: list[str] = []
         self.saved: list[tuple[Ref, int, tuple[int, ...]]] = []
         self.sources: list[tuple[Any, str]] = []
+        self.modes: list[str] = []
 
     def events(self) -> TurnEvents:
         def text(piece: str) -> None:
@@ -106,9 +108,10 @@ class Recorder:
             self.order.append("saved")
             self.saved.append((ref, message_id, versions))
 
-        def sources(found: Any, note: str) -> None:
+        def sources(found: Any, note: str, mode: str) -> None:
             self.order.append("sources")
             self.sources.append((found, note))
+            self.modes.append(mode)
 
         return TurnEvents(text, saved, sources)
 
@@ -170,7 +173,7 @@ def test_a_grounded_answer_records_the_sources_it_cites(engine: LlamaEngine, sto
     result = run_turn(engine, ask("Who kept the lighthouse?", saving), rec.events(), store)
     answer = "".join(rec.text)
     assert "[1]" in answer  # the starter, shown citing examples, cites the keeper's passage
-    assert result.cited == cited_sources(answer, 2) and result.cited[0] == 1
+    assert result.cited == cited_sources(answer, {1, 2}) and result.cited[0] == 1
     stored = store.store.message(saving.answer.value or 0)
     assert stored.content == answer and stored.stats and stored.stats["cited"] == list(result.cited)
     assert "Answer using only the sources" not in answer and "Question:" not in answer
@@ -239,3 +242,67 @@ def test_without_a_store_nothing_is_saved_and_the_answer_still_comes(engine: Lla
     rec = Recorder()
     result = run_turn(engine, ask("Hi.", TurnSaving(Ref(), (), Ref(), question=Ref())), rec.events(), None)
     assert rec.saved == [] and rec.text and result.stats.completion_tokens > 0
+
+
+def _converse(
+    engine: LlamaEngine, store: StoreHere, conversation: int, questions: list[str]
+) -> tuple[list[TurnResult], list[Recorder]]:
+    """Ask `questions` in turn, as the chat does: each answer goes back with what it was given."""
+    history: list[ChatMessage] = []
+    above: tuple[Ref, ...] = ()
+    results, recorders = [], []
+    for turn, question in enumerate(questions, start=1):
+        saving = TurnSaving(Ref(conversation), above, Ref(), question=Ref(), conversation_id=conversation)
+        history.append(ChatMessage("user", question))
+        dropped = results[-1].dropped_messages if results else 0
+        request = TurnRequest(turn, tuple(history), sampling=GREEDY, saving=saving, previous_dropped=dropped)
+        rec = Recorder()
+        results.append(run_turn(engine, request, rec.events(), store))
+        ((found, _note),) = rec.sources
+        history.append(ChatMessage("assistant", "".join(rec.text), given=Given(rec.modes[0], found)))  # type: ignore[arg-type]
+        above = (*above, saving.question or Ref(), saving.answer)
+        recorders.append(rec)
+    return results, recorders
+
+
+def _attach(store: StoreHere, conversation: int, name: str, passages: list[str]) -> None:
+    docs = DocumentStore(store.store.connection)
+    doc = docs.add(conversation, f"/docs/{name}", name, "pdf", 10, 0.0)
+    docs.replace_chunks(doc, [Chunk(text, page, None, None, None, 60) for page, text in enumerate(passages, start=1)])
+
+
+FACTS = [
+    f"Harbour note {n}: the {colour} buoy number {n} marks the {side} side of channel {n * 7}, "
+    f"and boats passing it must keep below {n + 4} knots while the tide runs."
+    for n, (colour, side) in enumerate(
+        [("red", "port"), ("green", "starboard"), ("yellow", "northern"), ("black", "southern")] * 8, start=1
+    )
+]
+
+
+def test_a_follow_up_on_whole_documents_evaluates_only_the_new_turn(engine: LlamaEngine, store: StoreHere) -> None:
+    conversation = store.store.create_conversation("Harbour")
+    _attach(store, conversation, "harbour.pdf", FACTS[:10])  # about 450 tokens: whole, within the 1,024 budget
+    (first, second), recs = _converse(
+        engine, store, conversation, ["Which buoy marks channel 21?", "How fast may boats pass buoy 5?"]
+    )
+    assert recs[0].modes == ["whole"] and recs[1].modes == ["whole"]
+    assert second.stats.prompt_tokens > first.stats.prompt_tokens > 400
+    new = second.stats.prompt_tokens - first.stats.prompt_tokens  # the first answer and the new question
+    assert second.stats.prompt_evaluated <= new + 4, second.stats  # the documents came from the cache
+
+
+def test_a_follow_up_with_passages_evaluates_only_new_passages(engine: LlamaEngine, store: StoreHere) -> None:
+    conversation = store.store.create_conversation("Harbour")
+    _attach(store, conversation, "harbour.pdf", FACTS)  # about 1,400 tokens: more than the budget, so passages
+    (first, second), recs = _converse(
+        engine, store, conversation, ["Which buoy marks channel 21?", "How fast may boats pass buoy 30?"]
+    )
+    assert recs[0].modes == ["retrieval"] and recs[1].modes == ["retrieval"]
+    earlier = {s.chunk_id: s.number for s in recs[0].sources[0][0]}
+    later = recs[1].sources[0][0]
+    assert all(earlier.get(s.chunk_id, s.number) == s.number for s in later)  # a passage keeps its number
+    assert {s.number for s in later if s.chunk_id not in earlier}.isdisjoint(earlier.values())
+    new = second.stats.prompt_tokens - first.stats.prompt_tokens  # answer, new passages, question
+    assert second.stats.prompt_evaluated <= new + 4, second.stats
+    assert new < first.stats.prompt_tokens  # the first turn's passages were not given again

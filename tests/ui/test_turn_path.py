@@ -51,7 +51,7 @@ def test_the_first_token_comes_while_the_gui_thread_is_blocked(
     turns = window.services.turns
     # Direct connections: these run on the thread that emits, so they need no GUI event loop.
     turns.chunk.connect(lambda _turn, _text: first_token.set(), Qt.ConnectionType.DirectConnection)
-    turns.sources.connect(lambda _turn, _found, _note: grounded.set(), Qt.ConnectionType.DirectConnection)
+    turns.sources.connect(lambda _turn, _found, _note, _mode: grounded.set(), Qt.ConnectionType.DirectConnection)
     assert window.send_message("Who kept the Skerry Point light?")
     assert first_token.wait(60), "the first token waited for the GUI thread"  # no event processed meanwhile
     assert grounded.is_set()  # the document was searched on the way, also without the GUI

@@ -80,27 +80,34 @@ def _sources_block(sources: Sequence[Source]) -> str:
 
 
 class CompletionFrame:
-    """Renders a conversation as a page of questions and answers that ends where the next answer begins."""
+    """Renders a conversation as a page of questions and answers that ends where the next answer begins.
+
+    With documents, the page shows worked examples that cite sources; whole documents
+    are listed after them, ahead of the conversation, and a question's passages just
+    before it (see app/core/docs/placement.py: neither moves on later turns).
+    """
 
     name = "base-completion"
     note = ""
 
-    def __init__(self, sources: Sequence[Source] = ()) -> None:
-        self.sources = tuple(sources)
+    def __init__(self, documents: str = "", citing: bool = False) -> None:
+        self.documents = documents
+        self.citing = citing or bool(documents)
 
-    def with_sources(self, sources: Sequence[Source]) -> CompletionFrame:
-        """The same page with `sources` listed before the last question, for an answer that cites them."""
-        return CompletionFrame(sources)
+    def with_documents(self, documents: str) -> CompletionFrame:
+        """The page for a conversation with documents: citing examples, then `documents` (may be empty)."""
+        return CompletionFrame(documents, citing=True)
 
     def preamble(self, system_prompt: str = "") -> str:
-        """The page's opening and worked examples: everything before the conversation."""
+        """The page's opening, worked examples and whole documents: everything before the conversation."""
         parts = [HEADER + "\n"]
         if system_prompt.strip():
             parts.append(f"The answers follow this request: {' '.join(system_prompt.split())}\n")
         parts.append("\n")
         parts.extend(_block(q, a) for q, a in EXAMPLES)
-        if self.sources:
+        if self.citing:
             parts.extend(f"{SOURCES}\n{EXAMPLE_SOURCES}\n\n{_block(q, a)}" for q, a in SOURCES_EXAMPLES)
+        parts.append(self.documents)
         return "".join(parts)
 
     def render(self, messages: Sequence[ChatMessage]) -> str:
@@ -108,23 +115,32 @@ class CompletionFrame:
         system = "\n".join(m.content for m in messages if m.role == "system" and m.content.strip())
         turns = [m for m in messages if m.role != "system"]
         parts = [self.preamble(system)]
-        last_user = max((i for i, m in enumerate(turns) if m.role == "user"), default=-1)
         for i, m in enumerate(turns):
             if m.role == "assistant":
                 continue
-            if i == last_user and self.sources:
-                parts.append(_sources_block(self.sources))
             reply = turns[i + 1].content if i + 1 < len(turns) and turns[i + 1].role == "assistant" else None
-            parts.append(_block(m.content, reply))
+            parts.append(m.context + _block(m.content, reply))
         return "".join(parts)
 
     @property
     def stop(self) -> tuple[str, ...]:
         """Where the answer ends: the page moving on to a new question, turn or source."""
-        return (*STOP_SEQUENCES, "\n[") if self.sources else STOP_SEQUENCES
+        return (*STOP_SEQUENCES, "\n[") if self.citing else STOP_SEQUENCES
 
     @staticmethod
     def not_to_copy(system_prompt: str = "") -> str:
         """Text the answer should not repeat: the page's opening and examples (not the citing ones,
         whose "According to [n]," is the form to copy)."""
         return CompletionFrame().preamble(system_prompt)
+
+
+class PageSources:
+    """Sources as a base model's page lists them: one line each, no written instructions (it would copy them)."""
+
+    def documents(self, sources: Sequence[Source], mode: str) -> str:
+        """Whole documents, after the worked examples; nothing for passages to come."""
+        return _sources_block(sources) if mode == "whole" and sources else ""
+
+    def turn(self, new: Sequence[Source], again: Sequence[int], matched: bool) -> str:
+        """A question's new passages, just before it; earlier ones are already on the page."""
+        return _sources_block(new) if new else ""

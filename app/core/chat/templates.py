@@ -16,7 +16,7 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from app.core import units
-from app.core.chat.message import ChatMessage
+from app.core.chat.message import ChatMessage, fold_context
 from app.core.errors import UserError
 from app.core.sandbox import Sandbox, SandboxError
 
@@ -50,6 +50,7 @@ class GemmaTurnTemplate:
 
     def render(self, messages: Sequence[ChatMessage]) -> str:
         """Render `<start_of_turn>role\\n…<end_of_turn>\\n` turns and open the model's turn."""
+        messages = fold_context(messages)
         system = "\n\n".join(m.content for m in messages if m.role == "system" and m.content.strip())
         parts: list[str] = []
         for m in messages:
@@ -92,7 +93,7 @@ class JinjaChatTemplate:
         """Render with `add_generation_prompt`; the BOS text is removed since the tokenizer adds BOS."""
         if self.note:
             return self._fallback.render(messages)
-        payload = [{"role": m.role, "content": m.content} for m in messages]
+        payload = [{"role": m.role, "content": m.content} for m in fold_context(messages)]
         limit = OUTPUT_LIMIT_BASE + OUTPUT_LIMIT_FACTOR * sum(len(m.content) for m in messages)
         try:
             refused, text = _sandbox().call(

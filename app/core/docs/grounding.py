@@ -11,6 +11,7 @@ the model writes.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -108,6 +109,45 @@ def prompt_for(sources: list[Source], not_ready: list[str]) -> str:
     )
 
 
+_ANSWER_FROM_SOURCES = (
+    "Answer using only the sources, and cite the ones you use like [1] or [2]. "
+    "If they do not contain the answer, say so instead of guessing."
+)
+NO_MATCH = (
+    "No passage in the attached documents matches this question. "
+    "Say plainly that the attached documents do not answer it; do not make an answer up."
+)
+
+
+def _listed(sources: Sequence[Source]) -> str:
+    return "\n\n".join(f"[{s.number}] {s.citation()}:\n{s.text}" for s in sources)
+
+
+class ChatSources:
+    """Sources as an instruction-tuned model reads them: told once what to do, then numbered passages."""
+
+    def documents(self, sources: Sequence[Source], mode: str) -> str:
+        """Whole documents with the instructions, or the instructions for passages to come."""
+        if mode == "whole":
+            return f"The user attached the documents below, as numbered sources. {_ANSWER_FROM_SOURCES}\n\n" + (
+                f"Sources:\n{_listed(sources)}"
+            )
+        return (
+            "The user attached documents. Passages from them come with the questions, as numbered sources; "
+            f"a passage keeps its number for the whole conversation. {_ANSWER_FROM_SOURCES}"
+        )
+
+    def turn(self, new: Sequence[Source], again: Sequence[int], matched: bool) -> str:
+        """A question's new passages, and the numbers of those given earlier that apply to it too."""
+        if not matched:
+            return NO_MATCH
+        earlier = ", ".join(f"[{n}]" for n in again)
+        if not new:
+            return f"Sources given earlier that apply: {earlier}."
+        listed = f"Sources:\n{_listed(new)}"
+        return f"{listed}\n\nSources given earlier that also apply: {earlier}." if again else listed
+
+
 def fits_whole(documents: list[DocumentInfo], budget_tokens: int) -> bool:
     """True when the ready documents can go into the prompt whole."""
     ready = [d for d in documents if d.state == "ready"]
@@ -138,11 +178,11 @@ def ground(
     return Grounding("retrieval", sources, not_ready, prompt_for(sources, not_ready))
 
 
-def cited_sources(answer: str, n_sources: int) -> tuple[int, ...]:
-    """The source numbers `answer` cites ([2], [1][3], [1, 3]), in order of first appearance, each in 1..n_sources."""
+def cited_sources(answer: str, numbers: Collection[int]) -> tuple[int, ...]:
+    """The source numbers `answer` cites ([2], [1][3], [1, 3]), in order of first appearance, each one of `numbers`."""
     cited: dict[int, None] = {}
     for match in _CITATION.finditer(answer):
         for number in re.split(r"\s*[,;]\s*", match.group(1)):
-            if 1 <= int(number) <= n_sources:
+            if int(number) in numbers:
                 cited.setdefault(int(number), None)
     return tuple(cited)

@@ -72,6 +72,19 @@ def _with_failures(grounding: Grounding, documents: list[DocumentInfo]) -> Docum
     )
 
 
+def file_notes(grounding: Grounding) -> str:
+    """What the model should know of attached files it cannot see: still being read, or unreadable."""
+    parts = []
+    if grounding.not_ready:
+        waiting = ", ".join(grounding.not_ready)
+        parts.append(f"Still being read, not available yet: {waiting}. Mention this if it matters.")
+    failed = grounding.failed if isinstance(grounding, DocumentGrounding) else ()
+    if failed:
+        unreadable = ", ".join(name for name, _ in failed)
+        parts.append(f"These attached files could not be read, so nothing from them is available: {unreadable}.")
+    return "\n".join(parts)
+
+
 def notes(grounding: Grounding) -> str:
     """What the user should know about the sources under an answer (no match, files still being read or failed)."""
     parts = []

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from app.core.chat.completion import EXAMPLES, HEADER, STOP_SEQUENCES, CompletionFrame, is_base_model_file
+from app.core.chat.completion import (
+    EXAMPLES,
+    HEADER,
+    STOP_SEQUENCES,
+    CompletionFrame,
+    PageSources,
+    is_base_model_file,
+)
 from app.core.chat.message import ChatMessage
 from app.core.docs.grounding import Source, prompt_for
 
@@ -46,8 +53,13 @@ def test_the_page_lays_out_the_conversation_as_questions_and_answers() -> None:
 
 
 def test_sources_come_before_the_last_question_without_written_instructions() -> None:
-    history = [ChatMessage("user", "Who kept it?"), ChatMessage("assistant", "Edda."), ChatMessage("user", "Who?")]
-    frame = CompletionFrame().with_sources([PASSAGE])
+    passages = PageSources().turn([PASSAGE], [], True)
+    history = [
+        ChatMessage("user", "Who kept it?"),
+        ChatMessage("assistant", "Edda."),
+        ChatMessage("user", "Who?", context=passages),
+    ]
+    frame = CompletionFrame().with_documents("")
     text = frame.render(history)
     assert text.endswith(
         "Sources:\n[1] keeper.md, Keepers: The lighthouse keeper was called Edda.\n\nQuestion: Who?\nAnswer:"
@@ -56,7 +68,7 @@ def test_sources_come_before_the_last_question_without_written_instructions() ->
     assert "Answer: According to [1]," in text  # the worked examples cite their sources
     instructions = prompt_for([PASSAGE], []).split("Sources:")[0].strip()
     assert instructions and instructions not in text  # a base model would copy them, not follow them
-    assert "Sources:" not in CompletionFrame().render(history)
+    assert "Sources:" not in CompletionFrame().render([*history[:-1], ChatMessage("user", "Who?")])
     # The citing examples' form is the one to copy; the rest of the page is not.
     assert "According to" not in frame.not_to_copy() and EXAMPLES[0][1] in frame.not_to_copy()
 
@@ -64,4 +76,12 @@ def test_sources_come_before_the_last_question_without_written_instructions() ->
 def test_the_answer_ends_where_the_page_moves_on() -> None:
     assert "\nQuestion:" in CompletionFrame().stop and "<start_of_turn>" in CompletionFrame().stop
     assert "\n[" not in CompletionFrame().stop  # a list of links may start a line with "["
-    assert CompletionFrame().with_sources([PASSAGE]).stop == (*STOP_SEQUENCES, "\n[")  # not a made-up source
+    assert CompletionFrame().with_documents("").stop == (*STOP_SEQUENCES, "\n[")  # not a made-up source
+
+
+def test_whole_documents_follow_the_examples_ahead_of_the_conversation() -> None:
+    documents = PageSources().documents([PASSAGE], "whole")
+    history = [ChatMessage("user", "Who kept it?"), ChatMessage("assistant", "Edda."), ChatMessage("user", "When?")]
+    text = CompletionFrame().with_documents(documents).render(history)
+    assert text.index("According to [1],") < text.index("[1] keeper.md, Keepers:") < text.index("Question: Who kept")
+    assert text.count("keeper.md") == 1  # listed once, where it stays while the chat goes on
