@@ -1,0 +1,174 @@
+"""Follow-up questions on an attached document: what each turn evaluates, and its time to first token.
+
+    .venv/bin/python bench/doc_turns.py [--model PATH ...] [--tokens 3500] [--threads 2] [--starter-only]
+
+Prints one JSON object. For each model (default: the starter, and the E2B-shaped
+synthetic Gemma 4 when `python -m tools.synthetic_gemma e2b` has built it), a
+conversation of four questions runs through the app's turn pipeline (`run_turn`,
+the real encrypted store, the real retrieval) three ways, each from an empty cache:
+
+- whole: a document of about `--tokens` tokens fits half the context (8,192), so it
+  goes in whole, ahead of the conversation;
+- retrieval: the same document with a 4,096-token context, where it does not fit, so
+  passages are chosen for each question;
+- baseline: the same four questions with no document, at each context size.
+
+For every turn: tokens in the prompt, tokens evaluated (the rest came from the KV
+cache) and TTFT. The ratio that matters is the follow-ups' median TTFT over the
+baseline's, measured in the same run. "after_restart" asks the fifth question of
+the whole-document conversation with the cache emptied, as after a restart or a
+switch between conversations; a saved state for that is not restored yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from app.core.chat.message import ChatMessage, Given
+from app.core.docs.chunking import SectionText, chunk_sections
+from app.core.docs.doc_store import DocumentStore
+from app.core.engine import llama_log
+from app.core.engine.generation import SamplingParams
+from app.core.engine.llama_engine import LlamaEngine, LoadOptions
+from app.core.models.starter import ensure_starter_model
+from app.core.store.conversation_store import ConversationStore
+from app.core.store.database import open_database
+from app.core.store.ref import Ref
+from app.core.turn import TurnEvents, TurnRequest, TurnResult, TurnSaving, run_turn
+from tests.core.docs.planted_facts import FACTS, build_pages
+from tests.core.test_turn import StoreHere
+
+SYNTHETIC_E2B = Path.home() / ".cache" / "tern" / "synthetic" / "gemma4-e2b-shaped-Q4_K_M.gguf"
+SAMPLING = SamplingParams(temperature=0.0, max_tokens=32)
+WHOLE_CTX, RETRIEVAL_CTX = 8192, 4096
+
+
+def document(engine: LlamaEngine, tokens: int) -> tuple[list[str], list[str], int]:
+    """Pages of the planted-facts corpus adding up to about `tokens`, five questions they answer, their tokens."""
+    pages, where = build_pages()
+    kept: list[str] = []
+    counted = 0
+    while counted < tokens:
+        kept.append(pages[len(kept)])
+        counted += len(engine.tokenize(kept[-1]))
+    questions = [q for i, (_fact, q) in enumerate(FACTS) if where[i] <= len(kept)]
+    return kept, (questions * 5)[:5], counted
+
+
+class Conversation:
+    """One conversation in the encrypted store, asked question by question as the chat asks."""
+
+    def __init__(self, store: StoreHere, pages: list[str] | None) -> None:
+        self.store = store
+        self.id = store.store.create_conversation("bench")
+        if pages:
+            docs = DocumentStore(store.store.connection)
+            doc = docs.add(self.id, "/bench/almanac.pdf", "almanac.pdf", "pdf", 1, 0.0)
+            docs.replace_chunks(doc, chunk_sections([SectionText(t, page=n) for n, t in enumerate(pages, 1)]))
+        self.history: list[ChatMessage] = []
+        self.above: tuple[Ref, ...] = ()
+        self.last: TurnResult | None = None
+
+    def ask(self, engine: LlamaEngine, question: str) -> dict[str, Any]:
+        saving = TurnSaving(Ref(self.id), self.above, Ref(), question=Ref(), conversation_id=self.id)
+        self.history.append(ChatMessage("user", question))
+        given: list[Given] = []
+        answer: list[str] = []
+        events = TurnEvents(text=answer.append, sources=lambda found, _note, mode: given.append(Given(mode, found)))
+        dropped = self.last.dropped_messages if self.last else 0
+        request = TurnRequest(len(self.history), tuple(self.history), sampling=SAMPLING, saving=saving,
+                              previous_dropped=dropped)  # fmt: skip
+        self.last = run_turn(engine, request, events, self.store)
+        self.history.append(ChatMessage("assistant", "".join(answer), given=given[0] if given else None))
+        self.above = (*self.above, saving.question or Ref(), saving.answer)
+        stats = self.last.stats
+        return {
+            "mode": given[0].mode if given else None,
+            "prompt_tokens": stats.prompt_tokens,
+            "evaluated": stats.prompt_evaluated,
+            "ttft_ms": round(stats.ttft_ms, 1),
+        }
+
+
+def conversation(engine: LlamaEngine, store: StoreHere, pages: list[str] | None, questions: list[str]) -> list[dict]:
+    engine.forget_cache()
+    chat = Conversation(store, pages)
+    return [chat.ask(engine, q) for q in questions]
+
+
+def ratio(with_doc: list[dict], baseline: list[dict]) -> float:
+    """Median follow-up TTFT with the document over the same follow-ups without it."""
+    return round(statistics.median(t["ttft_ms"] for t in with_doc[1:]) /
+                 statistics.median(t["ttft_ms"] for t in baseline[1:]), 3)  # fmt: skip
+
+
+def measure(model: Path, tokens: int, threads: int, store: StoreHere) -> dict[str, Any]:
+    engine = LlamaEngine()
+    engine.load(model, LoadOptions(n_ctx=WHOLE_CTX, n_threads=threads))
+    pages, questions, counted = document(engine, tokens)
+    ask, fifth = questions[:4], questions[4]
+    whole = conversation(engine, store, pages, ask)
+    baseline = conversation(engine, store, None, ask)
+    # After a restart: the same conversation, its fifth question, with nothing in the cache.
+    chat = Conversation(store, pages)
+    engine.forget_cache()
+    for q in ask:
+        chat.ask(engine, q)
+    engine.forget_cache()
+    restart = chat.ask(engine, fifth)
+    bare = Conversation(store, None)
+    for q in ask:
+        bare.ask(engine, q)
+    engine.forget_cache()
+    restart_baseline = bare.ask(engine, fifth)
+    engine.unload()
+    engine.load(model, LoadOptions(n_ctx=RETRIEVAL_CTX, n_threads=threads))
+    retrieval = conversation(engine, store, pages, ask)
+    retrieval_baseline = conversation(engine, store, None, ask)
+    engine.unload()
+    return {
+        "document_tokens": counted,
+        "whole": whole,
+        "baseline": baseline,
+        "follow_up_ttft_over_baseline": ratio(whole, baseline),
+        "retrieval": retrieval,
+        "retrieval_baseline": retrieval_baseline,
+        "retrieval_follow_up_ttft_over_baseline": ratio(retrieval, retrieval_baseline),
+        "after_restart_no_saved_state": restart,
+        "after_restart_baseline": restart_baseline,
+        "after_restart_ttft_over_baseline": round(restart["ttft_ms"] / restart_baseline["ttft_ms"], 3),
+        "after_restart_with_saved_state": None,  # not restored from disk yet
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, action="append", help="GGUF to measure (repeatable)")
+    parser.add_argument("--tokens", type=int, default=3500)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--starter-only", action="store_true", help="leave out the E2B-shaped model (minutes a turn)")
+    args = parser.parse_args()
+    llama_log.install()
+    scratch = Path(tempfile.mkdtemp(prefix="tern-bench-"))
+    models = args.model or [
+        ensure_starter_model(scratch / "models"),
+        *([SYNTHETIC_E2B] if SYNTHETIC_E2B.exists() else []),
+    ]
+    conn = open_database(scratch / "history.db", secrets.token_bytes(32))
+    store = StoreHere(ConversationStore(conn))
+    report = {"threads": args.threads, "models": {m.name: measure(m, args.tokens, args.threads, store) for m in models}}
+    conn.close()
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
