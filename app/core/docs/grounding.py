@@ -1,11 +1,10 @@
 """What an answer may draw on: whole documents when they fit, else the best passages; numbered sources.
 
 Gemma's long context makes "put the whole document in" the best answer for a
-few files. When the attached documents outgrow the budget, BM25 picks
-passages, at most a few per file first so one long file cannot crowd out the
-others. Either way the model is told to answer from the numbered sources and
-cite them as [1], [2]; and the sources list is kept with the answer, whatever
-the model writes.
+few files. When the attached documents outgrow the budget, the search picks
+passages, best first, until the budget is spent. Either way the model is told
+to answer from the numbered sources and cite them as [1], [2]; and the sources
+list is kept with the answer, whatever the model writes.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from typing import Literal
 from app.core.docs.chunking import count_tokens
 from app.core.docs.doc_store import DocumentInfo, Passage
 
-PER_FILE_FIRST_PASS = 3
 Mode = Literal["whole", "retrieval", "none"]
 # [2], [1][3], [1, 3] or [1; 3]; not an index such as items[1] (a word character right before it).
 _CITATION = re.compile(r"(?<!\w)\[\s*(\d{1,4}(?:\s*[,;]\s*\d{1,4})*)\s*\]")
@@ -71,21 +69,17 @@ def _sources(passages: list[Passage]) -> list[Source]:
     ]
 
 
-def _diverse(ranked: list[Passage], budget: int) -> list[Passage]:
-    """Best passages within `budget` tokens, a few per file first, then the rest by rank."""
+def _by_rank(ranked: list[Passage], budget: int) -> list[Passage]:
+    """The best passages that fit `budget` tokens, in rank order: a strong passage is never pushed out
+    by a weaker one from another file (measured on real documents: a per-file quota did exactly that)."""
     chosen: list[Passage] = []
-    per_file: dict[int, int] = {}
     used = 0
-    for first_pass in (True, False):
-        for p in ranked:
-            if p in chosen or (first_pass and per_file.get(p.document_id, 0) >= PER_FILE_FIRST_PASS):
-                continue
-            cost = count_tokens(p.text) + 12  # the source's header line
-            if used + cost > budget:
-                continue
-            chosen.append(p)
-            per_file[p.document_id] = per_file.get(p.document_id, 0) + 1
-            used += cost
+    for p in ranked:
+        cost = count_tokens(p.text) + 12  # the source's header line
+        if used + cost > budget:
+            continue
+        chosen.append(p)
+        used += cost
     return chosen
 
 
@@ -174,7 +168,7 @@ def ground(
         passages = [p for d in ready for p in whole.get(d.id, [])]
         sources = _sources(passages)
         return Grounding("whole", sources, not_ready, prompt_for(sources, not_ready))
-    sources = _sources(_diverse(ranked, budget_tokens))
+    sources = _sources(_by_rank(ranked, budget_tokens))
     return Grounding("retrieval", sources, not_ready, prompt_for(sources, not_ready))
 
 

@@ -6,7 +6,7 @@ import secrets
 from pathlib import Path
 
 from app.core.docs.chunking import SectionText, chunk_sections
-from app.core.docs.doc_store import DocumentStore
+from app.core.docs.doc_store import DocumentInfo, DocumentStore, Passage
 from app.core.docs.grounding import ground
 from app.core.docs.retrieval import failure_sentence, notes, retrieve
 from app.core.store.conversation_store import ConversationStore
@@ -105,3 +105,18 @@ def test_a_failure_reads_as_a_sentence() -> None:
         "Could not read b.pdf: the reader stopped unexpectedly (exit -9)"
     )
     assert failure_sentence("c.pdf", "") == "Could not read c.pdf: the reason was not recorded"
+
+
+def test_passages_fill_the_budget_by_rank_so_a_strong_one_is_never_pushed_out(tmp_path: Path) -> None:
+    """Five strong passages from one file, then weak ones from others: the fifth strong one goes in first."""
+
+    def passage(chunk: int, doc: int, score: float) -> Passage:
+        return Passage(chunk, doc, f"{doc}.pdf", "word " * 40, chunk, None, None, None, score)
+
+    ranked = [passage(n, 1, -10.0 + n) for n in range(1, 6)] + [passage(10 + n, 1 + n, -1.0) for n in range(1, 4)]
+    documents = [
+        DocumentInfo(d, 1, f"/{d}.pdf", f"{d}.pdf", "pdf", 1, 1.0, "ready", "", 1, 9, 9000) for d in (1, 2, 3, 4)
+    ]
+    g = ground(documents, {}, ranked, 5 * 60)
+    assert g.mode == "retrieval"
+    assert [s.chunk_id for s in g.sources] == [1, 2, 3, 4, 5]
