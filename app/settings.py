@@ -48,6 +48,8 @@ THREADS = Option("model/threads", int, _LOAD.n_threads, 0, 256)  # 0 = automatic
 GPU_LAYERS = Option("model/gpu_layers", int, _LOAD.n_gpu_layers, 0, 999)  # layers offloaded on a GPU build of llama.cpp
 MODEL_PATH = Option("model/path", str, "")  # empty = the starter model
 RESIDENCY = Option("model/residency", str, _LOAD.residency.value)
+# The longest wait for new document passages to be read before an answer starts (sets how many are given).
+SOURCE_WAIT_S = Option("documents/source_wait_s", int, 60, 5, 3600)
 EMBEDDING_MODEL = Option("documents/embedding_model", str, "")  # a GGUF for hybrid document search; "" = words only
 HUB_ENDPOINT = Option("hub/endpoint", str, "https://huggingface.co")  # a mirror, for regions that need one
 AUTO_LOCK_MINUTES = Option("history/auto_lock_minutes", int, 0, 0, 1440)  # with a passphrase; 0 = never

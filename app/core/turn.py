@@ -25,7 +25,7 @@ from app.core.chat.prompt_builder import BuiltPrompt, build_prompt
 from app.core.chat.templates import ChatTemplate
 from app.core.docs.grounding import ChatSources, Grounding, Source, cited_sources
 from app.core.docs.placement import SourceStyle, place
-from app.core.docs.retrieval import file_notes, notes, source_budget
+from app.core.docs.retrieval import MIN_BUDGET_TOKENS, file_notes, notes, source_budget
 from app.core.engine.generation import GenerationStats, SamplingParams, base_model_sampling
 from app.core.engine.options import EngineError
 from app.core.store.ref import Ref
@@ -79,6 +79,7 @@ class TurnRequest:
     saving: TurnSaving | None = None  # None: nothing is saved (the history is off)
     model_name: str = ""  # recorded with the answer
     cancel: TurnCancel = field(default_factory=TurnCancel, compare=False, repr=False)
+    source_wait_s: float = 60.0  # the longest the user will wait for sources to be read before the answer
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,8 @@ class TurnEvents:
     saved: Callable[[Ref, int, tuple[int, ...]], None] = _ignore  # a ref, its id, its versions' ids (for messages)
     # the numbered sources, a note about them, and how they were given ("whole" or "retrieval")
     sources: Callable[[tuple[Source, ...], str, GivenMode], None] = _ignore
+    # a long prompt being read: tokens done, of how many, and about how many seconds are left (None: not known yet)
+    reading: Callable[[int, int, float | None], None] = _ignore
 
 
 class TurnStore(Protocol):
@@ -194,7 +197,8 @@ def run_turn(
             raise TurnStopped
         grounding: Grounding | None = None
         if store is not None and conversation_id is not None and question is not None:
-            grounding = store.ground(conversation_id, question.content, source_budget(loaded.n_ctx))
+            budget = reading_budget(loaded.n_ctx, engine.prefill_tok_s, request.source_wait_s)
+            grounding = store.ground(conversation_id, question.content, budget)
             if grounding is not None and grounding.mode == "none":
                 grounding = None
         sampling = request.sampling
@@ -208,7 +212,7 @@ def run_turn(
             events.sources(sources, source_note, given.mode)
             if isinstance(template, CompletionFrame):  # with sources, a made-up "[n]" line ends the answer too
                 sampling = replace(sampling, stop=tuple(dict.fromkeys((*sampling.stop, *template.stop))))
-        stats = engine.generate(prompt.tokens, sampling, request.cancel, answer.add)
+        stats = engine.generate(prompt.tokens, sampling, request.cancel, answer.add, _Reading(events.reading, clock))
     except TurnStopped:
         answer.save(None, _join(source_note, STOPPED_EARLY), sources, given.mode if given is not None else None)
         raise
@@ -220,6 +224,31 @@ def run_turn(
     notice = _join(source_note, request.cancel.note, _dropped_note(prompt.dropped, loaded.n_ctx), *template_notes)
     cited = answer.save(stats, notice, sources, given.mode if given is not None else None)
     return TurnResult(request.turn_id, stats, prompt.dropped, template_notes, notice, cited)
+
+
+def reading_budget(n_ctx: int, prefill_tok_s: float | None, wait_s: float) -> int:
+    """Tokens of sources for a question: half the context, or less when this machine would read them for
+    longer than `wait_s` (at the reading speed measured on recent turns; unknown before the first long one)."""
+    budget = source_budget(n_ctx)
+    if prefill_tok_s is None:
+        return budget
+    return min(budget, max(MIN_BUDGET_TOKENS, int(prefill_tok_s * wait_s)))
+
+
+class _Reading:
+    """Passes on the reading of a long prompt, with the time left estimated from the pace so far."""
+
+    def __init__(self, report: Callable[[int, int, float | None], None], clock: Callable[[], float]) -> None:
+        self._report = report
+        self._clock = clock
+        self._started = clock()
+
+    def __call__(self, done: int, total: int) -> None:
+        if done == 0:
+            self._started = self._clock()
+        elapsed = self._clock() - self._started
+        left = elapsed / done * (total - done) if done and elapsed > 0 else None
+        self._report(done, total, left)
 
 
 def _prompt(

@@ -58,6 +58,7 @@ class TurnService(QObject):
     load_failed = Signal(str, object)  # message, the LoadedModel still in place (or None)
     saved = Signal(int, object, int, tuple)  # turn id, Ref, its id, ids of its versions
     sources = Signal(int, tuple, str, str)  # turn id, (Source, …), a note about them, "whole" or "retrieval"
+    reading = Signal(int, int, int, float)  # turn id, prompt tokens read, of how many, seconds left (-1: not known)
     chunk = Signal(int, str)  # turn id, text
     turn_finished = Signal(object)  # TurnResult
     turn_failed = Signal(int, str)  # turn id, message ("" when stopped before the first token)
@@ -137,6 +138,7 @@ class TurnService(QObject):
             text=lambda piece: self.chunk.emit(turn_id, piece),
             saved=lambda ref, message_id, versions: self.saved.emit(turn_id, ref, message_id, versions),
             sources=lambda found, note, mode: self.sources.emit(turn_id, found, note, mode),
+            reading=lambda done, total, left: self.reading.emit(turn_id, done, total, -1.0 if left is None else left),
         )
         if self.host.stopping.is_set():
             request.cancel.stop(INTERRUPTED)

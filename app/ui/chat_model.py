@@ -49,6 +49,7 @@ class ChatItem:
     model: str = ""  # the model that wrote an answer
     sources: tuple[Source, ...] = ()  # numbered passages from attached documents the answer was given
     sources_mode: str = ""  # how: "whole" (every document) or "retrieval" (passages); "" for none
+    progress: str = ""  # while a long prompt is read, before the first word: how far it is
     cited: tuple[int, ...] = ()  # the numbers of the sources the answer cites, listed first
     all_sources_shown: bool = False  # the sources it did not cite are listed too
     id: int = field(default_factory=lambda: next(_ids))
@@ -133,6 +134,11 @@ class MessageListModel(QAbstractListModel):
         self._items[row].sources_mode = mode
         self._changed(row, MessageRole.SOURCES, MessageRole.NOTICE)
 
+    def set_progress(self, row: int, progress: str) -> None:
+        """Say how far the reading of a long prompt is, in place of the answer until its first word."""
+        self._items[row].progress = progress
+        self._changed(row, Qt.ItemDataRole.DisplayRole)
+
     def set_cited(self, row: int, cited: tuple[int, ...]) -> None:
         """Record which sources the finished answer cites (they are listed first)."""
         self._items[row].cited = tuple(cited)
@@ -175,6 +181,7 @@ class MessageListModel(QAbstractListModel):
         """Clear an answer so a new version can be generated (by `model`, saved as `store`)."""
         item = self._items[row]
         item.text, item.streaming, item.stats, item.notice, item.store, item.model = "", True, None, "", store, model
+        item.progress = ""
         item.sources, item.cited, item.all_sources_shown, item.saved_id = (), (), False, None
         item.sources_mode = ""
         self._changed(

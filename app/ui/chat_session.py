@@ -11,6 +11,7 @@ so it is saved before it is answered.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from PySide6.QtCore import QObject, Signal
 
@@ -58,6 +59,7 @@ class ChatSession(QObject):
         turns.chunk.connect(self._on_chunk)
         turns.saved.connect(self._on_saved)
         turns.sources.connect(self._on_sources)
+        turns.reading.connect(self._on_reading)
         turns.turn_finished.connect(self._on_turn_finished)
         turns.turn_failed.connect(self._on_turn_failed)
         history.conversation_opened.connect(self._show_conversation)
@@ -216,6 +218,7 @@ class ChatSession(QObject):
             sampling=self._settings.sampling(),
             previous_dropped=self._dropped,
             model_name=self.model_name,
+            source_wait_s=self._settings.get(opts.SOURCE_WAIT_S),
         )
         self.busy_changed.emit(True)
 
@@ -235,16 +238,7 @@ class ChatSession(QObject):
                 self._question,
                 self.history.conversation_id,
             )
-            request = self._request = TurnRequest(
-                request.turn_id,
-                request.history,
-                request.system_prompt,
-                request.sampling,
-                request.previous_dropped,
-                saving,
-                request.model_name,
-                request.cancel,
-            )
+            request = self._request = replace(request, saving=saving)
         self._turns.submit(request)
 
     # Signals from the turn service
@@ -266,6 +260,12 @@ class ChatSession(QObject):
             assert self._answer_row is not None
             self.model.set_sources(self._answer_row, sources, note, mode)
 
+    def _on_reading(self, turn_id: int, done: int, total: int, left: float) -> None:
+        if self._current(turn_id):
+            assert self._answer_row is not None
+            item = self.model.item(self._answer_row)
+            self.model.set_progress(self._answer_row, reading_progress(done, total, left, bool(item.sources)))
+
     def _on_chunk(self, turn_id: int, text: str) -> None:
         if not self._current(turn_id):
             return
@@ -286,7 +286,7 @@ class ChatSession(QObject):
             self.model.set_cited(self._answer_row, cited)
         self._end_turn(result.stats, result.notice)
         s = result.stats
-        self.status.emit(f"{stats_line(s)} · prompt {s.prompt_tokens} tokens ({s.prompt_evaluated} new)")
+        self.status.emit(stats_line(s))
         self.answer_finished.emit(result)
 
     def _on_turn_failed(self, turn_id: int, message: str) -> None:
@@ -324,6 +324,15 @@ class ChatSession(QObject):
         self.model.extend(chat_items(opened, row))
         self._dropped = 0
         self.busy_changed.emit(False)
+
+
+def reading_progress(done: int, total: int, left: float, documents: bool) -> str:
+    """ "Reading your documents… 1,024 / 3,400 tokens, about 40 s left"."""
+    what = "Reading your documents…" if documents else "Reading the conversation…"
+    eta = ""
+    if left >= 0 and done < total:
+        eta = f", about {round(left)} s left" if left < 90 else f", about {round(left / 60)} min left"
+    return f"{what} {done:,} / {total:,} tokens{eta}"
 
 
 def chat_items(opened: OpenedConversation, start: int) -> list[ChatItem]:

@@ -122,11 +122,11 @@ class MessageDelegate(QStyledItemDelegate):
         width, dark = key[1], key[2]
         shown = item.text
         if item.streaming:
-            shown = (shown + " ▍") if shown else "_Thinking…_"
-        sources = item.sources
-        if sources:  # inline [n] markers become links to their source
+            shown = (shown + " ▍") if shown else f"_{item.progress or 'Thinking…'}_"
+        numbers = {s.number for s in item.sources}
+        if numbers:  # inline [n] markers become links to their source
             shown = _CITATION.sub(
-                lambda m: f"[[{m[1]}]]({SOURCE_SCHEME}:{m[1]})" if 1 <= int(m[1]) <= len(sources) else m[0], shown
+                lambda m: f"[[{m[1]}]]({SOURCE_SCHEME}:{m[1]})" if int(m[1]) in numbers else m[0], shown
             )
         md = render_markdown(shown, dark, self.wrap_code)
         doc = QTextDocument()

@@ -20,11 +20,14 @@ SHOW_SOURCES_SCHEME = "show-sources"
 
 
 def stats_line(stats: GenerationStats) -> str:
-    """The footer under an answer: speed and latency."""
+    """The footer under an answer: speed, latency, and how much of the prompt was read rather than cached."""
     parts = [f"{stats.completion_tokens} tokens"]
     if stats.decode_tok_s:
         parts.append(f"{stats.decode_tok_s:.1f} tok/s")
     parts.append(f"first token {stats.ttft_ms:.0f} ms")
+    if stats.prompt_tokens:
+        cached = stats.prompt_tokens - stats.prompt_evaluated
+        parts.append(f"prompt {stats.prompt_tokens:,} tokens: {stats.prompt_evaluated:,} read, {cached:,} cached")
     if stats.stop_reason == StopReason.CANCELLED:
         parts.append("stopped")
     elif stats.stop_reason in (StopReason.MAX_TOKENS, StopReason.CONTEXT_FULL):

@@ -47,6 +47,10 @@ TIPS = {
     "context_size": "How much of the conversation, and of attached documents, the model can see at once, in "
     "tokens. Larger remembers more of a long chat but uses more memory and loads more slowly; it cannot exceed "
     "what the model was trained for. Changing it reloads the model.",
+    "source_wait": "The longest you will wait, before an answer starts, for the model to read new passages from "
+    "attached documents. Tern measures how fast this computer reads and gives the model no more than it can read "
+    "in this time (at most half the context). Longer finds more; shorter answers sooner. Passages already read in "
+    "the conversation cost nothing again.",
     "threads": "How many processor cores work on each answer. Automatic picks a good number for this computer; "
     "choose fewer to keep the computer responsive for other work. Changing it reloads the model.",
     "gpu_layers": "How many of the model's layers run on the graphics card, when llama.cpp was built with CUDA, "
@@ -118,8 +122,11 @@ class SettingsDialog(QDialog):
         self.gpu_layers.setSpecialValueText("None (CPU only)")
         self.residency = residency_box()
         self.residency.setCurrentIndex(self.residency.findData(settings.residency()))
+        self.source_wait = _int(opts.SOURCE_WAIT_S, 15)
+        self.source_wait.setSuffix(" s")
+        self.source_wait.setValue(settings.get(opts.SOURCE_WAIT_S))
 
-        answers, model = QFormLayout(), QFormLayout()
+        answers, documents, model = QFormLayout(), QFormLayout(), QFormLayout()
         labels = [
             _row(answers, "System prompt", self.system_prompt, TIPS["system_prompt"]),
             _row(answers, "Temperature", self.temperature, TIPS["temperature"]),
@@ -127,6 +134,7 @@ class SettingsDialog(QDialog):
             _row(answers, "Top-k", self.top_k, TIPS["top_k"]),
             _row(answers, "Repeat penalty", self.repeat_penalty, TIPS["repeat_penalty"]),
             _row(answers, "Max tokens per answer", self.max_tokens, TIPS["max_tokens"]),
+            _row(documents, "Longest wait to read passages", self.source_wait, TIPS["source_wait"]),
             _row(model, "Context size", self.context_size, TIPS["context_size"]),
             _row(model, "CPU threads", self.threads, TIPS["threads"]),
             _row(model, "GPU layers", self.gpu_layers, TIPS["gpu_layers"]),
@@ -143,6 +151,7 @@ class SettingsDialog(QDialog):
         column = QVBoxLayout(body)
         column.setContentsMargins(0, 0, 0, 0)
         column.addWidget(_group("Answers", answers))
+        column.addWidget(_group("Documents", documents))
         column.addWidget(_group("Model", model))
         column.addWidget(hint)
         column.addStretch(1)
@@ -217,6 +226,7 @@ class SettingsDialog(QDialog):
             opts.THREADS.default,
         )
         self.gpu_layers.setValue(opts.GPU_LAYERS.default)
+        self.source_wait.setValue(opts.SOURCE_WAIT_S.default)
         self.residency.setCurrentIndex(self.residency.findData(Residency(opts.RESIDENCY.default)))
 
     def accept(self) -> None:
@@ -238,5 +248,6 @@ class SettingsDialog(QDialog):
         s.set(opts.MAX_TOKENS, self.max_tokens.value())
         s.set(opts.CONTEXT_SIZE, self.context_size.value())
         s.set(opts.THREADS, self.threads.value())
+        s.set(opts.SOURCE_WAIT_S, self.source_wait.value())
         s.sync()
         super().accept()

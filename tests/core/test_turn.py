@@ -33,6 +33,7 @@ from app.core.turn import (
     TurnResult,
     TurnSaving,
     TurnStopped,
+    reading_budget,
     run_turn,
 )
 
@@ -306,3 +307,28 @@ def test_a_follow_up_with_passages_evaluates_only_new_passages(engine: LlamaEngi
     new = second.stats.prompt_tokens - first.stats.prompt_tokens  # answer, new passages, question
     assert second.stats.prompt_evaluated <= new + 4, second.stats
     assert new < first.stats.prompt_tokens  # the first turn's passages were not given again
+
+
+def test_a_long_prompt_reports_its_reading_batch_by_batch(engine: LlamaEngine, store: StoreHere) -> None:
+    conversation = store.store.create_conversation("Harbour")
+    _attach(store, conversation, "harbour.pdf", FACTS[:20])  # about 900 tokens: two batches of 512
+    engine.forget_cache()
+    reading: list[tuple[int, int, float | None]] = []
+    saving = TurnSaving(Ref(conversation), (), Ref(), question=Ref(), conversation_id=conversation)
+    events = TurnEvents(reading=lambda done, total, left: reading.append((done, total, left)))
+    result = run_turn(engine, ask("Which buoy marks channel 21?", saving), events, store)
+    total = result.stats.prompt_evaluated
+    assert total > 512 and reading[0] == (0, total, None) and reading[-1][:2] == (total, total)
+    assert [done for done, _, _ in reading] == sorted(done for done, _, _ in reading)
+    assert reading[1][2] is not None and reading[1][2] > 0  # after the first batch, the time left is estimated
+    assert engine.prefill_tok_s is not None and engine.prefill_tok_s > 0  # and the reading speed was measured
+    short: list[tuple[int, int, float | None]] = []
+    run_turn(engine, ask("Hello?", None), TurnEvents(reading=lambda *a: short.append(a)))
+    assert short == []  # a prompt of one batch is read in one go, with nothing to report
+
+
+def test_the_source_budget_is_what_this_machine_reads_in_the_longest_wait() -> None:
+    assert reading_budget(8192, None, 60) == 4096  # speed not known yet: half the context
+    assert reading_budget(8192, 28.0, 60) == 1680  # an E2B-class model on two cores: a minute's reading
+    assert reading_budget(8192, 1000.0, 60) == 4096  # never more than half the context
+    assert reading_budget(8192, 2.0, 60) == 512  # never less than a few passages

@@ -9,8 +9,9 @@ from pytestqt.qtbot import QtBot
 from app.core.engine.generation import GenerationStats, StopReason
 from app.core.store.conversation_store import BranchEntry, OpenedConversation, StoredMessage
 from app.ui.chat_model import MessageListModel, MessageRole, StreamBuffer
-from app.ui.chat_session import chat_items
+from app.ui.chat_session import chat_items, reading_progress
 from app.ui.markdown_html import render_markdown
+from app.ui.message_footer import stats_line
 
 
 def test_model_passes_qtmodeltester(qtmodeltester: ModelTester) -> None:
@@ -115,3 +116,31 @@ def test_long_chats_lay_out_only_what_is_shown(qtbot: QtBot) -> None:
     qtbot.waitUntil(lambda: last_id in view.delegate._cache, timeout=5000)  # the visible end was rendered
     assert len(view.delegate._cache) < 50  # ...and not the 500 rows above it
     assert model.item(0).id not in view.delegate._cache
+
+
+def test_stored_answers_tell_the_next_turn_how_their_sources_were_given() -> None:
+    source = {"number": 7, "document_id": 5, "chunk_id": 9, "name": "report.pdf", "page": 3, "heading": None,
+              "line_start": None, "line_end": None, "text": "The keeper was Edda."}  # fmt: skip
+    stats = {"sources": [source], "cited": [7], "sources_mode": "retrieval"}
+    answer = StoredMessage(8, 1, 7, "assistant", "Edda [7].", "gemma", stats, True, 0.0)
+    question = StoredMessage(7, 1, None, "user", "Who?", None, None, True, 0.0)
+    model = MessageListModel()
+    model.extend(
+        chat_items(OpenedConversation(1, "t", "", [BranchEntry(question, (7,)), BranchEntry(answer, (8,))]), 0)
+    )
+    user, assistant = model.history()
+    assert user.given is None and assistant.given is not None
+    assert assistant.given.mode == "retrieval" and [s.number for s in assistant.given.sources] == [7]
+    assert model.item(1).cited == (7,)  # numbers are the conversation's, not 1..n of this answer
+
+
+def test_a_long_prompt_shows_how_far_its_reading_is_and_the_stats_say_what_was_cached() -> None:
+    assert reading_progress(1024, 3400, 40.4, True) == "Reading your documents… 1,024 / 3,400 tokens, about 40 s left"
+    assert reading_progress(0, 3400, -1.0, False) == "Reading the conversation… 0 / 3,400 tokens"
+    assert reading_progress(512, 30000, 600.0, True).endswith("about 10 min left")
+    model = MessageListModel()
+    model.append("assistant", streaming=True)
+    model.set_progress(0, "Reading your documents… 512 / 3,400 tokens")
+    assert model.item(0).progress.startswith("Reading your documents")
+    stats = GenerationStats(3515, 22, 40, 900.0, 20.0, 3000.0, StopReason.END_OF_TURN)
+    assert "prompt 3,515 tokens: 22 read, 3,493 cached" in stats_line(stats)

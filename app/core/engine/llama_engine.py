@@ -46,6 +46,7 @@ _NO_ABORT = llama_lib.ggml_abort_callback()  # a NULL callback
 # llama.cpp's default DRY sequence breakers: a repeat is not followed across a line, a colon or a quote.
 DRY_BREAKERS = ("\n", ":", '"', "*")
 DRY_LAST_N = 2048  # tokens of history DRY compares against (0 would turn it off)
+PREFILL_SAMPLE_TOKENS = 256  # prompts read at least this long measure the reading speed
 
 
 class _Llama(llama_cpp.Llama):
@@ -56,9 +57,22 @@ class _Llama(llama_cpp.Llama):
     """
 
     sampling = SamplingParams()
+    on_read: Callable[[int, int], None] | None = None  # prompt tokens read so far, of how many
 
     def _init_sampler(self, **_generate_args: Any) -> llama_internals.LlamaSampler:  # type: ignore[override]
         return build_sampler(self, self.sampling)
+
+    def eval(self, tokens: Sequence[int]) -> None:
+        """Evaluate `tokens` batch by batch, reporting progress through `on_read` when there is more than one."""
+        report = self.on_read
+        if report is None or len(tokens) <= self.n_batch:
+            super().eval(tokens)
+            return
+        report(0, len(tokens))
+        for start in range(0, len(tokens), self.n_batch):
+            batch = tokens[start : start + self.n_batch]
+            super().eval(batch)
+            report(start + len(batch), len(tokens))
 
 
 def build_sampler(llm: llama_cpp.Llama, sampling: SamplingParams) -> llama_internals.LlamaSampler:
@@ -115,6 +129,7 @@ class LlamaEngine:
         self._llm: _Llama | None = None
         self._loaded: LoadedModel | None = None
         self.template: ChatTemplate | None = None
+        self.prefill_tok_s: float | None = None  # prompt tokens read per second, measured on recent turns
         self._cancel = threading.Event()  # the running generation's; never set outside one
         # llama.cpp asks this between graph nodes, so Stop also ends a long prompt evaluation.
         # It is installed only until the first token: per-node calls into Python would slow decoding.
@@ -282,6 +297,7 @@ class LlamaEngine:
         self._llm = None
         self._loaded = None
         self.template = None
+        self.prefill_tok_s = None  # another model reads at another speed
 
     def _require(self) -> _Llama:
         if self._llm is None:
@@ -307,11 +323,13 @@ class LlamaEngine:
         sampling: SamplingParams,
         cancel: threading.Event,
         on_text: Callable[[str], None],
+        on_read: Callable[[int, int], None] | None = None,
     ) -> GenerationStats:
         """Stream the continuation of `tokens` into `on_text`; `cancel` is checked before every token.
 
         With `sampling.stop`, text that might begin a stop sequence is held back until it cannot,
-        and no part of a stop sequence that matched is streamed.
+        and no part of a stop sequence that matched is streamed. `on_read(done, total)` follows
+        the reading of a prompt longer than one batch (the part not in the cache).
         """
         llm = self._require()
         n_ctx = llm.n_ctx()
@@ -336,6 +354,7 @@ class LlamaEngine:
         self._cancel = cancel
         llama_lib.llama_set_abort_callback(llm._ctx.ctx, self._abort, None)
         llm.sampling = sampling
+        llm.on_read = on_read
         stream = llm.generate(tokens)  # the sampler chain comes from llm.sampling (see _Llama)
         try:
             for token in stream:
@@ -365,6 +384,7 @@ class LlamaEngine:
             reason = StopReason.CANCELLED
         finally:
             stream.close()
+            llm.on_read = None
             llama_lib.llama_set_abort_callback(llm._ctx.ctx, _NO_ABORT, None)
             self._cancel = threading.Event()
         gate.finish(decoder.decode(b"", final=True))
@@ -372,6 +392,9 @@ class LlamaEngine:
         # llama.cpp counts batches of one token as "eval", larger ones as "prompt eval".
         prompt_evaluated = int(perf.n_p_eval) + int(perf.n_eval) - max(0, received - 1)
         decode_s = last - first
+        if prompt_evaluated >= PREFILL_SAMPLE_TOKENS and produced:  # a prompt long enough to time its reading
+            rate = prompt_evaluated / max(first - started, 1e-3)
+            self.prefill_tok_s = rate if self.prefill_tok_s is None else (self.prefill_tok_s + rate) / 2
         return GenerationStats(
             prompt_tokens=len(tokens),
             prompt_evaluated=prompt_evaluated,
