@@ -17,7 +17,8 @@ For every turn: tokens in the prompt, tokens evaluated (the rest came from the K
 cache) and TTFT. The ratio that matters is the follow-ups' median TTFT over the
 baseline's, measured in the same run. "after_restart" asks the fifth question of
 the whole-document conversation with the cache emptied, as after a restart or a
-switch between conversations; a saved state for that is not restored yet.
+switch between conversations: with the model state saved after the turn that read
+the document (restored from the encrypted states file), and without it.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from app.core.models.starter import ensure_starter_model
 from app.core.store.conversation_store import ConversationStore
 from app.core.store.database import open_database
 from app.core.store.ref import Ref
+from app.core.store.state_cache import StateCache
 from app.core.turn import TurnEvents, TurnRequest, TurnResult, TurnSaving, run_turn
 from tests.core.docs.planted_facts import FACTS, build_pages
 from tests.core.test_turn import StoreHere
@@ -85,8 +87,9 @@ class Conversation:
         answer: list[str] = []
         events = TurnEvents(text=answer.append, sources=lambda found, _note, mode: given.append(Given(mode, found)))
         dropped = self.last.dropped_messages if self.last else 0
+        # No wait limit: the document goes in whole wherever it fits half the context, on a slow model too.
         request = TurnRequest(len(self.history), tuple(self.history), sampling=SAMPLING, saving=saving,
-                              previous_dropped=dropped)  # fmt: skip
+                              previous_dropped=dropped, source_wait_s=1e9)  # fmt: skip
         self.last = run_turn(engine, request, events, self.store)
         self.history.append(ChatMessage("assistant", "".join(answer), given=given[0] if given else None))
         self.above = (*self.above, saving.question or Ref(), saving.answer)
@@ -105,6 +108,10 @@ def conversation(engine: LlamaEngine, store: StoreHere, pages: list[str] | None,
     return [chat.ask(engine, q) for q in questions]
 
 
+def progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
 def ratio(with_doc: list[dict], baseline: list[dict]) -> float:
     """Median follow-up TTFT with the document over the same follow-ups without it."""
     return round(statistics.median(t["ttft_ms"] for t in with_doc[1:]) /
@@ -118,13 +125,20 @@ def measure(model: Path, tokens: int, threads: int, store: StoreHere) -> dict[st
     ask, fifth = questions[:4], questions[4]
     whole = conversation(engine, store, pages, ask)
     baseline = conversation(engine, store, None, ask)
-    # After a restart: the same conversation, its fifth question, with nothing in the cache.
-    chat = Conversation(store, pages)
-    engine.forget_cache()
-    for q in ask:
-        chat.ask(engine, q)
-    engine.forget_cache()
-    restart = chat.ask(engine, fifth)
+    progress(f"{model.name}: whole document and baseline")
+    # After a restart: the fifth question of a four-turn conversation, with nothing in the cache; the
+    # state saved after the turn that read the document is put back, or (dropped) is not there.
+    restart = {}
+    for kept in (True, False):
+        chat = Conversation(store, pages)
+        engine.forget_cache()
+        for q in ask:
+            chat.ask(engine, q)
+        if not kept and store.states is not None:
+            store.states.drop([chat.id])
+        engine.forget_cache()
+        restart[kept] = chat.ask(engine, fifth)
+        progress(f"after a restart, state {'kept' if kept else 'dropped'}")
     bare = Conversation(store, None)
     for q in ask:
         bare.ask(engine, q)
@@ -134,6 +148,7 @@ def measure(model: Path, tokens: int, threads: int, store: StoreHere) -> dict[st
     engine.load(model, LoadOptions(n_ctx=RETRIEVAL_CTX, n_threads=threads))
     retrieval = conversation(engine, store, pages, ask)
     retrieval_baseline = conversation(engine, store, None, ask)
+    progress(f"{model.name}: passages and baseline")
     engine.unload()
     return {
         "document_tokens": counted,
@@ -143,10 +158,11 @@ def measure(model: Path, tokens: int, threads: int, store: StoreHere) -> dict[st
         "retrieval": retrieval,
         "retrieval_baseline": retrieval_baseline,
         "retrieval_follow_up_ttft_over_baseline": ratio(retrieval, retrieval_baseline),
-        "after_restart_no_saved_state": restart,
+        "after_restart_with_saved_state": restart[True],
+        "after_restart_without_saved_state": restart[False],
         "after_restart_baseline": restart_baseline,
-        "after_restart_ttft_over_baseline": round(restart["ttft_ms"] / restart_baseline["ttft_ms"], 3),
-        "after_restart_with_saved_state": None,  # not restored from disk yet
+        "after_restart_ttft_over_baseline": round(restart[True]["ttft_ms"] / restart_baseline["ttft_ms"], 3),
+        "after_restart_without_state_over_baseline": round(restart[False]["ttft_ms"] / restart_baseline["ttft_ms"], 3),
     }
 
 
@@ -163,8 +179,9 @@ def main() -> None:
         ensure_starter_model(scratch / "models"),
         *([SYNTHETIC_E2B] if SYNTHETIC_E2B.exists() else []),
     ]
-    conn = open_database(scratch / "history.db", secrets.token_bytes(32))
-    store = StoreHere(ConversationStore(conn))
+    key = secrets.token_bytes(32)
+    conn = open_database(scratch / "history.db", key)
+    store = StoreHere(ConversationStore(conn), StateCache(scratch / "states.db", key))
     report = {"threads": args.threads, "models": {m.name: measure(m, args.tokens, args.threads, store) for m in models}}
     conn.close()
     print(json.dumps(report))

@@ -13,9 +13,10 @@ never retrieves.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -26,13 +27,17 @@ from app.core.chat.templates import ChatTemplate
 from app.core.docs.grounding import ChatSources, Grounding, Source, cited_sources
 from app.core.docs.placement import SourceStyle, place
 from app.core.docs.retrieval import MIN_BUDGET_TOKENS, file_notes, notes, source_budget
-from app.core.engine.generation import GenerationStats, SamplingParams, base_model_sampling
+from app.core.engine.generation import GenerationStats, SamplingParams, base_model_sampling, common_prefix
 from app.core.engine.options import EngineError
 from app.core.store.ref import Ref
+from app.core.store.state_cache import SavedState
 
 if TYPE_CHECKING:
     from app.core.engine.llama_engine import LlamaEngine
 
+log = logging.getLogger("tern.turn")
+
+SAVE_STATE_MIN_READ = 256  # a turn that read this many tokens keeps its state; restoring must spare as many
 CHECKPOINT_S = 0.5  # a kill loses at most this much streamed text, plus the write itself
 INTERRUPTED = "This answer was interrupted before it finished."
 STOPPED_EARLY = "Stopped before the first token."
@@ -139,6 +144,18 @@ class TurnStore(Protocol):
         """Queue the final save of the answer; does not wait."""
         ...
 
+    def state_tokens(self, conversation_id: int, model: str) -> tuple[int, ...] | None:
+        """The tokens the conversation's saved model state covers, if one was saved with `model`."""
+        ...
+
+    def load_state(self, conversation_id: int, model: str) -> SavedState | None:
+        """The conversation's saved model state, if one was saved with `model`."""
+        ...
+
+    def save_state(self, conversation_id: int, state: SavedState) -> None:
+        """Queue keeping `state` as the conversation's; does not wait."""
+        ...
+
 
 def _dropped_note(dropped: int, n_ctx: int) -> str:
     if not dropped:
@@ -212,6 +229,9 @@ def run_turn(
             events.sources(sources, source_note, given.mode)
             if isinstance(template, CompletionFrame):  # with sources, a made-up "[n]" line ends the answer too
                 sampling = replace(sampling, stop=tuple(dict.fromkeys((*sampling.stop, *template.stop))))
+        kept = store if store is not None and conversation_id is not None and grounding is not None else None
+        if kept is not None and conversation_id is not None:  # documents: perhaps read before a restart
+            _restore_state(engine, kept, conversation_id, prompt.tokens)
         stats = engine.generate(prompt.tokens, sampling, request.cancel, answer.add, _Reading(events.reading, clock))
     except TurnStopped:
         answer.save(None, _join(source_note, STOPPED_EARLY), sources, given.mode if given is not None else None)
@@ -223,7 +243,21 @@ def run_turn(
     template_notes = (template.note,) if template.note != template_note else ()
     notice = _join(source_note, request.cancel.note, _dropped_note(prompt.dropped, loaded.n_ctx), *template_notes)
     cited = answer.save(stats, notice, sources, given.mode if given is not None else None)
+    if kept is not None and conversation_id is not None and stats.prompt_evaluated >= SAVE_STATE_MIN_READ:
+        tokens, data = engine.save_state()  # what took long to read is kept for after a restart
+        kept.save_state(conversation_id, SavedState(engine.identity, tokens, data))
     return TurnResult(request.turn_id, stats, prompt.dropped, template_notes, notice, cited)
+
+
+def _restore_state(engine: LlamaEngine, store: TurnStore, conversation_id: int, tokens: Sequence[int]) -> None:
+    """Put back the conversation's saved model state when it spares reading much of `tokens`."""
+    model = engine.identity
+    saved = store.state_tokens(conversation_id, model)
+    if saved is None or common_prefix(saved, tokens) < engine.reused(tokens) + SAVE_STATE_MIN_READ:
+        return
+    state = store.load_state(conversation_id, model)
+    if state is not None and not engine.restore_state(state.tokens, state.data):
+        log.warning("A saved model state was refused; the prompt is read again")
 
 
 def reading_budget(n_ctx: int, prefill_tok_s: float | None, wait_s: float) -> int:

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from PySide6.QtCore import QObject, Signal
 from sqlcipher3 import dbapi2 as sqlite
@@ -33,11 +33,13 @@ from app.core.store.database import Connection, open_database, open_reader, set_
 from app.core.store.errors import StoreError
 from app.core.store.key_change import PassphraseNeededError
 from app.core.store.ref import Ref
+from app.core.store.state_cache import SavedState, StateCache, drop_all, states_path
 from app.core.turn import TurnSaving
 from app.services.worker_host import WorkerHost
 
 log = logging.getLogger("tern.history")
 NOT_OPEN = "Your history is not open."
+T = TypeVar("T")
 __all__ = ["HistoryService", "PassphraseNeededError", "SavedTurns"]
 
 
@@ -216,7 +218,9 @@ class HistoryService(QObject):
 
         def job() -> Path:
             try:
-                return set_aside(self.db_path)
+                kept = set_aside(self.db_path)
+                drop_all(states_path(self.db_path))  # computed from the old history
+                return kept
             except OSError as exc:
                 raise StoreError(f"{exc.strerror or exc}.") from exc
 
@@ -338,8 +342,15 @@ class HistoryService(QObject):
         self._request(lambda s: s.set_pinned(conversation_id, pinned), lambda _: self.refresh())
 
     def delete(self, conversation_id: int) -> None:
-        """Hide a conversation; `restore` undoes it until `purge`."""
-        self._request(lambda s: s.delete(conversation_id), lambda _: self.refresh())
+        """Hide a conversation (`restore` undoes it until `purge`), and forget its saved model state."""
+        host = self.host
+
+        def job(store: ConversationStore) -> None:
+            store.delete(conversation_id)
+            if host.key is not None:
+                _use_states(self.db_path, host.key, lambda cache: cache.drop([conversation_id]))
+
+        self._request(job, lambda _: self.refresh())
 
     def restore(self, conversation_ids: list[int]) -> None:
         """Undo deletions."""
@@ -429,6 +440,7 @@ class HistoryService(QObject):
             except UserError as exc:  # the current history is untouched: open it again
                 host.open_with(key)
                 return False, str(exc)
+            drop_all(states_path(self.db_path))  # computed from the history that was replaced
             host.open_with(key)
             return True, f"Restored your history from {src}." + (
                 f" The previous one was kept as {kept}." if kept else ""
@@ -461,6 +473,7 @@ class HistoryService(QObject):
                 host.handoff.set(host.key)
                 raise
             host.use(connection, key)
+            drop_all(states_path(self.db_path))  # under the old key
             if passphrase:
                 return "Your history now needs your passphrase to open."
             return "Your history's key is back in the system keychain; no passphrase is needed."
@@ -474,6 +487,7 @@ class HistoryService(QObject):
         def job() -> None:
             host.close()
             key_change.delete_history_and_keys(self.db_path)
+            drop_all(states_path(self.db_path))
 
         def reopen(_result: object) -> None:
             self.finished.emit("delete-all", "All history was deleted.")
@@ -564,9 +578,47 @@ class SavedTurns:
 
         self._submit(job)
 
+    def state_tokens(self, conversation_id: int, model: str) -> tuple[int, ...] | None:
+        """The tokens the conversation's saved model state covers (read on the turn's thread)."""
+        return self._with_states(lambda cache: cache.tokens(conversation_id, model))
+
+    def load_state(self, conversation_id: int, model: str) -> SavedState | None:
+        """The conversation's saved model state (read on the turn's thread)."""
+        return self._with_states(lambda cache: cache.get(conversation_id, model))
+
+    def save_state(self, conversation_id: int, state: SavedState) -> None:
+        """Queue writing the state on the store thread; a failure costs only time later."""
+        host = self._host
+
+        def job() -> None:
+            if host.key is not None:
+                _use_states(self._history.db_path, host.key, lambda cache: cache.put(conversation_id, state))
+
+        host.submit(job, failed=lambda exc: log.warning("A model state was not saved: %s", exc), label="save a state")
+
+    def _with_states(self, use: Callable[[StateCache], T]) -> T | None:
+        with self._host.handoff.reading() as key:
+            return _use_states(self._history.db_path, key, use) if key is not None else None
+
     def _submit(self, job: Callable[[], None]) -> None:
         def failed(exc: UserError) -> None:
             if str(exc) != NOT_OPEN:  # closed (locked) while the answer ended: its last checkpoint stays
                 self._history.error.emit(str(exc))
 
         self._host.submit(job, failed=failed, label="save the answer")
+
+
+def _use_states(history_path: Path, key: bytes, use: Callable[[StateCache], T]) -> T | None:
+    """Run `use` on the saved model states of the history at `history_path`; None when they cannot be used."""
+    try:
+        cache = StateCache(states_path(history_path), key)
+    except (sqlite.Error, OSError) as exc:
+        log.warning("The saved model states cannot be used: %s", exc)
+        return None
+    try:
+        return use(cache)
+    except (sqlite.Error, OSError) as exc:  # a full disk, say: the state is only a cache
+        log.warning("The saved model states cannot be used: %s", exc)
+        return None
+    finally:
+        cache.close()

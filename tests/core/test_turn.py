@@ -25,6 +25,7 @@ from app.core.engine.llama_engine import LlamaEngine
 from app.core.store.conversation_store import ConversationStore
 from app.core.store.database import open_database
 from app.core.store.ref import Ref
+from app.core.store.state_cache import SavedState, StateCache
 from app.core.turn import (
     INTERRUPTED,
     STOPPED_EARLY,
@@ -43,8 +44,9 @@ GREEDY = SamplingParams(temperature=0.0, max_tokens=24)
 class StoreHere:
     """A TurnStore over a real encrypted store, on the calling thread; it logs every call in order."""
 
-    def __init__(self, store: ConversationStore) -> None:
+    def __init__(self, store: ConversationStore, states: StateCache | None = None) -> None:
         self.store = store
+        self.states = states
         self.calls: list[str] = []
         self.checkpoints: list[str] = []
 
@@ -84,11 +86,26 @@ class StoreHere:
         assert answer.value is not None
         self.store.update_message(answer.value, text, stats)
 
+    def state_tokens(self, conversation_id: int, model: str) -> tuple[int, ...] | None:
+        return self.states.tokens(conversation_id, model) if self.states is not None else None
+
+    def load_state(self, conversation_id: int, model: str) -> SavedState | None:
+        self.calls.append("load_state")
+        return self.states.get(conversation_id, model) if self.states is not None else None
+
+    def save_state(self, conversation_id: int, state: SavedState) -> None:
+        self.calls.append("save_state")
+        if self.states is not None:
+            self.states.put(conversation_id, state)
+
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[StoreHere]:
-    conn = open_database(tmp_path / "h.db", secrets.token_bytes(32))
-    yield StoreHere(ConversationStore(conn))
+    key = secrets.token_bytes(32)
+    conn = open_database(tmp_path / "h.db", key)
+    states = StateCache(tmp_path / "states.db", key)
+    yield StoreHere(ConversationStore(conn), states)
+    states.close()
     conn.close()
 
 
@@ -332,3 +349,48 @@ def test_the_source_budget_is_what_this_machine_reads_in_the_longest_wait() -> N
     assert reading_budget(8192, 28.0, 60) == 1680  # an E2B-class model on two cores: a minute's reading
     assert reading_budget(8192, 1000.0, 60) == 4096  # never more than half the context
     assert reading_budget(8192, 2.0, 60) == 512  # never less than a few passages
+
+
+def test_reopening_a_conversation_restores_its_documents_from_the_saved_state(
+    engine: LlamaEngine, store: StoreHere
+) -> None:
+    """As after a restart: the cache is empty, but the state saved after the first answer is put back."""
+    conversation = store.store.create_conversation("Harbour")
+    _attach(store, conversation, "harbour.pdf", FACTS[:14])  # about 630 tokens: whole
+    engine.forget_cache()
+    (first,), recs = _converse(engine, store, conversation, ["Which buoy marks channel 21?"])
+    assert "save_state" in store.calls and first.stats.prompt_evaluated > 600
+    question = ChatMessage("user", "Which buoy marks channel 21?")
+    answer = ChatMessage("assistant", "".join(recs[0].text), given=Given("whole", recs[0].sources[0][0]))
+    follow_up = (question, answer, ChatMessage("user", "How fast may boats pass buoy 5?"))
+
+    def ask_again() -> TurnResult:
+        engine.forget_cache()  # a restart, or another conversation in between
+        saving = TurnSaving(Ref(conversation), (), Ref(), question=Ref(), conversation_id=conversation)
+        return run_turn(engine, TurnRequest(2, follow_up, sampling=GREEDY, saving=saving), Recorder().events(), store)
+
+    restored = ask_again()
+    assert restored.stats.prompt_evaluated < 80, restored.stats  # the documents and the first turn came from disk
+    assert store.states is not None
+    store.states.drop([conversation])  # deleted with its conversation: read again from the start
+    again = ask_again()
+    assert again.stats.prompt_evaluated == again.stats.prompt_tokens > 600
+
+
+def test_a_state_saved_with_another_context_size_or_model_is_never_restored(tmp_path: Path) -> None:
+    key = secrets.token_bytes(32)
+    cache = StateCache(tmp_path / "states.db", key, cap_bytes=1000)
+    cache.put(1, SavedState("gemma.gguf|ctx=8192|gemma-turns", (2, 5, 7), b"x" * 400))
+    assert cache.get(1, "gemma.gguf|ctx=4096|gemma-turns") is None
+    assert cache.get(1, "gemma.gguf|ctx=8192|gemma-turns") == SavedState(
+        "gemma.gguf|ctx=8192|gemma-turns", (2, 5, 7), b"x" * 400
+    )
+    cache.put(2, SavedState("m", (1,), b"y" * 400))
+    cache.get(1, "gemma.gguf|ctx=8192|gemma-turns")  # 1 is now the most recently used
+    cache.put(3, SavedState("m", (1,), b"z" * 400))  # over the cap: the least recently used (2) goes
+    assert cache.tokens(2, "m") is None and cache.tokens(3, "m") == (1,) and cache.size() == 800
+    cache.close()
+    assert b"zzzz" not in (tmp_path / "states.db").read_bytes()  # encrypted at rest
+    other = StateCache(tmp_path / "states.db", secrets.token_bytes(32))  # another key: started afresh
+    assert other.size() == 0
+    other.close()

@@ -45,6 +45,15 @@ BASE_DRY_ALLOWED_LENGTH = 2
 BASE_PRESENCE_PENALTY = 0.3
 
 
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common start of two token lists."""
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
 def base_model_sampling(
     chosen: SamplingParams, stop: Sequence[str], max_tokens: int, not_to_copy: str
 ) -> SamplingParams:

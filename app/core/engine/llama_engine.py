@@ -24,7 +24,13 @@ from app.core.chat.completion import CompletionFrame, is_base_model_file
 from app.core.chat.templates import ChatTemplate, select_template
 from app.core.engine import backends, llama_log
 from app.core.engine.backends import BackendError
-from app.core.engine.generation import GenerationStats, SamplingParams, StopReason, StopSequenceFilter
+from app.core.engine.generation import (
+    GenerationStats,
+    SamplingParams,
+    StopReason,
+    StopSequenceFilter,
+    common_prefix,
+)
 from app.core.engine.gguf_info import PLE_TENSOR, GgufInfo, read_gguf_info
 from app.core.engine.model_params import LAZY_OFF, LAZY_ON, extra_model_params
 from app.core.engine.options import (
@@ -316,6 +322,45 @@ class LlamaEngine:
     def cached_tokens(self) -> int:
         """Tokens currently held in the KV cache."""
         return self._llm.n_tokens if self._llm else 0
+
+    def reused(self, tokens: Sequence[int]) -> int:
+        """How many of `tokens`, from the start, the KV cache already holds."""
+        llm = self._require()
+        return common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
+
+    @property
+    def identity(self) -> str:
+        """What a saved state depends on besides its tokens: model file, context size, prompt format."""
+        loaded = self._loaded
+        if loaded is None:
+            raise EngineError("No model is loaded.")
+        stat = loaded.info.path.stat()
+        return f"{loaded.info.path.name}|{stat.st_size}|{stat.st_mtime_ns}|ctx={loaded.n_ctx}|{loaded.template_name}"
+
+    def save_state(self) -> tuple[tuple[int, ...], bytes]:
+        """The KV cache as bytes, with the tokens it holds (for `restore_state` after a restart)."""
+        llm = self._require()
+        ctx = llm._ctx.ctx
+        size = llama_lib.llama_state_seq_get_size(ctx, 0)
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_lib.llama_state_seq_get_data(ctx, buffer, size, 0)
+        return tuple(llm.input_ids[: llm.n_tokens].tolist()), bytes(memoryview(buffer)[:written])
+
+    def restore_state(self, tokens: Sequence[int], data: bytes) -> bool:
+        """Put back a KV cache from `save_state`; False (and an empty cache) when llama.cpp refuses it."""
+        llm = self._require()
+        memory = llama_lib.llama_get_memory(llm._ctx.ctx)
+        llm.reset()  # type: ignore[no-untyped-call]
+        llama_lib.llama_memory_clear(memory, True)
+        if not tokens or len(tokens) >= llm.n_ctx():
+            return False
+        buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        if llama_lib.llama_state_seq_set_data(llm._ctx.ctx, buffer, len(data), 0) != len(data):
+            llama_lib.llama_memory_clear(memory, True)
+            return False
+        llm.input_ids[: len(tokens)] = tokens
+        llm.n_tokens = len(tokens)
+        return True
 
     def generate(
         self,
