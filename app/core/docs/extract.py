@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import codecs
-import itertools
 import os
 import re
 import stat
@@ -13,6 +12,12 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from app.core.docs.text_cleanup import ZERO_WIDTH, drop_page_furniture, join_line_end_hyphens, pdf_page_text
+
+if TYPE_CHECKING:
+    from docx.table import Table
 
 # The parsers (PDFium, python-docx, lexbor, charset detection) are imported where a
 # file of their kind is read, in the reader's child process: the app itself only
@@ -35,7 +40,7 @@ CHARS_PER_SECTION = 16_000
 # Below this many visible characters per page on average, a PDF is a scan with at most stray text.
 MIN_CHARS_PER_PAGE = 16
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
+_CONTROL = re.compile(f"[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f\\ufffe\\uffff{ZERO_WIDTH}]")
 _SPACES = re.compile(r"[ \t\r\f\v\u00a0]+")
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16, whose little-endian BOM is a prefix of this one
@@ -48,9 +53,21 @@ _Heading = tuple[int, int, int, str]  # (first line of the heading, first line o
 _ATX = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _RST_RULE = re.compile(r"^([=\-`:'\"~^_*+#<>.!$%&,;?@/|])\1{2,}[ \t]*$")
+_MYST_TARGET = re.compile(r"^ {0,3}\([\w.:-]+\)=[ \t]*$")  # a MyST label line before a heading: "(edit-wait)="
+# Markup inside a heading, reduced to its text: images (badges) dropped, links and roles to their text, code unquoted.
+_IMAGE = re.compile(r"!\[[^\]]*\](?:\([^)]*\)|\[[^\]]*\])")
+_LINK = re.compile(r"\[([^\]]*)\](?:\([^)]*\)|\[[^\]]*\])")
+_TAG = re.compile(r"</?(?:a|img|br|b|i|em|strong|code|kbd|span|sup|sub|small|picture|source)\b[^>]*>", re.I)
+_ROLE = re.compile(r"(\{[\w:.+-]+\}|:[\w:.+-]+:)?(`+)(.*?)\2(_{0,2})")
+_TARGET = re.compile(r"^(.*?)\s*<[^<>]*>$")  # "text <target>" in a role or a reST link
 _DOCX_HEADING = re.compile(r"^heading ([1-9])$", re.IGNORECASE)
 _HTML_HEADING = re.compile(r"\x01([123])(.+)")
-_HTML_DROP = "script, style, nav, noscript, template, svg, head"
+# Besides scripts and styles: site navigation, whether marked as such (<nav>, role="navigation") or laid out
+# as DocBook's navigation header and footer, and "Skip to content" links.
+_HTML_DROP = (
+    "script, style, nav, noscript, template, svg, head, [hidden], [role=navigation], [role=search], "
+    ".navheader, .navfooter, .mw-jump-link, .skip-link"
+)
 _HTML_BLOCKS = (
     "address, article, aside, blockquote, br, caption, dd, details, div, dl, dt, fieldset, figcaption, figure, "
     "footer, form, h4, h5, h6, header, hr, li, main, ol, p, pre, section, summary, table, tr, ul"
@@ -255,12 +272,15 @@ def _headed_lines(path: Path, kind: str, lines: list[str], headings: list[_Headi
         if any(line.strip() for line in lines[body:end]):  # a heading followed straight by another has no text
             path_text = " > ".join(t for _, t in trail if t) or None
             sections.extend(_line_sections(lines, start, end, path_text, clock))
-    first = next((t for _, _, level, t in headings if level == 1), None)
+    first = next((t for _, _, level, t in headings if level == 1 and t), None)
     return Extracted(path, kind, sections, title=first)
 
 
 def _markdown_headings(lines: list[str]) -> list[_Heading]:
-    """ATX headings ("## Title"), ignoring lines inside fenced code, where "#" is usually a comment."""
+    """ATX headings ("## Title"), ignoring lines inside fenced code, where "#" is usually a comment.
+
+    MyST label lines ("(edit-wait)=") are markup, not text: they are blanked in `lines`, keeping line numbers.
+    """
     found: list[_Heading] = []
     fence: str | None = None
     for i, line in enumerate(lines):
@@ -270,12 +290,30 @@ def _markdown_headings(lines: list[str]) -> list[_Heading]:
             elif m.group(1).startswith(fence):
                 fence = None
         elif fence is None and (m := _ATX.match(line)):
-            found.append((i, i + 1, len(m.group(1)), m.group(2).strip()))
+            found.append((i, i + 1, len(m.group(1)), _plain_heading(m.group(2))))
+        elif fence is None and _MYST_TARGET.match(line):
+            lines[i] = ""
     return found
 
 
+def _plain_heading(title: str) -> str:
+    """A heading as the words a reader sees: "Setup [![npm](badge.svg)](url)" is "Setup", {kbd}`Ctrl+C` is Ctrl+C."""
+    title = _LINK.sub(r"\1", _IMAGE.sub("", _TAG.sub("", title)))
+    title = _ROLE.sub(lambda m: _role_text(m.group(3)) if m.group(1) or m.group(4) else m.group(3), title)
+    return " ".join(title.split())
+
+
+def _role_text(text: str) -> str:
+    """A role's or reST link's shown text: "text <target>" shows text, "~pkg.mod.name" shows name."""
+    text = m.group(1) if (m := _TARGET.match(text)) else text
+    return text.rpartition(".")[2] if text.startswith("~") else text
+
+
 def _rst_headings(lines: list[str]) -> list[_Heading]:
-    """Underlined (optionally also overlined) titles; as in docutils, levels follow the order styles first appear."""
+    """Underlined (optionally also overlined) titles; as in docutils, levels follow the order styles first appear.
+
+    The underlines and overlines are blanked in `lines`, keeping line numbers.
+    """
     found: list[_Heading] = []
     styles: list[tuple[str, bool]] = []
     for i in range(len(lines) - 1):
@@ -285,7 +323,10 @@ def _rst_headings(lines: list[str]) -> list[_Heading]:
         style = (under[0], i > 0 and lines[i - 1].strip() == under)
         if style not in styles:
             styles.append(style)
-        found.append((i - 1 if style[1] else i, i + 2, styles.index(style) + 1, text.strip()))
+        found.append((i - 1 if style[1] else i, i + 2, styles.index(style) + 1, _plain_heading(text)))
+        lines[i + 1] = ""
+        if style[1]:
+            lines[i - 1] = ""
     return found
 
 
@@ -294,7 +335,7 @@ def _pdf(path: Path, max_pages: int, clock: _Deadline) -> Extracted:
     import pypdfium2 as pdfium
     import pypdfium2.raw as pdfium_c
 
-    sections: list[Section] = []
+    pages: list[tuple[int, str]] = []
     visible = broken = 0
     with _PDFIUM_LOCK:
         try:
@@ -321,16 +362,19 @@ def _pdf(path: Path, max_pages: int, clock: _Deadline) -> Extracted:
                 except pdfium.PdfiumError:
                     broken += 1  # a damaged page loses only itself
                     continue
-                text = _CONTROL.sub("", raw.replace("\r\n", "\n").replace("\r", "\n")).strip()
-                visible += len(text) - sum(ch.isspace() for ch in text)
+                text = pdf_page_text(raw)
+                visible += len("".join(text.split()))
                 if text:
-                    sections.append(Section(text, page=index + 1))
+                    pages.append((index + 1, text))
         finally:
             doc.close()  # now, not whenever the garbage collector gets to it: PDFium must stay behind the lock
     if count == 0 or broken == count:
         raise ExtractError(path, "has no pages" if count == 0 else "is damaged or not a PDF")
     if visible < MIN_CHARS_PER_PAGE * count:
         raise ExtractError(path, "has no text layer (it looks scanned); OCR is not supported")
+    clock.check()
+    texts = drop_page_furniture(join_line_end_hyphens([text for _, text in pages]))
+    sections = [Section(text, page=number) for (number, _), text in zip(pages, texts, strict=True) if text]
     return Extracted(path, "pdf", sections, pages=count, title=title)
 
 
@@ -410,11 +454,7 @@ def _docx(path: Path, clock: _Deadline) -> Extracted:
     for block in document.iter_inner_content():
         clock.check()
         if isinstance(block, Table):
-            # A merged cell shows up once per grid column it spans, so runs of one text are collapsed.
-            rows = (
-                [k for k, _ in itertools.groupby(_SPACES.sub(" ", c.text).strip() for c in r.cells)] for r in block.rows
-            )
-            blocks.add("\n".join(" | ".join(cells) for cells in rows if any(cells)))
+            blocks.add("\n".join(_docx_rows(block)))
             continue
         text = _CONTROL.sub("", block.text)
         style = (block.style.name if block.style is not None else "") or ""
@@ -430,6 +470,26 @@ def _docx(path: Path, clock: _Deadline) -> Extracted:
     return Extracted(path, "docx", blocks.sections, title=title)
 
 
+def _docx_rows(table: Table) -> Iterator[str]:
+    """A table's rows as lines of " | "-separated cells, one per grid column, so every row keeps the header's columns.
+
+    A merged cell is one <w:tc> element: its text goes in the first grid column it spans and the first row it
+    covers, and the columns and rows it also covers stay empty. Cells that merely hold the same text ("yes",
+    "yes") are separate cells and are all kept. A cell's paragraphs are joined with " / ", keeping the row on one
+    line.
+    """
+    from docx.table import _Cell
+
+    for tr in table._tbl.tr_lst:
+        cells = [""] * tr.grid_before
+        for tc in tr.tc_lst:
+            paragraphs = () if tc.vMerge == "continue" else _Cell(tc, table).paragraphs
+            text = " / ".join(t for t in (_SPACES.sub(" ", _CONTROL.sub("", p.text)).strip() for p in paragraphs) if t)
+            cells += [text] + [""] * (tc.grid_span - 1)
+        if any(cells):
+            yield " | ".join(cells)
+
+
 def _html(path: Path, text: str, clock: _Deadline) -> Extracted:
     """Visible text in order, with h1-h3 starting sections; scripts, styles and navigation are dropped."""
     from selectolax.lexbor import LexborHTMLParser
@@ -442,12 +502,15 @@ def _html(path: Path, text: str, clock: _Deadline) -> Extracted:
     root = tree.body or tree.root
     blocks = _Blocks(clock)
     if root is not None:
-        # Mark blocks, cells and headings ("\x01<level><title>" lines) in the text itself, then read it line by line.
+        # Each table row becomes one line of its cells' text, whatever the source's line breaks: innermost first,
+        # so a table inside a cell is already text when its row is read.
+        for row in reversed(root.css("tr")):
+            cells = (" ".join(_CONTROL.sub("", c.text()).split()) for c in row.iter() if c.tag in ("td", "th"))
+            row.replace_with(f"\n{' | '.join(cells)}\n")
+        # Mark blocks and headings ("\x01<level><title>" lines) in the text itself, then read it line by line.
         for node in root.css(_HTML_BLOCKS):
             node.insert_before("\n")
             node.insert_after("\n")
-        for node in root.css("td, th"):
-            node.insert_after(" | ")
         for node in root.css("h1, h2, h3"):
             heading = " ".join(_CONTROL.sub("", node.text()).split())
             node.replace_with(f"\n\x01{(node.tag or 'h1')[1]}{heading}\n" if heading else "\n")

@@ -13,6 +13,7 @@ import pytest
 
 from app.core.docs import extract as ex
 from app.core.docs.extract import ExtractError, Section, classify, explain_unsupported, extract, iter_files
+from app.core.docs.text_cleanup import join_line_end_hyphens, pdf_page_text
 from tests.fixtures.pdfs import MakePdf, write_encrypted_pdf
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
@@ -97,6 +98,46 @@ def test_a_slow_file_hits_the_deadline(tmp_path: Path, make_pdf: MakePdf) -> Non
     assert refusal(pdf, deadline_s=0).startswith("took too long")
 
 
+def test_pdf_ligature_codes_of_tex_fonts_become_letters() -> None:
+    # PDFium's text for a TeX font without a Unicode map: OT1 codes for ff, fi, fl (a lone CR), ffi, ffl and \u00f8.
+    raw = "Work\rows:\r\nspeci\x0ccation of di\x0berent a\x0eliations, ba\x0fing Arne S\x1clvberg\r\n\row"
+    assert pdf_page_text(raw) == (
+        "Workflows:\nspecification of different affiliations, baffling Arne S\u00f8lvberg\nflow"
+    )
+    # Codes with no letter beside them are a font's private numbering, not ligatures: dropped as before.
+    assert pdf_page_text("\x04\x05\x0c\r\x06\x0b\x07 \uf0b7 Bullet\r\nText") == "Bullet\nText"
+
+
+def test_line_end_hyphens_are_joined_unless_the_word_is_a_compound() -> None:
+    # U+FFFE is PDFium's mark for a hyphen at a line end; "-\n" is one it did not recognise.
+    pages = [
+        "the speci\ufffefication of FDA\ufffeapproved drugs in Barnes\ufffeJewish Hospital",
+        "long\ufffeterm results; dosage by rhTSH\ufffestimulated uptake of iodine\ufffe131",
+        "a long-term plan, an exam-\nple, a Well-\nDifferentiated tumour, pages 333-\n340",
+    ]
+    assert join_line_end_hyphens(pages) == [
+        "the specification of FDA-approved drugs in Barnes-Jewish Hospital",
+        "long-term results; dosage by rhTSH-stimulated uptake of iodine-131",
+        "a long-term plan, an example, a Well-\nDifferentiated tumour, pages 333-\n340",
+    ]
+
+
+def test_pdf_running_headers_and_footers_are_kept_once(tmp_path: Path, make_pdf: MakePdf) -> None:
+    days = ["Monday", "Tuesday", "Wednesday", "Thursday"]
+    pages = [
+        f"Harbour Almanac \u2013 Edition 2\nThe {day} log.\nWind from the west.\nTide table:\n"
+        f"High water on {day}.\nLow water after dusk.\nPage {n} of 4"
+        for n, day in enumerate(days, 1)
+    ]
+    pages[1] = pages[1].replace("Page 2 of 4", "Page ii of 4")  # page numbers may differ in kind too
+    result = extract(make_pdf(tmp_path / "almanac.pdf", pages))
+    texts = [s.text for s in result.sections]
+    assert texts[0] == pages[0]  # the first occurrence stays: the header may be the only place naming the edition
+    for text, day in zip(texts[1:], days[1:], strict=True):
+        # A line repeated on every page but away from its top and bottom is text, not furniture.
+        assert text == f"The {day} log.\nTide table:\nHigh water on {day}."
+
+
 # --- Word --------------------------------------------------------------------------------------------------------
 
 
@@ -127,6 +168,35 @@ def test_docx_sections_carry_their_heading_path(tmp_path: Path) -> None:
     assert by_heading["Install > Linux"] == "Linux\nRun the AppImage.\nDistro | Package\nDebian | tern.deb"
     assert by_heading["Install > Windows"] == "Windows\nRun the .exe."
     assert by_heading["Usage"] == "Usage\nDrop a file on the window."
+
+
+def test_docx_table_merges_are_cells_not_equal_texts(tmp_path: Path) -> None:
+    document = docx.Document()
+    table = document.add_table(rows=4, cols=4)
+    texts_by_row = [
+        ("Plan", "Sync", "Backup", "Share"),
+        ("Free", "✓", "✓", "✓"),
+        ("Team", "", "", ""),
+        ("Pro", "", "", ""),
+    ]
+    for row, texts in zip(table.rows, texts_by_row, strict=True):
+        for cell, text in zip(row.cells, texts, strict=True):
+            cell.text = text
+    table.cell(2, 1).merge(table.cell(2, 2)).text = "Shared drive"  # across two columns
+    down = table.cell(2, 3).merge(table.cell(3, 3))  # down two rows, with two paragraphs
+    down.text = "Links"
+    down.add_paragraph("Folders")
+    table.cell(3, 1).text = "✓"
+    table.cell(3, 2).text = "✓"
+    path = tmp_path / "plans.docx"
+    document.save(str(path))
+
+    assert extract(path).sections[0].text.split("\n") == [
+        "Plan | Sync | Backup | Share",
+        "Free | ✓ | ✓ | ✓",  # three cells that say the same, not one merged cell
+        "Team | Shared drive |  | Links / Folders",
+        "Pro | ✓ | ✓ |",  # the merged cell from the row above is not said again
+    ]
 
 
 def test_docx_zip_bomb_is_refused_without_unpacking(tmp_path: Path) -> None:
@@ -192,6 +262,51 @@ def test_html_drops_scripts_and_splits_at_headings(tmp_path: Path) -> None:
     assert "alert" not in everything and "color" not in everything and "Menu" not in everything
 
 
+def test_html_navigation_is_dropped_and_table_rows_stay_whole(tmp_path: Path) -> None:
+    page = tmp_path / "chapter.html"
+    page.write_text(
+        "<html><body><a class='mw-jump-link' href='#content'>Jump to content</a>"
+        "<div class='navheader'><table><tr><th>Chapter 5</th></tr><tr><td><a href='4.html'>Prev</a></td></tr>"
+        "</table></div><div role='navigation'><ul><li>Deutsch</li><li>Fran\u00e7ais</li></ul></div>"
+        "<h1>Chapter\u200b 5. Network\u00ad setup</h1><p>Ad\u200bdresses for a LAN:</p>\n"
+        "<table>\n <tr>\n  <th> Class </th>\n  <th> network addresses </th>\n </tr>\n"
+        " <tr>\n  <td>\n   <p>A</p>\n  </td>\n  <td>10.x.x.x</td>\n </tr>\n</table>\n"
+        "<div class='navfooter'><a href='6.html'>Next</a></div></body></html>",
+        encoding="utf-8",
+    )
+    result = extract(page)
+    assert [(s.heading, s.text) for s in result.sections] == [
+        (
+            "Chapter 5. Network setup",
+            "Chapter 5. Network setup\nAddresses for a LAN:\nClass | network addresses\nA | 10.x.x.x",
+        ),
+    ]
+
+
+def test_markdown_headings_are_plain_text(tmp_path: Path) -> None:
+    lines = [
+        "# tern [![npm](https://img.shields.io/npm/v/tern.svg)](https://npm.im/tern) [![ci][badge]][ci]",
+        "Intro.",
+        "(stop-pager)=",
+        "## {kbd}`Ctrl+C` stops the `less` pager, see {func}`~click.echo_via_pager` and [the docs](https://x.y/z)",
+        "Press q.",
+        "### <img src='logo.png'> `Map<K, V>` and List<String>",
+        "```",
+        "(kept-in-code)=",
+        "```",
+    ]
+    path = tmp_path / "faq.md"
+    path.write_text("\n".join(lines) + "\n")
+    result = extract(path)
+    assert result.title == "tern"
+    assert [(s.heading, s.line_start, s.line_end) for s in result.sections] == [
+        ("tern", 1, 2),
+        ("tern > Ctrl+C stops the less pager, see echo_via_pager and the docs", 4, 5),
+        ("tern > Ctrl+C stops the less pager, see echo_via_pager and the docs > Map<K, V> and List<String>", 6, 9),
+    ]
+    assert "(kept-in-code)=" in result.sections[2].text
+
+
 def test_markdown_headings_give_paths_and_line_ranges(tmp_path: Path) -> None:
     lines = [
         "Intro line.",  # 1
@@ -228,10 +343,11 @@ def test_rst_titles_give_paths_and_line_ranges(tmp_path: Path) -> None:
     result = extract(path)
     assert result.title == "Guide"
     assert [(s.heading, s.line_start, s.line_end) for s in result.sections] == [
-        ("Guide", 1, 5),
+        ("Guide", 2, 5),  # the overline is markup, not text
         ("Guide > Setup", 7, 10),
         ("Guide > Setup > Details", 12, 15),
     ]
+    assert [s.text for s in result.sections] == ["Guide\n\n\nHello.", "Setup\n\n\nSteps.", "Details\n\n\nMore."]
 
 
 def test_code_is_split_into_line_ranges(tmp_path: Path) -> None:
