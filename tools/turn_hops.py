@@ -29,8 +29,8 @@ from typing import Any
 NEW_PATH = [
     "app.services.worker_host.WorkerHost._run",
     "app.services.turns.TurnService._run",
-    "app.services.history.SavedTurns.save_start",
-    "app.services.history.SavedTurns.ground",
+    "app.services.saved_turns.SavedTurns.save_start",
+    "app.services.saved_turns.SavedTurns.ground",
     "app.services.worker_host.WorkerHost._deliver",
     "app.ui.chat_session.ChatSession._on_saved",
     "app.ui.chat_session.ChatSession._on_sources",

@@ -18,29 +18,30 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal
 from sqlcipher3 import dbapi2 as sqlite
 
-from app.core.docs.doc_store import DocumentStore
-from app.core.docs.grounding import Grounding, Source
-from app.core.docs.retrieval import EmbedQuestion, retrieve
+from app.core.docs.grounding import Source
+from app.core.docs.retrieval import EmbedQuestion
 from app.core.errors import UserError
 from app.core.store import backup, key_change
 from app.core.store.conversation_store import ConversationStore, OpenedConversation
-from app.core.store.database import Connection, open_database, open_reader, set_aside, translate
+from app.core.store.database import Connection, open_database, set_aside, translate
 from app.core.store.errors import StoreError
 from app.core.store.key_change import PassphraseNeededError
 from app.core.store.ref import Ref
-from app.core.store.state_cache import SavedState, StateCache, drop_all, states_path
-from app.core.turn import TurnSaving
+from app.core.store.state_cache import drop_all, states_path, use_states
 from app.services.worker_host import WorkerHost
 
 log = logging.getLogger("tern.history")
 NOT_OPEN = "Your history is not open."
-T = TypeVar("T")
-__all__ = ["HistoryService", "PassphraseNeededError", "SavedTurns"]
+__all__ = ["HistoryService", "PassphraseNeededError"]
+
+
+if TYPE_CHECKING:
+    from app.services.saved_turns import SavedTurns
 
 
 class _KeyHandoff:
@@ -348,7 +349,7 @@ class HistoryService(QObject):
         def job(store: ConversationStore) -> None:
             store.delete(conversation_id)
             if host.key is not None:
-                _use_states(self.db_path, host.key, lambda cache: cache.drop([conversation_id]))
+                use_states(self.db_path, host.key, lambda cache: cache.drop([conversation_id]))
 
         self._request(job, lambda _: self.refresh())
 
@@ -502,123 +503,6 @@ class HistoryService(QObject):
 
     def saved_turns(self, embed: EmbedQuestion | None = None) -> SavedTurns:
         """The history as a turn sees it, for the thread that runs turns."""
+        from app.services.saved_turns import SavedTurns  # it needs this module's service: imported on use
+
         return SavedTurns(self, embed)
-
-
-class SavedTurns:
-    """`TurnStore` over the history: used from the turn's thread, never from the GUI thread."""
-
-    def __init__(self, history: HistoryService, embed: EmbedQuestion | None) -> None:
-        self._history = history
-        self._host = history.host
-        self._embed = embed
-        self._epochs: dict[int, int] = {}  # the store thread's: id(answer ref) → the store's epoch at its save
-
-    def save_start(
-        self,
-        saving: TurnSaving,
-        question: str,
-        system_prompt: str,
-        model: str,
-        saved: Callable[[Ref, int, tuple[int, ...]], None],
-    ) -> None:
-        """Queue the question (unless regenerating) and an empty answer under it; `saved` hears each id."""
-        host = self._host
-
-        def job() -> None:
-            store = host.require()
-            conversation = saving.conversation
-            if conversation.value is None:
-                conversation.value = store.create_conversation(system_prompt=system_prompt)
-            saved(conversation, conversation.value, ())
-            parent = next((r.value for r in reversed(saving.above) if r.value is not None), None)
-            if saving.question is not None:
-                saving.question.value = parent = store.add_message(conversation.value, parent, "user", question)
-                saved(saving.question, parent, tuple(store.siblings(parent)))
-            saving.answer.value = store.add_message(conversation.value, parent, "assistant", "", model, complete=False)
-            self._epochs = {id(saving.answer): host.epoch}  # only the latest turn's answer is still written
-            saved(saving.answer, saving.answer.value, tuple(store.siblings(saving.answer.value)))
-
-        # A failure (a moment of full disk) is reported; the answer still comes, unsaved.
-        host.submit(job, failed=lambda exc: self._history.error.emit(str(exc)), label="save a question")
-
-    def ground(self, conversation_id: int, question: str, budget_tokens: int) -> Grounding | None:
-        """Search the conversation's documents over a read-only connection of this thread's own."""
-        with self._host.handoff.reading() as key:
-            if key is None:
-                return None
-            try:
-                connection = open_reader(self._history.db_path, key)
-            except StoreError as exc:
-                log.warning("No read-only connection to the history: %s", exc)
-                return None
-            try:
-                return retrieve(DocumentStore(connection), conversation_id, question, budget_tokens, self._embed)
-            except sqlite.Error as exc:
-                log.warning("Searching the documents failed: %s", translate(exc) or type(exc).__name__)
-                return None
-            finally:
-                connection.close()
-
-    def checkpoint(self, answer: Ref, text: str) -> None:
-        """Queue a save of the answer so far."""
-        self._update(answer, text, None, complete=False)
-
-    def save_answer(self, answer: Ref, text: str, stats: dict[str, Any] | None) -> None:
-        """Queue the final save of the answer."""
-        self._update(answer, text, stats, complete=True)
-
-    def _update(self, answer: Ref, text: str, stats: dict[str, Any] | None, complete: bool) -> None:
-        host = self._host
-
-        def job() -> None:
-            # The history may have been locked, restored or replaced since: its ids then name other messages.
-            if answer.value is not None and host.epoch == self._epochs.get(id(answer)):
-                host.require().update_message(answer.value, text, stats, complete=complete)
-
-        self._submit(job)
-
-    def state_tokens(self, conversation_id: int, model: str) -> tuple[int, ...] | None:
-        """The tokens the conversation's saved model state covers (read on the turn's thread)."""
-        return self._with_states(lambda cache: cache.tokens(conversation_id, model))
-
-    def load_state(self, conversation_id: int, model: str) -> SavedState | None:
-        """The conversation's saved model state (read on the turn's thread)."""
-        return self._with_states(lambda cache: cache.get(conversation_id, model))
-
-    def save_state(self, conversation_id: int, state: SavedState) -> None:
-        """Queue writing the state on the store thread; a failure costs only time later."""
-        host = self._host
-
-        def job() -> None:
-            if host.key is not None:
-                _use_states(self._history.db_path, host.key, lambda cache: cache.put(conversation_id, state))
-
-        host.submit(job, failed=lambda exc: log.warning("A model state was not saved: %s", exc), label="save a state")
-
-    def _with_states(self, use: Callable[[StateCache], T]) -> T | None:
-        with self._host.handoff.reading() as key:
-            return _use_states(self._history.db_path, key, use) if key is not None else None
-
-    def _submit(self, job: Callable[[], None]) -> None:
-        def failed(exc: UserError) -> None:
-            if str(exc) != NOT_OPEN:  # closed (locked) while the answer ended: its last checkpoint stays
-                self._history.error.emit(str(exc))
-
-        self._host.submit(job, failed=failed, label="save the answer")
-
-
-def _use_states(history_path: Path, key: bytes, use: Callable[[StateCache], T]) -> T | None:
-    """Run `use` on the saved model states of the history at `history_path`; None when they cannot be used."""
-    try:
-        cache = StateCache(states_path(history_path), key)
-    except (sqlite.Error, OSError) as exc:
-        log.warning("The saved model states cannot be used: %s", exc)
-        return None
-    try:
-        return use(cache)
-    except (sqlite.Error, OSError) as exc:  # a full disk, say: the state is only a cache
-        log.warning("The saved model states cannot be used: %s", exc)
-        return None
-    finally:
-        cache.close()

@@ -20,9 +20,10 @@ import logging
 import os
 import time
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from sqlcipher3 import dbapi2 as sqlite
 
@@ -30,6 +31,7 @@ from app.core.store.database import SIDE_SUFFIXES, Connection, apply_key, connec
 from app.core.store.transaction import transaction
 
 log = logging.getLogger("tern.store")
+T = TypeVar("T")
 
 STATES_FILE = "states.db"
 DEFAULT_CAP_BYTES = 2 * 1024**3
@@ -164,3 +166,19 @@ class StateCache:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def use_states(history_path: Path, key: bytes, use: Callable[[StateCache], T]) -> T | None:
+    """Run `use` on the saved model states of the history at `history_path`; None when they cannot be used."""
+    try:
+        cache = StateCache(states_path(history_path), key)
+    except (sqlite.Error, OSError) as exc:
+        log.warning("The saved model states cannot be used: %s", exc)
+        return None
+    try:
+        return use(cache)
+    except (sqlite.Error, OSError) as exc:  # a full disk, say: the state is only a cache
+        log.warning("The saved model states cannot be used: %s", exc)
+        return None
+    finally:
+        cache.close()
