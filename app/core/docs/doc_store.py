@@ -8,10 +8,12 @@ Not thread-safe: the store writer owns the connection.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from app.core.docs.chunking import Chunk
@@ -19,14 +21,35 @@ from app.core.store.database import Connection
 from app.core.store.transaction import transaction
 
 STATES = ("queued", "extracting", "indexing", "ready", "failed")
-# Words too common to help ranking; a question's remaining words are OR-ed, and BM25 sorts it out.
+# English function words: too common to say what a question is about. Words of other languages pass through.
 _STOPWORDS = frozenset(
     re.split(
         r"\s+",
-        "a an and are as at be by can did do does for from had has have how i in is it its of on or so that the "
-        "their then there these they this to was were what when where which who why will with you your",
+        "a about all also am an and any are as at be because been being both but by can could did do does doing each "
+        "for from get had has have having he her hers him his how i if in into is it its itself just may me might "
+        "much many must my myself of on or other our ours own same shall she should so some such than that the their "
+        "theirs them themselves then there these they this those to too us very was we were what when where which who "
+        "whom why will with would you your yours yourself",
     )
 )
+_WORD = re.compile(r"\w+", re.UNICODE)
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")  # parseAsync, QPDFWriter
+
+# Ranking: BM25 proposes candidates; each is then scored on how much of the question it holds (by
+# word weight), in its text, in its heading path and file name, and within a few words of each other.
+RERANK_POOL = 40  # BM25's best candidates that the finer score re-orders
+COVERAGE_WEIGHT = 1.0  # share of the question's weight found in the passage
+HEADING_WEIGHT = 0.5  # share found in its heading path or the document's name
+PROXIMITY_WEIGHT = 0.5  # share found together, within PROXIMITY_CHARS (about ten words)
+PROXIMITY_CHARS = 60
+# Nothing matches when the documents share only an incidental word with the question: no passage
+# holds two of its words, the one held is common (in more than COMMON_SHARE of all passages and more
+# than COMMON_MIN of them: a name that a small collection repeats is not), and it carries less than
+# MIN_COVERAGE of the question's weight. Kept strict on purpose: refusing an answerable question is
+# worse than offering weak sources.
+MIN_COVERAGE = 0.2
+COMMON_SHARE = 0.01
+COMMON_MIN = 5
 
 
 @dataclass(frozen=True)
@@ -59,16 +82,96 @@ class Passage:
     heading: str | None
     line_start: int | None
     line_end: int | None
-    score: float  # BM25: lower is better
+    score: float  # lower is better: negated relevance from `search`, negated similarity from `nearest`
+    position: int | None = None  # the chunk's place in its document: 0, 1, … (None when not known)
 
 
 _DOC_COLUMNS = "id, conversation_id, path, name, kind, size, mtime, state, error, pages, chunk_count, token_count"
+_PASSAGE_COLUMNS = "c.id, d.id, d.name, c.text, c.page, c.heading, c.line_start, c.line_end"
+
+
+def query_terms(text: str) -> list[str]:
+    """A question's content words, lowercased, in order, each once (no stop-words, no single letters)."""
+    words = [w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS and len(w) > 1]
+    return list(dict.fromkeys(words))
 
 
 def match_query(text: str) -> str:
     """A question as an FTS5 query: its meaningful words, any of which may match."""
-    words = [w for w in re.findall(r"\w+", text.lower(), flags=re.UNICODE) if w not in _STOPWORDS and len(w) > 1]
-    return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
+    return " OR ".join(f'"{w}"' for w in query_terms(text))
+
+
+@lru_cache(maxsize=65536)
+def _stem(word: str) -> str:
+    """A rough stem, enough to match a question's word to the text's (lamps, lamp; electrified, electrify)."""
+    for suffix in ("ingly", "edly", "ings", "ing", "ies", "ied", "ed", "es", "s", "ly", "e"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            stem = word[: -len(suffix)] + ("y" if suffix in ("ies", "ied") else "")
+            if stem[-1] == stem[-2] and stem[-1] not in "lsz" and suffix in ("ing", "ings", "ed"):
+                stem = stem[:-1]  # putting, put; stopped, stop
+            return stem
+    return word
+
+
+@dataclass(frozen=True)
+class _Question:
+    """A question's content words as the re-ranking weighs them."""
+
+    weights: dict[str, float]  # stem → its share of the question (words rare in the index weigh more)
+    common: set[str]  # stems of common words (see COMMON_SHARE)
+    words: re.Pattern[str]  # finds the words of a text that may share a stem with the question's
+
+    @staticmethod
+    def of(weights: dict[str, float], common: set[str]) -> _Question:
+        # A stem keeps its word's first three letters, so only words that start like one can match it.
+        starts = sorted({re.escape(stem[:3]) for stem in weights})
+        return _Question(weights, common, re.compile(rf"\b(?:{'|'.join(starts)})\w*"))
+
+    def found(self, text: str) -> list[tuple[int, str]]:
+        """Where the question's stems occur in `text`: (character offset, stem), in order."""
+        hits = ((m.start(), _stem(m.group())) for m in self.words.finditer(text.lower()))
+        return [(at, stem) for at, stem in hits if stem in self.weights]
+
+    def share(self, stems: set[str]) -> float:
+        return sum(self.weights[s] for s in stems)
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    """How much of a question one passage holds, as shares of the question's word weight."""
+
+    text: float  # in the passage's text
+    label: float  # in its heading path or its document's name
+    either: float  # in one or the other
+    held: frozenset[str]  # the question's (stemmed) words it holds, in one or the other
+    together: float  # within PROXIMITY_CHARS of each other in the text (two words at least)
+
+
+def _evidence(text: str, heading: str | None, name: str, question: _Question) -> _Evidence:
+    """Which of the question's words a passage holds, where, and how close together."""
+    hits = question.found(text)
+    found = {stem for _, stem in hits}
+    labels = {stem for _, stem in question.found(_CAMEL.sub(" ", f"{heading or ''} {name}"))}
+    together = 0.0
+    for a, (start, _) in enumerate(hits):
+        near = set()
+        for at, stem in hits[a:]:
+            if at - start > PROXIMITY_CHARS:
+                break
+            near.add(stem)
+        if len(near) > 1:
+            together = max(together, question.share(near))
+    held = found | labels
+    return _Evidence(question.share(found), question.share(labels), question.share(held), frozenset(held), together)
+
+
+def _incidental(found: list[_Evidence], common: set[str]) -> bool:
+    """Whether candidates share only an incidental word with the question: none holds two of its words,
+    those held are common words, and none holds MIN_COVERAGE of the question's weight."""
+    return (
+        all(len(e.held) < 2 and e.held <= common for e in found)
+        and max((e.either for e in found), default=0.0) < MIN_COVERAGE
+    )
 
 
 class DocumentStore:
@@ -152,17 +255,45 @@ class DocumentStore:
     def chunks(self, document_id: int) -> list[Passage]:
         """All chunks of a document, in order (whole-document answers)."""
         rows = self._db.execute(
-            "SELECT c.id, d.id, d.name, c.text, c.page, c.heading, c.line_start, c.line_end, 0.0 "
+            f"SELECT {_PASSAGE_COLUMNS}, 0.0, c.ord "
             "FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.id = ? ORDER BY c.ord",
             (document_id,),
         ).fetchall()
         return [Passage(*r) for r in rows]
 
-    def search(self, conversation_id: int, question: str, limit: int = 20) -> list[Passage]:
-        """The conversation's chunks that best match `question` (BM25 over the stemmed index), best first."""
-        query = match_query(question)
-        if not query:
+    def adjacent(self, passages: Sequence[Passage]) -> list[Passage]:
+        """The chunks right before and after each of `passages` in its document, in the same section
+        (page and heading), that are not among `passages`: where an answer runs on past a chunk's end."""
+        given = {p.chunk_id for p in passages}
+        wanted = [(p.document_id, p.position + step) for p in passages if p.position is not None for step in (-1, 1)]
+        if not wanted:
             return []
+        rows = self._db.execute(
+            f"SELECT {_PASSAGE_COLUMNS}, 0.0, c.ord FROM chunks c JOIN documents d ON d.id = c.document_id "
+            "WHERE (c.document_id, c.ord) IN "
+            "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))",
+            (json.dumps(wanted),),
+        ).fetchall()
+        sections = {(p.document_id, p.page, p.heading, p.position) for p in passages}
+        neighbours = []
+        for r in rows:  # r: passage columns, score, ord
+            same_section = any((r[1], r[4], r[5], r[9] + step) in sections for step in (-1, 1))
+            if same_section and r[0] not in given:
+                neighbours.append(Passage(*r))
+        return neighbours
+
+    def search(self, conversation_id: int, question: str, limit: int = 20) -> list[Passage]:
+        """The conversation's chunks that best match `question`, best first; none when the match is weak.
+
+        BM25 over the stemmed index proposes candidates; they are re-ordered by how much of the
+        question each holds (rare words weigh more), in its text, in its heading path or its
+        document's name, and close together. When the candidates share only an incidental word
+        with the question (see MIN_COVERAGE), nothing matches.
+        """
+        terms = query_terms(question)
+        if not terms:
+            return []
+        query = " OR ".join(f'"{w}"' for w in terms)
         # Rank inside the index first (fast), then keep this conversation's chunks; if too few of the
         # best ones are ours, look deeper. Filtering inside the index query instead is 1,000x slower.
         depth = max(limit * 10, 100)
@@ -174,7 +305,7 @@ class DocumentStore:
             ).fetchall()
             scores = dict(ranked)
             rows: list[Any] = self._db.execute(
-                "SELECT c.id, d.id, d.name, c.text, c.page, c.heading, c.line_start, c.line_end, 0.0 "
+                f"SELECT {_PASSAGE_COLUMNS}, 0.0, c.ord "
                 "FROM chunks c JOIN documents d ON d.id = c.document_id "
                 "WHERE c.id IN (SELECT value FROM json_each(?)) AND d.conversation_id = ?",
                 (json.dumps(list(scores)), conversation_id),
@@ -182,8 +313,43 @@ class DocumentStore:
             if len(rows) >= limit or len(ranked) < depth:
                 break
             depth *= 8
-        rows = sorted(((*r[:8], scores[r[0]]) for r in rows), key=lambda r: r[8])[:limit]
-        return [Passage(*r) for r in rows]
+        rows = sorted(rows, key=lambda r: scores[r[0]])[: max(limit, RERANK_POOL)]
+        if not rows:
+            return []
+        asked = _Question.of(*self._weights(terms))
+        strongest = max(-scores[rows[0][0]], 1e-9)  # BM25 scores are negative: lower is better
+        relevance: dict[int, float] = {}
+        held: list[_Evidence] = []
+        for r in rows:
+            found = _evidence(r[3], r[5], r[2], asked)
+            held.append(found)
+            relevance[r[0]] = (
+                -scores[r[0]] / strongest
+                + COVERAGE_WEIGHT * found.text
+                + HEADING_WEIGHT * found.label
+                + PROXIMITY_WEIGHT * found.together
+            )
+        if _incidental(held, asked.common):
+            return []
+        rows = sorted(rows, key=lambda r: -relevance[r[0]])[:limit]
+        return [_passage(r, -relevance[r[0]]) for r in rows]
+
+    def _weights(self, terms: list[str]) -> tuple[dict[str, float], set[str]]:
+        """Each question word's share of the question, by its stem (words rare in the index weigh more,
+        as in BM25), and the stems of the words that are common (see COMMON_SHARE)."""
+        total = self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        weights: dict[str, float] = {}
+        common: set[str] = set()
+        for term in terms:
+            df = self._db.execute(
+                "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (f'"{term}"',)
+            ).fetchone()[0]
+            stem = _stem(term)
+            weights[stem] = weights.get(stem, 0.0) + math.log(1 + (total - df + 0.5) / (df + 0.5))
+            if df > max(COMMON_SHARE * total, COMMON_MIN):
+                common.add(stem)
+        whole = sum(weights.values())
+        return {stem: w / whole for stem, w in weights.items()}, common
 
 
 RRF_K = 60  # reciprocal-rank fusion's usual constant: ranks matter, raw scores from two scales do not
@@ -206,7 +372,7 @@ def nearest(store: DocumentStore, conversation_id: int, query: Any, limit: int =
     from app.core.docs.embedder import from_blobs
 
     rows = store.connection.execute(
-        "SELECT c.id, d.id, d.name, c.text, c.page, c.heading, c.line_start, c.line_end, c.vector "
+        f"SELECT {_PASSAGE_COLUMNS}, c.vector, c.ord "
         "FROM chunks c JOIN documents d ON d.id = c.document_id "
         "WHERE d.conversation_id = ? AND c.vector IS NOT NULL",
         (conversation_id,),
@@ -219,4 +385,4 @@ def nearest(store: DocumentStore, conversation_id: int, query: Any, limit: int =
 
 
 def _passage(row: Any, score: float) -> Passage:
-    return Passage(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], score)
+    return Passage(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], score, row[9])

@@ -2,16 +2,18 @@
 
 Gemma's long context makes "put the whole document in" the best answer for a
 few files. When the attached documents outgrow the budget, the search picks
-passages, best first, until the budget is spent. Either way the model is told
-to answer from the numbered sources and cite them as [1], [2]; and the sources
-list is kept with the answer, whatever the model writes.
+passages, best first, until the budget is spent; consecutive chunks of a section
+are joined into one passage, and the chunks around the best hits come along with
+them, so an answer that runs past a chunk's end is not cut off. Either way the
+model is told to answer from the numbered sources and cite them as [1], [2]; and
+the sources list is kept with the answer, whatever the model writes.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from app.core.docs.chunking import count_tokens
@@ -69,18 +71,82 @@ def _sources(passages: list[Passage]) -> list[Source]:
     ]
 
 
-def _by_rank(ranked: list[Passage], budget: int) -> list[Passage]:
+def _by_rank(ranked: list[Passage], budget: int, neighbours: Sequence[Passage] = ()) -> list[Passage]:
     """The best passages that fit `budget` tokens, in rank order: a strong passage is never pushed out
-    by a weaker one from another file (measured on real documents: a per-file quota did exactly that)."""
-    chosen: list[Passage] = []
+    by a weaker one from another file (measured on real documents: a per-file quota did exactly that).
+
+    A chunk next to one already chosen (the next part of the same section) joins it as one passage,
+    so an answer that runs on past a chunk's end reads on. `neighbours` (the chunks around the best
+    hits) come right after the hit they neighbour, before weaker hits.
+    """
+    groups: list[list[Passage]] = []
     used = 0
-    for p in ranked:
-        cost = count_tokens(p.text) + 12  # the source's header line
+    seen: set[int] = set()
+    for p in _with_neighbours(ranked, neighbours):
+        if p.chunk_id in seen:
+            continue
+        seen.add(p.chunk_id)
+        group = next((g for g in groups if _next_to(g, p)), None)
+        cost = count_tokens(p.text) + (0 if group else 12)  # a passage of its own has a header line
         if used + cost > budget:
             continue
-        chosen.append(p)
         used += cost
-    return chosen
+        if group is None:
+            groups.append([p])
+        else:
+            group.append(p)
+    return [_merged(g) for g in groups]
+
+
+def _with_neighbours(ranked: list[Passage], neighbours: Sequence[Passage]) -> list[Passage]:
+    """`ranked` with each neighbour placed right after the first hit it neighbours (the others dropped)."""
+    order: list[Passage] = []
+    placed: set[int] = set()
+    for p in ranked:
+        order.append(p)
+        for n in neighbours:
+            if n.chunk_id not in placed and _next_to([p], n):
+                order.append(n)
+                placed.add(n.chunk_id)
+    return order
+
+
+def _next_to(group: list[Passage], p: Passage) -> bool:
+    """Whether `p` is the chunk just before or just after `group`, in the same section of the same document."""
+    positions = [g.position for g in group if g.position is not None]
+    first = group[0]
+    return (
+        p.position is not None
+        and len(positions) == len(group)
+        and (p.document_id, p.page, p.heading) == (first.document_id, first.page, first.heading)
+        and p.position in (min(positions) - 1, max(positions) + 1)
+    )
+
+
+def _merged(group: list[Passage]) -> Passage:
+    """Consecutive chunks as one passage, cited as the best-ranked one's section with every line they cover."""
+    best = group[0]
+    if len(group) == 1:
+        return best
+    ordered = sorted(group, key=lambda p: p.position or 0)
+    text = ordered[0].text
+    for p in ordered[1:]:
+        text = _joined(text, p.text)
+    lines = [(p.line_start, p.line_end or p.line_start) for p in group if p.line_start is not None]
+    if not lines:
+        return replace(best, text=text)
+    return replace(best, text=text, line_start=min(a for a, _ in lines), line_end=max(b for _, b in lines))
+
+
+def _joined(first: str, then: str) -> str:
+    """Two consecutive chunks as one text: chunks overlap, and the overlap is kept once."""
+    word = then.split(" ", 1)[0]
+    at = first.find(word) if word else -1
+    while at >= 0:  # the earliest place where the rest of `first` begins `then`: the longest overlap
+        if then.startswith(first[at:]):
+            return first + then[len(first) - at :]
+        at = first.find(word, at + 1)
+    return f"{first}\n{then}"
 
 
 def prompt_for(sources: list[Source], not_ready: list[str]) -> str:
@@ -153,12 +219,14 @@ def ground(
     whole: dict[int, list[Passage]],
     ranked: list[Passage],
     budget_tokens: int,
+    neighbours: Sequence[Passage] = (),
 ) -> Grounding:
     """Choose whole documents (when all ready ones fit `budget_tokens`) or ranked passages, and number them.
 
     `whole` holds every chunk of each ready document (the store's `chunks`; needed only when
-    `fits_whole`), `ranked` the store's search results for the question, best first (needed
-    only when not).
+    `fits_whole`), `ranked` the store's search results for the question, best first, and
+    `neighbours` the chunks around the best of them (the store's `adjacent`; both needed only
+    when not).
     """
     not_ready = [d.name for d in documents if d.state != "ready"]
     if not documents:
@@ -168,7 +236,7 @@ def ground(
         passages = [p for d in ready for p in whole.get(d.id, [])]
         sources = _sources(passages)
         return Grounding("whole", sources, not_ready, prompt_for(sources, not_ready))
-    sources = _sources(_by_rank(ranked, budget_tokens))
+    sources = _sources(_by_rank(ranked, budget_tokens, neighbours))
     return Grounding("retrieval", sources, not_ready, prompt_for(sources, not_ready))
 
 

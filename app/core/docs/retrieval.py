@@ -20,6 +20,7 @@ from app.core.docs.doc_store import DocumentInfo, DocumentStore, fuse, nearest
 from app.core.docs.grounding import Grounding, fits_whole, ground, prompt_for
 
 CANDIDATES = 40  # passages each search proposes before the budget picks
+NEIGHBOURS_OF = 3  # the best passages whose neighbouring chunks (same section) come along, before weaker hits
 MIN_BUDGET_TOKENS = 512
 
 # Embeds one question (a unit vector), or None when no embedding model is in use.
@@ -53,7 +54,8 @@ def retrieve(
     vector = embed(question) if embed is not None else None
     if vector is not None:  # words and meaning, fused by rank
         ranked = fuse(ranked, nearest(docs, conversation_id, vector, CANDIDATES), limit=CANDIDATES)
-    return _with_failures(ground(documents, {}, ranked, budget_tokens), documents)
+    neighbours = docs.adjacent(ranked[:NEIGHBOURS_OF])
+    return _with_failures(ground(documents, {}, ranked, budget_tokens, neighbours), documents)
 
 
 def _with_failures(grounding: Grounding, documents: list[DocumentInfo]) -> DocumentGrounding:

@@ -120,3 +120,25 @@ def test_passages_fill_the_budget_by_rank_so_a_strong_one_is_never_pushed_out(tm
     g = ground(documents, {}, ranked, 5 * 60)
     assert g.mode == "retrieval"
     assert [s.chunk_id for s in g.sources] == [1, 2, 3, 4, 5]
+
+
+def test_consecutive_chunks_become_one_source_with_their_overlap_once() -> None:
+    def passage(chunk: int, position: int, text: str, page: int | None = None) -> Passage:
+        return Passage(chunk, 1, "guide.md", text, page, "Setup", 40 + 4 * position, 44 + 4 * position, -1.0, position)
+
+    first = passage(10, 0, "Open the lid. Lift the tray. Press the red button.")
+    second = passage(11, 1, "Press the red button. The lamp turns green.")
+    elsewhere = passage(30, 9, "Wipe the tray with a dry cloth.")
+    documents = [DocumentInfo(1, 1, "/guide.md", "guide.md", "markdown", 1, 1.0, "ready", "", None, 12, 9000)]
+    merged = "Open the lid. Lift the tray. Press the red button. The lamp turns green."
+
+    g = ground(documents, {}, [first, elsewhere, second], 4000)  # both chunks found: one source
+    assert [s.chunk_id for s in g.sources] == [10, 30] and g.sources[0].text == merged
+    assert (g.sources[0].line_start, g.sources[0].line_end) == (40, 48)
+
+    g = ground(documents, {}, [second, elsewhere], 4000, neighbours=[first])  # the best hit's neighbour joins it
+    assert [s.chunk_id for s in g.sources] == [11, 30] and g.sources[0].text == merged
+
+    other_page = passage(12, 1, "Press the red button. The lamp turns green.", page=2)
+    g = ground(documents, {}, [first, other_page], 4000)  # a chunk of another section stays apart
+    assert [s.chunk_id for s in g.sources] == [10, 12]
