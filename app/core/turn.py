@@ -318,7 +318,12 @@ def _prompt(
 
 
 class _Answer:
-    """The streamed answer: passed on as it comes, checkpointed twice a second, saved once at the end."""
+    """The streamed answer: passed on as it comes, checkpointed at most half a second after each piece, saved
+    once at the end.
+
+    A piece that comes within half a second of the last checkpoint is written by a timer when the half
+    second is up, not by the next piece: on a busy machine the next one may be seconds away.
+    """
 
     def __init__(
         self, store: TurnStore | None, saving: TurnSaving | None, events: TurnEvents, clock: Callable[[], float]
@@ -330,23 +335,45 @@ class _Answer:
         self._pieces: list[str] = []
         self._last_checkpoint = clock()
         self._checkpointed = 0
+        self._lock = threading.Lock()  # the turn's thread and the timer's
+        self._timer: threading.Timer | None = None
+        self._closed = False
 
     def add(self, piece: str) -> None:
         """One streamed piece (on the turn's thread, between tokens)."""
-        self._pieces.append(piece)
+        with self._lock:
+            self._pieces.append(piece)
         self._events.text(piece)
-        if self._store is None or self._saving is None or self._clock() - self._last_checkpoint < CHECKPOINT_S:
+        if self._store is None:
             return
-        self._last_checkpoint = self._clock()
-        if len(self._pieces) != self._checkpointed:
-            self._checkpointed = len(self._pieces)
-            self._store.checkpoint(self._saving.answer, "".join(self._pieces))
+        wait = CHECKPOINT_S - (self._clock() - self._last_checkpoint)
+        if wait <= 0:
+            self._checkpoint()
+        elif self._timer is None:
+            self._timer = threading.Timer(wait, self._checkpoint)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _checkpoint(self) -> None:
+        """Queue a save of the text so far, unless it is saved already (on the turn's or the timer's thread)."""
+        with self._lock:  # held while queueing, so a checkpoint is never queued after the final save
+            self._timer = None
+            if self._closed or self._store is None or self._saving is None:
+                return
+            self._last_checkpoint = self._clock()
+            if len(self._pieces) != self._checkpointed:
+                self._checkpointed = len(self._pieces)
+                self._store.checkpoint(self._saving.answer, "".join(self._pieces))
 
     def save(
         self, stats: GenerationStats | None, notice: str, sources: tuple[Source, ...], mode: GivenMode | None
     ) -> tuple[int, ...]:
         """The final save, with what the user should read under the answer; returns the sources it cites."""
-        text = "".join(self._pieces)
+        with self._lock:
+            self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
+            text = "".join(self._pieces)
         cited = cited_sources(text, {s.number for s in sources}) if sources else ()
         if self._store is not None and self._saving is not None:
             self._store.save_answer(self._saving.answer, text, _stored_stats(stats, notice, sources, cited, mode))

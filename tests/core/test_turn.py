@@ -8,6 +8,7 @@ history's thread.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from app.core.store.database import open_database
 from app.core.store.ref import Ref
 from app.core.store.state_cache import SavedState, StateCache
 from app.core.turn import (
+    CHECKPOINT_S,
     INTERRUPTED,
     STOPPED_EARLY,
     TurnEvents,
@@ -34,6 +36,7 @@ from app.core.turn import (
     TurnResult,
     TurnSaving,
     TurnStopped,
+    _Answer,
     reading_budget,
     run_turn,
 )
@@ -394,3 +397,28 @@ def test_a_state_saved_with_another_context_size_or_model_is_never_restored(tmp_
     other = StateCache(tmp_path / "states.db", secrets.token_bytes(32))  # another key: started afresh
     assert other.size() == 0
     other.close()
+
+
+def test_a_piece_is_checkpointed_within_half_a_second_though_no_other_follows() -> None:
+    """On a busy machine the next token may be seconds away: the last piece must not wait for it."""
+
+    class Writes:
+        def __init__(self) -> None:
+            self.writes: list[tuple[str, str]] = []
+
+        def checkpoint(self, answer: Ref, text: str) -> None:
+            self.writes.append(("checkpoint", text))
+
+        def save_answer(self, answer: Ref, text: str, stats: dict[str, Any] | None) -> None:
+            self.writes.append(("final", text))
+
+    store = Writes()
+    answer = _Answer(store, TurnSaving(Ref(1), (), Ref(2)), TurnEvents(), time.monotonic)  # type: ignore[arg-type]
+    answer.add("The ")  # within half a second of the start: not written at once
+    assert store.writes == []
+    time.sleep(CHECKPOINT_S + 0.4)
+    assert store.writes == [("checkpoint", "The ")]  # written by the timer, with no further piece
+    answer.add("keeper")
+    answer.save(None, "", (), None)  # at once: the pending timer is cancelled, nothing comes after the final save
+    time.sleep(CHECKPOINT_S + 0.4)
+    assert store.writes == [("checkpoint", "The "), ("final", "The keeper")]
