@@ -177,12 +177,15 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="tern-bench-"))
     models = args.model or [
         ensure_starter_model(scratch / "models"),
-        *([SYNTHETIC_E2B] if SYNTHETIC_E2B.exists() else []),
+        *([SYNTHETIC_E2B] if SYNTHETIC_E2B.exists() and not args.starter_only else []),
     ]
     key = secrets.token_bytes(32)
     conn = open_database(scratch / "history.db", key)
     store = StoreHere(ConversationStore(conn), StateCache(scratch / "states.db", key))
-    report = {"threads": args.threads, "models": {m.name: measure(m, args.tokens, args.threads, store) for m in models}}
+    report: dict[str, Any] = {"threads": args.threads, "models": {}}
+    for model in models:
+        report["models"][model.name] = measure(model, args.tokens, args.threads, store)
+        progress(json.dumps({model.name: report["models"][model.name]}))  # kept if a later model runs out of time
     conn.close()
     print(json.dumps(report))
 
