@@ -43,6 +43,7 @@ class Chunk:
     line_start: int | None
     line_end: int | None
     tokens: int
+    overlap: int = 0  # of `tokens`, those repeated from the chunk before (the same section's)
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def chunk_sections(sections: Iterable[SectionText], size: int = 350, overlap: in
     for section in sections:
         units = _units(section.text)
         lines = section.text.count("\n") + 1
-        start = 0
+        start, repeated = 0, 0
         while start < len(units):
             end, tokens = start, 0
             while end < len(units) and (tokens == 0 or tokens + count_tokens(units[end]) <= size):
@@ -101,12 +102,12 @@ def chunk_sections(sections: Iterable[SectionText], size: int = 350, overlap: in
                 last = section.text.find(units[end - 1][:40], max(before, 0))
                 line_end = min(section.line_start + lines - 1, section.line_start + section.text.count("\n", 0, last))
                 line_end = max(line_end, line_start)
-            chunks.append(Chunk(text, section.page, section.heading, line_start, line_end, tokens))
+            chunks.append(Chunk(text, section.page, section.heading, line_start, line_end, tokens, repeated))
             if end >= len(units):
                 break
             back, kept = end, 0  # step back far enough to overlap by about `overlap` tokens
             while back - 1 > start and kept < overlap:
                 back -= 1
                 kept += count_tokens(units[back])
-            start = back if back > start else end
+            start, repeated = (back, kept) if back > start else (end, 0)
     return chunks

@@ -231,7 +231,7 @@ class DocumentStore:
             )
             self._db.execute(
                 "UPDATE documents SET state = 'ready', error = '', chunk_count = ?, token_count = ? WHERE id = ?",
-                (len(chunks), sum(c.tokens for c in chunks), document_id),
+                (len(chunks), sum(c.tokens - c.overlap for c in chunks), document_id),  # the text once, as whole
             )
 
     def documents(self, conversation_id: int) -> list[DocumentInfo]:

@@ -98,6 +98,18 @@ def _by_rank(ranked: list[Passage], budget: int, neighbours: Sequence[Passage] =
     return [_merged(g) for g in groups]
 
 
+def _sections(chunks: list[Passage]) -> list[list[Passage]]:
+    """A document's chunks, in order, grouped into runs of the same section: each run is given once, whole,
+    without the text that consecutive chunks repeat."""
+    runs: list[list[Passage]] = []
+    for p in chunks:
+        if runs and _next_to(runs[-1], p):
+            runs[-1].append(p)
+        else:
+            runs.append([p])
+    return runs
+
+
 def _with_neighbours(ranked: list[Passage], neighbours: Sequence[Passage]) -> list[Passage]:
     """`ranked` with each neighbour placed right after the first hit it neighbours (the others dropped)."""
     order: list[Passage] = []
@@ -233,7 +245,7 @@ def ground(
         return Grounding("none", [], [], "")
     if fits_whole(documents, budget_tokens):
         ready = [d for d in documents if d.state == "ready"]
-        passages = [p for d in ready for p in whole.get(d.id, [])]
+        passages = [_merged(g) for d in ready for g in _sections(whole.get(d.id, []))]
         sources = _sources(passages)
         return Grounding("whole", sources, not_ready, prompt_for(sources, not_ready))
     sources = _sources(_by_rank(ranked, budget_tokens, neighbours))

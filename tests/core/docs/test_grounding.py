@@ -142,3 +142,20 @@ def test_consecutive_chunks_become_one_source_with_their_overlap_once() -> None:
     other_page = passage(12, 1, "Press the red button. The lamp turns green.", page=2)
     g = ground(documents, {}, [first, other_page], 4000)  # a chunk of another section stays apart
     assert [s.chunk_id for s in g.sources] == [10, 12]
+
+
+def test_whole_documents_give_each_section_once_without_the_overlap_of_its_chunks(tmp_path: Path) -> None:
+    conversations, docs = stores(tmp_path)
+    cid = conversations.create_conversation("Almanac")
+    sentences = [f"Sentence number {n} tells of harbour {n} and its {n * 3} boats." for n in range(1, 120)]
+    chunks = chunk_sections([SectionText(" ".join(sentences), page=4)], size=350, overlap=50)
+    assert len(chunks) >= 3 and all(c.overlap > 0 for c in chunks[1:])  # consecutive chunks repeat a little
+    doc = docs.add(cid, "/a.pdf", "a.pdf", "pdf", 1, 1.0)
+    docs.replace_chunks(doc, chunks)
+    (info,) = docs.documents(cid)
+    assert info.token_count == sum(c.tokens for c in chunks) - sum(c.overlap for c in chunks)
+    g = context(docs, cid, "harbour 7", budget=8000)
+    assert g.mode == "whole"
+    (source,) = g.sources  # one section, one source
+    assert source.citation() == "a.pdf, page 4"
+    assert all(source.text.count(s) == 1 for s in sentences)  # every sentence once, none lost
