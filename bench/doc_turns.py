@@ -59,7 +59,7 @@ def document(engine: LlamaEngine, tokens: int) -> tuple[list[str], list[str], in
     pages, where = build_pages()
     kept: list[str] = []
     counted = 0
-    while counted < tokens:
+    while counted + len(engine.tokenize(pages[len(kept)])) <= tokens:  # whole pages, up to `tokens`
         kept.append(pages[len(kept)])
         counted += len(engine.tokenize(kept[-1]))
     questions = [q for i, (_fact, q) in enumerate(FACTS) if where[i] <= len(kept)]
