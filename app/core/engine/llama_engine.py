@@ -196,7 +196,7 @@ class LlamaEngine:
         try:
             with (
                 llama_log.capture() as load_log,
-                extra_model_params(on_progress, lazy_mode, cpu_tensors) as keep_alive,
+                extra_model_params(on_progress, lazy_mode, cpu_tensors, flash_attn_auto=True) as keep_alive,
             ):
                 llm = _Llama(
                     model_path=str(info.path),
@@ -243,13 +243,15 @@ class LlamaEngine:
             placement,
             tuple(llama_log.buffer_sizes(load_log)),
             self.template.note,
+            flash_attn=any("Flash Attention enabled" in line for line in load_log),
         )
         log.info(
-            "Loaded %s: n_ctx=%d threads=%d template=%s PLE %s buffers %s",
+            "Loaded %s: n_ctx=%d threads=%d template=%s flash attention %s PLE %s buffers %s",
             info.path.name,
             n_ctx,
             n_threads,
             self.template.name,
+            "on" if self._loaded.flash_attn else "off",
             placement.value,
             self._loaded.buffers,
         )
@@ -330,12 +332,15 @@ class LlamaEngine:
 
     @property
     def identity(self) -> str:
-        """What a saved state depends on besides its tokens: model file, context size, prompt format."""
+        """What a saved state depends on besides its tokens: model file, context size, prompt format, KV layout."""
         loaded = self._loaded
         if loaded is None:
             raise EngineError("No model is loaded.")
         stat = loaded.info.path.stat()
-        return f"{loaded.info.path.name}|{stat.st_size}|{stat.st_mtime_ns}|ctx={loaded.n_ctx}|{loaded.template_name}"
+        return (
+            f"{loaded.info.path.name}|{stat.st_size}|{stat.st_mtime_ns}|ctx={loaded.n_ctx}|{loaded.template_name}"
+            f"|fa={int(loaded.flash_attn)}"  # the KV cache's layout differs with flash attention
+        )
 
     def save_state(self) -> tuple[tuple[int, ...], bytes]:
         """The KV cache as bytes, with the tokens it holds (for `restore_state` after a restart)."""

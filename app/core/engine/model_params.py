@@ -7,6 +7,10 @@ PLE table's rows on demand) and `tensor_buft_overrides` (pin tensors to a
 buffer type). Loads are serialised by a lock, so the swap never leaks into
 another load.
 
+`Llama()` can only switch flash attention on or off; llama.cpp's own default is
+"auto" (on wherever the device that holds the layers runs it). With
+`flash_attn_auto`, the context is created with that default.
+
 `Llama.__init__` also compiles every chat template in the file's metadata,
 in this process, where a hostile one can hang it. Tern renders templates
 itself, in a sandbox (`app.core.chat.templates`), so during a load
@@ -28,6 +32,7 @@ from app.core.engine.backends import cpu_buffer_type
 
 LAZY_OFF = 0  # llama.h: enum llama_lazy_mode (AUTO = 1 applies only to tensors over 4 GiB)
 LAZY_ON = 2
+FLASH_ATTN_AUTO = -1  # llama.h: enum llama_flash_attn_type
 
 _swap_lock = threading.Lock()
 
@@ -76,17 +81,25 @@ def extra_model_params(
     lazy_mode: int | None = None,
     cpu_tensors: Sequence[str] = (),
     repack: bool = True,
+    flash_attn_auto: bool = False,
 ) -> Iterator[list[Any]]:
     """Within the block, `Llama()` gets our extra model params.
 
     `progress(fraction)` is called on the loading thread; returning False aborts
     the load. `cpu_tensors` are regex patterns of tensors pinned to the CPU
     buffer type. `repack=False` leaves the weights in the mapped file instead of
-    copying them into CPU-friendly layouts. The yielded list holds ctypes objects
-    that must outlive the model.
+    copying them into CPU-friendly layouts. `flash_attn_auto` creates the
+    context with llama.cpp's "auto" flash attention. The yielded list holds
+    ctypes objects that must outlive the model.
     """
     keep_alive: list[Any] = []
     original = llama_lib.llama_model_default_params
+    original_init = llama_lib.llama_init_from_model
+
+    def init_from_model(model: Any, params: Any, /) -> Any:
+        if flash_attn_auto:
+            params.flash_attn_type = FLASH_ATTN_AUTO
+        return original_init(model, params)
 
     def patched() -> Any:
         params = original()
@@ -112,7 +125,9 @@ def extra_model_params(
 
     with _swap_lock, _templates_not_compiled():
         llama_lib.llama_model_default_params = patched
+        llama_lib.llama_init_from_model = init_from_model
         try:
             yield keep_alive
         finally:
             llama_lib.llama_model_default_params = original
+            llama_lib.llama_init_from_model = original_init

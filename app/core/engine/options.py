@@ -70,6 +70,7 @@ class LoadedModel:
     ple: PlePlacement = PlePlacement.NONE
     buffers: tuple[tuple[str, float], ...] = ()  # ("CPU_Mapped model", MiB) as llama.cpp logged them
     template_note: str = ""  # why the file's own chat template is not used, when it is not
+    flash_attn: bool = False  # llama.cpp chose flash attention ("auto": where the layers' device runs it)
 
     def buffer_mib(self, kind: str) -> float:
         """Total MiB of the buffers whose label ends with `kind` ("model", "KV", "compute")."""

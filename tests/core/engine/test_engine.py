@@ -30,6 +30,13 @@ def test_streams_text_and_reports_stats(engine: LlamaEngine) -> None:
     assert stats.stop_reason in (StopReason.MAX_TOKENS, StopReason.END_OF_TURN)
 
 
+def test_flash_attention_is_on_where_the_cpu_runs_it_and_saved_states_depend_on_it(engine: LlamaEngine) -> None:
+    # llama.cpp's "auto": the CPU runs flash attention, which skips the cells outside a sliding window
+    # and leaves V untransposed in the KV cache, so a state saved without it would not restore.
+    assert engine.loaded is not None and engine.loaded.flash_attn
+    assert engine.identity.endswith("|fa=1")
+
+
 def test_cancel_stops_before_the_next_token(engine: LlamaEngine) -> None:
     cancel = threading.Event()
     pieces: list[str] = []
