@@ -157,10 +157,16 @@ class TurnStore(Protocol):
         ...
 
 
-def _dropped_note(dropped: int, n_ctx: int) -> str:
+def _dropped_note(dropped: int, n_ctx: int, passages: Sequence[int] = ()) -> str:
+    """What the model no longer sees: the oldest messages, and passages given only with them."""
     if not dropped:
         return ""
-    return f"{dropped} earlier messages were left out to fit the {n_ctx}-token context window."
+    note = f"The {dropped} oldest messages were left out to fit the {n_ctx:,}-token context window"
+    if not passages:
+        return note + "."
+    numbers = [f"[{n}]" for n in passages]
+    listed = numbers[0] if len(numbers) == 1 else ", ".join(numbers[:-1]) + " and " + numbers[-1]
+    return f"{note}, and with them {'passage' if len(numbers) == 1 else 'passages'} {listed}."
 
 
 def _join(*parts: str) -> str:
@@ -223,7 +229,7 @@ def run_turn(
             not_to_copy = template.not_to_copy(request.system_prompt)
             sampling = base_model_sampling(sampling, template.stop, MAX_ANSWER_TOKENS, not_to_copy)
         template_note = template.note
-        prompt, given, template = _prompt(engine, request, template, grounding, sampling.max_tokens)
+        prompt, given, template, left_out = _prompt(engine, request, template, grounding, sampling.max_tokens)
         if grounding is not None and given is not None:
             sources, source_note = given.sources, notes(grounding)
             events.sources(sources, source_note, given.mode)
@@ -241,7 +247,8 @@ def run_turn(
         answer.save(None, _join(source_note, failure), sources, given.mode if given is not None else None)
         raise
     template_notes = (template.note,) if template.note != template_note else ()
-    notice = _join(source_note, request.cancel.note, _dropped_note(prompt.dropped, loaded.n_ctx), *template_notes)
+    dropped_note = _dropped_note(prompt.dropped, loaded.n_ctx, left_out)
+    notice = _join(source_note, request.cancel.note, dropped_note, *template_notes)
     cited = answer.save(stats, notice, sources, given.mode if given is not None else None)
     if kept is not None and conversation_id is not None and stats.prompt_evaluated >= SAVE_STATE_MIN_READ:
         tokens, data = engine.save_state()  # what took long to read is kept for after a restart
@@ -287,18 +294,18 @@ class _Reading:
 
 def _prompt(
     engine: LlamaEngine, request: TurnRequest, template: ChatTemplate, grounding: Grounding | None, max_tokens: int
-) -> tuple[BuiltPrompt, Given | None, ChatTemplate]:
+) -> tuple[BuiltPrompt, Given | None, ChatTemplate, tuple[int, ...]]:
     """The prompt within the context window; with documents, their sources where earlier turns put them.
 
-    Returns the prompt, what the answer is given, and the template used (a base model's page
-    changes with documents).
+    Returns the prompt, what the answer is given, the template used (a base model's page
+    changes with documents), and the numbers of passages left out with the oldest messages.
     """
     loaded = engine.loaded
     assert loaded is not None
     history, n_ctx, kept = request.history, loaded.n_ctx, request.previous_dropped
     if grounding is None:
         built = build_prompt(history, request.system_prompt, template, engine.tokenize, n_ctx, max_tokens, kept)
-        return built, None, template
+        return built, None, template, ()
     page = template if isinstance(template, CompletionFrame) else None
     style: SourceStyle = PageSources() if page is not None else ChatSources()
     model_notes = "" if page is not None else file_notes(grounding)  # a base model would copy written notes
@@ -314,7 +321,7 @@ def _prompt(
         if built.dropped == kept:
             break
         kept = built.dropped
-    return built, placed.given, shown
+    return built, placed.given, shown, placed.left_out
 
 
 class _Answer:

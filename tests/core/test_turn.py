@@ -37,6 +37,7 @@ from app.core.turn import (
     TurnSaving,
     TurnStopped,
     _Answer,
+    _dropped_note,
     reading_budget,
     run_turn,
 )
@@ -345,6 +346,13 @@ def test_a_long_prompt_reports_its_reading_batch_by_batch(engine: LlamaEngine, s
     short: list[tuple[int, int, float | None]] = []
     run_turn(engine, ask("Hello?", None), TurnEvents(reading=lambda *a: short.append(a)))
     assert short == []  # a prompt of one batch is read in one go, with nothing to report
+
+
+def test_the_note_on_a_trimmed_prompt_names_the_passages_that_went_with_the_old_messages() -> None:
+    assert _dropped_note(0, 8192, (1,)) == ""
+    assert _dropped_note(4, 8192) == "The 4 oldest messages were left out to fit the 8,192-token context window."
+    assert _dropped_note(2, 4096, (3,)).endswith("context window, and with them passage [3].")
+    assert _dropped_note(6, 4096, (1, 2, 5)).endswith("and with them passages [1], [2] and [5].")
 
 
 def test_the_source_budget_is_what_this_machine_reads_in_the_longest_wait() -> None:

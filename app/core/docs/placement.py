@@ -43,6 +43,7 @@ class Placement:
     history: tuple[ChatMessage, ...]  # questions carry their passages as `context`; the last is the new question
     documents: str  # ahead of the conversation
     given: Given  # what the new answer is given, numbered for the conversation
+    left_out: tuple[int, ...] = ()  # numbers of passages given only with left-out messages, not given again
 
 
 def place(
@@ -66,11 +67,16 @@ def place(
             for s in m.given.sources:
                 numbers.setdefault(s.chunk_id, s.number)
     in_context: set[int] = set()
+    left_behind: dict[int, int] = {}  # chunk id → number, for passages of left-out messages
     rendered: list[ChatMessage] = []
     for i, m in enumerate(earlier):
         answer = earlier[i + 1] if i + 1 < len(earlier) and earlier[i + 1].role == "assistant" else None
         given_then = answer.given if answer is not None else None
-        if m.role != "user" or i < kept_from or given_then is None or given_then.mode != "retrieval":
+        if m.role != "user" or given_then is None or given_then.mode != "retrieval":
+            rendered.append(replace(m, context=""))
+            continue
+        if i < kept_from:
+            left_behind.update((s.chunk_id, s.number) for s in given_then.sources)
             rendered.append(replace(m, context=""))
             continue
         rendered.append(replace(m, context=_turn(style, given_then.sources, in_context)))
@@ -84,7 +90,8 @@ def place(
         sources.append(replace(s, number=numbers[s.chunk_id]))
     context = "\n\n".join(part for part in (_turn(style, sources, in_context), notes) if part)
     given = Given("retrieval", tuple(sources))
-    return Placement((*rendered, replace(question, context=context)), style.documents((), "retrieval"), given)
+    left_out = tuple(sorted(n for chunk, n in left_behind.items() if chunk not in in_context))
+    return Placement((*rendered, replace(question, context=context)), style.documents((), "retrieval"), given, left_out)
 
 
 def _turn(style: SourceStyle, sources: Sequence[Source], in_context: set[int]) -> str:

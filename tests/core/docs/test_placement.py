@@ -67,8 +67,19 @@ def test_passages_given_only_in_messages_left_out_are_given_again() -> None:
     placed = place([*history, ChatMessage("user", "Alpha again?")], Grounding("retrieval", [A], [], ""), ChatSources(),
                    kept_from=2)  # fmt: skip
     assert "[1] guide.pdf, page 11:\nAlpha passage." in placed.history[-1].context
+    assert placed.left_out == ()  # given again: nothing the user must be told about
     kept = place([*history, ChatMessage("user", "Alpha again?")], Grounding("retrieval", [A], [], ""), ChatSources())
     assert kept.history[-1].context == "Sources given earlier that apply: [1]."
+
+
+def test_passages_left_out_with_old_messages_are_named_unless_given_again_or_still_in_context() -> None:
+    _, history = _followed([ChatMessage("user", "Alpha and beta?")], Grounding("retrieval", [A, B], [], ""))
+    _, history = _followed([*history, ChatMessage("user", "Beta?")], Grounding("retrieval", [B], [], ""))
+    # Messages 0-1 (which gave [1] and [2]) are left out; [2] is also in kept message 2; C is new.
+    placed = place([*history, ChatMessage("user", "Gamma?")], Grounding("retrieval", [C], [], ""), ChatSources(),
+                   kept_from=2)  # fmt: skip
+    assert placed.left_out == (1,)
+    assert "Beta passage." in placed.history[2].context  # the kept question now carries [2] itself
 
 
 def test_earlier_answers_given_whole_documents_are_not_written_into_their_questions() -> None:
