@@ -18,6 +18,7 @@ from typing import Any
 
 from app.core.docs.chunking import Chunk
 from app.core.store.database import Connection
+from app.core.store.index_words import index_words
 from app.core.store.transaction import transaction
 
 STATES = ("queued", "extracting", "indexing", "ready", "failed")
@@ -149,7 +150,7 @@ class _Evidence:
 
 def _evidence(text: str, heading: str | None, name: str, question: _Question) -> _Evidence:
     """Which of the question's words a passage holds, where, and how close together."""
-    hits = question.found(text)
+    hits = question.found(index_words(text))
     found = {stem for _, stem in hits}
     labels = {stem for _, stem in question.found(_CAMEL.sub(" ", f"{heading or ''} {name}"))}
     together = 0.0

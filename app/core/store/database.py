@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlcipher3 import dbapi2 as sqlite
 
+from app.core.store import index_words
 from app.core.store.errors import CorruptStoreError, DiskFullError, StoreBusyError, StoreError, WrongKeyError
 from app.core.store.schema import migrate
 
@@ -23,9 +24,12 @@ SIDE_SUFFIXES = ("-wal", "-shm", "-journal")  # SQLite's companion files: its WA
 
 
 def connect(target: str, **kwargs: object) -> Connection:
-    """`sqlcipher3.connect`, announced to audit hooks as the standard library's sqlite3 does (it does not)."""
+    """`sqlcipher3.connect`, announced to audit hooks as the standard library's sqlite3 does (it does not),
+    with the SQL functions the schema's triggers call."""
     sys.audit("sqlite3.connect", target)
-    return sqlite.connect(target, **kwargs)  # type: ignore[arg-type]
+    conn = sqlite.connect(target, **kwargs)  # type: ignore[arg-type]
+    conn.create_function(index_words.SQL_NAME, 1, index_words.index_words, deterministic=True)
+    return conn
 
 
 def translate(exc: sqlite.Error) -> StoreError | None:

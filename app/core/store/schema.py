@@ -115,6 +115,25 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE preferences (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # The chunk index reads the words inside code's compound names too (`app.core.store.index_words`);
+    # the chunks already indexed are indexed again.
+    """
+    DROP TRIGGER chunks_ai;
+    DROP TRIGGER chunks_ad;
+    DROP TRIGGER chunks_au;
+    CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
+        INSERT INTO chunks_fts(rowid, text) VALUES (new.id, tern_index_words(new.text));
+    END;
+    CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
+        INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, tern_index_words(old.text));
+    END;
+    CREATE TRIGGER chunks_au AFTER UPDATE OF text ON chunks BEGIN
+        INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, tern_index_words(old.text));
+        INSERT INTO chunks_fts(rowid, text) VALUES (new.id, tern_index_words(new.text));
+    END;
+    INSERT INTO chunks_fts(chunks_fts) VALUES ('delete-all');
+    INSERT INTO chunks_fts(rowid, text) SELECT id, tern_index_words(text) FROM chunks;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

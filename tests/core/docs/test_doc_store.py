@@ -120,6 +120,40 @@ def test_deleting_a_conversation_removes_its_documents_everywhere(
     assert db.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH 'lighthouse'").fetchone()[0] == 0
 
 
+CODE = """void QPDFWriter::closeObject(int objid)
+{
+    // Write a newline before endobj as it makes the file easier to repair.
+    writeString("\\nendobj\\n");
+}
+
+void QPDFWriter::unparseObject(QPDFObjectHandle object)
+{
+    if (object.isArray()) {
+        // Acrobat requires a space after the opening bracket.
+        writeString("[ ");
+    }
+}
+"""
+
+
+def test_code_is_found_by_the_words_inside_its_names_and_escaped_strings(
+    docs: tuple[ConversationStore, DocumentStore, Path],
+) -> None:
+    conversations, store, _ = docs
+    cid = conversations.create_conversation("Reading code")
+    doc = store.add(cid, "/src/writer.cc", "writer.cc", "code", 10, 1.0)
+    store.replace_chunks(doc, chunk_sections([SectionText(CODE, line_start=1, line_end=14)]))
+    db = conversations.connection
+    for word in ("endobj", "unparse", "arrays", "writer", "QPDFWriter", "isarray"):  # parts and whole names
+        assert db.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (word,)).fetchone()[0] == 1
+    assert store.search(cid, "Why is there a blank after the bracket of arrays?")[0].document_id == doc
+    assert db.execute("SELECT text FROM chunks").fetchone()[0].startswith("void QPDFWriter::closeObject")  # as is
+    store.remove(doc)  # the index entries go with the chunk, word for word as they were added
+    assert db.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH 'unparse OR endobj'").fetchone()[0] == 0
+    db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')")
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
 def test_bm25_finds_the_page_of_a_paraphrased_question(docs: tuple[ConversationStore, DocumentStore, Path]) -> None:
     """Retrieval quality with BM25 alone: 200 pages, 40 planted facts, questions that paraphrase them."""
     from tests.core.docs.planted_facts import FACTS, build_pages

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlcipher3 import dbapi2 as sqlite
 
+from app.core.docs.doc_store import DocumentStore
 from app.core.store.conversation_store import HIGHLIGHT_END, HIGHLIGHT_START, ConversationStore, auto_title, fts_query
 from app.core.store.database import apply_key, open_database
 from app.core.store.errors import StoreError, WrongKeyError
@@ -85,6 +86,14 @@ def test_migrates_from_every_earlier_version(tmp_path: Path, key: bytes) -> None
             old.execute(
                 "INSERT INTO messages (conversation_id, role, content, created_at) VALUES (1, 'user', 'still here', 1)"
             )
+            if version >= 2:  # documents: their chunks are indexed again, with the words inside code's names
+                old.execute(
+                    "INSERT INTO documents (conversation_id, path, name, kind, size, mtime, added_at) "
+                    "VALUES (1, '/w.cc', 'w.cc', 'code', 1, 1, 1)"
+                )
+                old.execute(
+                    "INSERT INTO chunks (document_id, ord, text, token_count) VALUES (1, 0, 'unparseObject();', 4)"
+                )
             old.close()
         latest = open_database(db, key)
         assert latest.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -92,6 +101,8 @@ def test_migrates_from_every_earlier_version(tmp_path: Path, key: bytes) -> None
         if version:
             assert [c.title for c in store.conversations()] == ["kept"]
             assert store.search("still")[0].message_id == 1  # the index came along
+        if version >= 2:
+            assert DocumentStore(latest).search(1, "unparse")[0].text == "unparseObject();"
         cid = store.create_conversation("after migration")
         latest.execute(
             "INSERT INTO documents (conversation_id, path, name, kind, size, mtime, added_at) "
