@@ -34,7 +34,6 @@ _STOPWORDS = frozenset(
     )
 )
 _WORD = re.compile(r"\w+", re.UNICODE)
-_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")  # parseAsync, QPDFWriter
 
 # Ranking: BM25 proposes candidates; each is then scored on how much of the question it holds (by
 # word weight), in its text, in its heading path and file name, and within a few words of each other.
@@ -152,7 +151,7 @@ def _evidence(text: str, heading: str | None, name: str, question: _Question) ->
     """Which of the question's words a passage holds, where, and how close together."""
     hits = question.found(index_words(text))
     found = {stem for _, stem in hits}
-    labels = {stem for _, stem in question.found(_CAMEL.sub(" ", f"{heading or ''} {name}"))}
+    labels = {stem for _, stem in question.found(index_words(f"{heading or ''} {name}"))}
     together = 0.0
     for a, (start, _) in enumerate(hits):
         near = set()
