@@ -96,13 +96,19 @@ class Conversation:
         saving = TurnSaving(Ref(self.id), self.above, Ref(), question=Ref(), conversation_id=self.id)
         self.history.append(ChatMessage("user", question))
         given: list[Given] = []
-        answer: list[str] = []
-        events = TurnEvents(text=answer.append, sources=lambda found, _note, mode: given.append(Given(mode, found)))
+        first: list[float] = []  # when the first text came
+
+        def text(_piece: str) -> None:
+            first.append(first[0] if first else time.perf_counter())
+
+        events = TurnEvents(text=text, sources=lambda found, _note, mode: given.append(Given(mode, found)))
         dropped = self.last.dropped_messages if self.last else 0
         # No wait limit: the document goes in whole wherever it fits half the context, on a slow model too.
         request = TurnRequest(len(self.history), tuple(self.history), sampling=SAMPLING, saving=saving,
                               previous_dropped=dropped, source_wait_s=1e9)  # fmt: skip
+        asked = time.perf_counter()
         self.last = run_turn(engine, request, events, self.store)
+        ended = time.perf_counter()
         self.history.append(ChatMessage("assistant", KEPT_ANSWER, given=given[0] if given else None))
         self.above = (*self.above, saving.question or Ref(), saving.answer)
         stats = self.last.stats
@@ -110,7 +116,11 @@ class Conversation:
             "mode": given[0].mode if given else None,
             "prompt_tokens": stats.prompt_tokens,
             "evaluated": stats.prompt_evaluated,
-            "ttft_ms": round(stats.ttft_ms, 1),
+            # As the user waits: from asking (finding sources, building the prompt, restoring a saved state) to
+            # the first text; an answer that ends at its first token (a random-weights model's may) streams
+            # nothing, and then it is the whole turn.
+            "ttft_ms": round(((first[0] if first else ended) - asked) * 1000, 1),
+            "engine_ttft_ms": round(stats.ttft_ms, 1),  # from the engine's start: reading the prompt, first token
         }
 
 

@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("tern.turn")
 
 SAVE_STATE_MIN_READ = 256  # a turn that read this many tokens keeps its state; restoring must spare as many
+# A turn whose conversation holds this many tokens more than its saved state keeps its state too: after a
+# restart the next question then reads little more than itself (on an E2B-class CPU model, each token read
+# over a long document costs about 0.1 s).
+SAVE_STATE_STEP = 32
 CHECKPOINT_S = 0.5  # a kill loses at most this much streamed text, plus the write itself
 INTERRUPTED = "This answer was interrupted before it finished."
 STOPPED_EARLY = "Stopped before the first token."
@@ -236,8 +240,9 @@ def run_turn(
             if isinstance(template, CompletionFrame):  # with sources, a made-up "[n]" line ends the answer too
                 sampling = replace(sampling, stop=tuple(dict.fromkeys((*sampling.stop, *template.stop))))
         kept = store if store is not None and conversation_id is not None and grounding is not None else None
+        saved = 0  # tokens in the conversation's saved state
         if kept is not None and conversation_id is not None:  # documents: perhaps read before a restart
-            _restore_state(engine, kept, conversation_id, prompt.tokens)
+            saved = _restore_state(engine, kept, conversation_id, prompt.tokens)
         stats = engine.generate(prompt.tokens, sampling, request.cancel, answer.add, _Reading(events.reading, clock))
     except TurnStopped:
         answer.save(None, _join(source_note, STOPPED_EARLY), sources, given.mode if given is not None else None)
@@ -250,21 +255,28 @@ def run_turn(
     dropped_note = _dropped_note(prompt.dropped, loaded.n_ctx, left_out)
     notice = _join(source_note, request.cancel.note, dropped_note, *template_notes)
     cited = answer.save(stats, notice, sources, given.mode if given is not None else None)
-    if kept is not None and conversation_id is not None and stats.prompt_evaluated >= SAVE_STATE_MIN_READ:
+    held = engine.cached_tokens
+    grown = held >= SAVE_STATE_MIN_READ and held - saved >= SAVE_STATE_STEP
+    if kept is not None and conversation_id is not None and (stats.prompt_evaluated >= SAVE_STATE_MIN_READ or grown):
         tokens, data = engine.save_state()  # what took long to read is kept for after a restart
         kept.save_state(conversation_id, SavedState(engine.identity, tokens, data))
     return TurnResult(request.turn_id, stats, prompt.dropped, template_notes, notice, cited)
 
 
-def _restore_state(engine: LlamaEngine, store: TurnStore, conversation_id: int, tokens: Sequence[int]) -> None:
-    """Put back the conversation's saved model state when it spares reading much of `tokens`."""
+def _restore_state(engine: LlamaEngine, store: TurnStore, conversation_id: int, tokens: Sequence[int]) -> int:
+    """Put back the conversation's saved model state when it spares reading much of `tokens`.
+
+    Returns how many tokens the saved state holds (0: none for this model).
+    """
     model = engine.identity
     saved = store.state_tokens(conversation_id, model)
-    if saved is None or common_prefix(saved, tokens) < engine.reused(tokens) + SAVE_STATE_MIN_READ:
-        return
-    state = store.load_state(conversation_id, model)
-    if state is not None and not engine.restore_state(state.tokens, state.data):
-        log.warning("A saved model state was refused; the prompt is read again")
+    if saved is None:
+        return 0
+    if common_prefix(saved, tokens) >= engine.reused(tokens) + SAVE_STATE_MIN_READ:
+        state = store.load_state(conversation_id, model)
+        if state is not None and not engine.restore_state(state.tokens, state.data):
+            log.warning("A saved model state was refused; the prompt is read again")
+    return len(saved)
 
 
 def reading_budget(n_ctx: int, prefill_tok_s: float | None, wait_s: float) -> int:

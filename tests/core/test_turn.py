@@ -388,6 +388,26 @@ def test_reopening_a_conversation_restores_its_documents_from_the_saved_state(
     assert again.stats.prompt_evaluated == again.stats.prompt_tokens > 600
 
 
+def test_a_turn_that_adds_to_a_document_conversation_keeps_its_state_too(engine: LlamaEngine, store: StoreHere) -> None:
+    """The second turn reads few tokens, but what it adds is kept: after a restart, the third reads only itself."""
+    conversation = store.store.create_conversation("Harbour")
+    _attach(store, conversation, "harbour.pdf", FACTS[:14])  # about 630 tokens: whole
+    engine.forget_cache()
+    asked = ["Which buoy marks channel 21?", "How fast may boats pass buoy 5, and which side of the channel is it on?"]
+    (_, second), recs = _converse(engine, store, conversation, asked)
+    assert second.stats.prompt_evaluated < 256 and store.calls.count("save_state") == 2
+    history: list[ChatMessage] = []
+    for question, rec in zip(asked, recs, strict=True):
+        answer = ChatMessage("assistant", "".join(rec.text), given=Given("whole", rec.sources[0][0]))
+        history += [ChatMessage("user", question), answer]
+    history.append(ChatMessage("user", "Which buoy marks channel 35?"))
+    engine.forget_cache()  # a restart
+    saving = TurnSaving(Ref(conversation), (), Ref(), question=Ref(), conversation_id=conversation)
+    third = run_turn(engine, TurnRequest(3, tuple(history), sampling=GREEDY, saving=saving), Recorder().events(), store)
+    # Read: the second answer's tail and the new question, not the second turn again.
+    assert third.stats.prompt_evaluated <= third.stats.prompt_tokens - second.stats.prompt_tokens, third.stats
+
+
 def test_a_state_saved_with_another_context_size_or_model_is_never_restored(tmp_path: Path) -> None:
     key = secrets.token_bytes(32)
     cache = StateCache(tmp_path / "states.db", key, cap_bytes=1000)
