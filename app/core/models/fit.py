@@ -4,8 +4,8 @@ The estimate follows what Tern's engine asks llama.cpp for (llama_engine.py):
 an f16 KV cache of `n_ctx` cells (padded to 256) in every layer that owns one,
 sliding-window layers included (`swa_full`); KV-shared layers (Gemma 3n: all
 but the first 20; Gemma 4: the last `shared_kv_layers`) own none; micro-batches
-of up to 512 tokens; no flash attention. With the PLE on disk its table counts
-toward disk, plus the rows a chat pages in.
+of up to 512 tokens; flash attention (llama.cpp's "auto", on for the CPU). With
+the PLE on disk its table counts toward disk, plus the rows a chat pages in.
 
 `compute` is the buffer llama.cpp reserves for a worst-case micro-batch whose
 512 tokens all want logits. A chat asks for one token's logits and attends over
@@ -13,8 +13,8 @@ the tokens it holds, so it touches far fewer pages (`compute_resident`), and
 untouched pages of a malloc'd buffer take no RAM.
 
 Checked against llama.cpp's reported buffers (bench/fit.py, x86-64): KV exact;
-compute within 1 % (starter), -4 to +1 % (tiny Gemma 3n/4), -2 to +13 %
-(E2B/E4B-shaped Gemma 4) from 512 to 65,536 tokens.
+compute, with flash attention, within 1 % (starter), -2 to +3 % (tiny Gemma
+3n/4, 512 to 4,096 tokens), +2 % (E2B-shaped Gemma 4 at 4,096 and 32,768).
 """
 
 from __future__ import annotations
@@ -226,16 +226,20 @@ def _pad(n: int, to: int) -> int:
 def _compute_bytes(shape: ModelShape, n_ubatch: int, n_kv: int, n_outputs: int) -> int:
     """Peak of llama.cpp's graph allocator for one micro-batch: the largest of three phases.
 
-    Attention holds the masks (one per attention kind) and every head's f32 KQ
-    scores; the PLE projection holds four f32 copies of the per-layer inputs;
-    the output holds the logits. In the output phase of models with a PLE the
-    allocator (measured, not derived) has not reused the masks' space.
+    With flash attention (the engine's "auto", on for the CPU) no KQ scores are
+    kept: attention holds the masks (one per attention kind), their f16 copies
+    that flash attention reads, and each token's working vectors. The PLE
+    projection holds four f32 copies of the per-layer inputs; the output holds
+    the logits. In the PLE and output phases the allocator (measured, not
+    derived) has not reused the f16 masks' space.
     """
-    masks = F32 * n_ubatch * n_kv * (2 if shape.has_swa else 1)
+    kinds = 2 if shape.has_swa else 1
+    masks = F32 * n_ubatch * n_kv * kinds
+    masks_f16 = F16 * n_ubatch * n_kv * kinds
     work = 2 * shape.ple_width + 3 * shape.n_head * shape.head_dim + 6 * shape.n_embd
-    attention = masks + F32 * n_ubatch * (n_kv * shape.n_head + work)
-    ple = masks + F32 * n_ubatch * 4 * shape.ple_width
-    output = F32 * (n_outputs * shape.n_vocab + 3 * n_ubatch * shape.n_embd) + (masks if shape.ple_width else 0)
+    attention = masks + masks_f16 + F32 * n_ubatch * work
+    ple = masks_f16 + F32 * n_ubatch * 4 * shape.ple_width
+    output = F32 * (n_outputs * shape.n_vocab + 3 * n_ubatch * shape.n_embd) + (masks_f16 if shape.ple_width else 0)
     return max(attention, ple, output)
 
 
