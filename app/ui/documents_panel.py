@@ -146,7 +146,7 @@ class DocumentsPanel(QDockWidget):
         elif not total:
             text = self.status.text()
         elif not failed:
-            text = f"All {total} files read."
+            text = "1 file read." if total == 1 else f"All {total} files read."
         else:
             read = total - len(failed)
             text = f"{read} of {total} files read." if read else ""

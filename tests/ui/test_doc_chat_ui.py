@@ -96,6 +96,7 @@ def test_a_file_changed_on_disk_is_read_again(qtbot: QtBot, make_window: MakeWin
     panel = w.documents.panel
     drop(w, [notes])
     qtbot.waitUntil(lambda: panel.table.rowCount() == 1 and panel.table.item(0, 1).text() == "Ready", timeout=LONG)
+    qtbot.waitUntil(lambda: panel.status.text() == "1 file read.", timeout=LONG)  # not "All 1 files read."
     notes.write_text("# Ferry\n\nSince May the ferry leaves at ten from the south pier, on weekdays only.\n")
     with qtbot.waitSignal(
         w.documents.indexer.state_changed, check_params_cb=lambda _d, s, _r: s == "ready", timeout=LONG
