@@ -29,7 +29,7 @@ def test_a_machine_gets_the_largest_welcome_model_that_fits() -> None:
 
     big = recommend_first(catalog, machine(12 * GB))
     assert big is not None and big.entry.name == "Gemma 4 E4B" and big.verdict == Verdict.FITS
-    assert big.why.startswith("Needs about 4.2 GB of RAM (12.0 GB free) and 5.3 GB of disk")
+    assert big.why.startswith("Needs about 4.1 GB of RAM (12.0 GB free) and 5.3 GB of disk")
 
     laptop = recommend_first(catalog, machine(4 * GB))  # E4B would take most of it
     assert laptop is not None and laptop.entry.name == "Gemma 4 E2B" and laptop.verdict == Verdict.FITS
