@@ -40,8 +40,10 @@ log = logging.getLogger("tern.turn")
 SAVE_STATE_MIN_READ = 256  # a turn that read this many tokens keeps its state; restoring must spare as many
 # A turn whose conversation holds this many tokens more than its saved state keeps its state too: after a
 # restart the next question then reads little more than itself (on an E2B-class CPU model, each token read
-# over a long document costs about 0.1 s).
+# over a long document costs about 0.1 s). Not for states over SAVE_STATE_STEP_MAX_BYTES (a big model's
+# long context): writing those after every turn would cost more than reading a few turns again.
 SAVE_STATE_STEP = 32
+SAVE_STATE_STEP_MAX_BYTES = 256 << 20
 CHECKPOINT_S = 0.5  # a kill loses at most this much streamed text, plus the write itself
 INTERRUPTED = "This answer was interrupted before it finished."
 STOPPED_EARLY = "Stopped before the first token."
@@ -255,12 +257,19 @@ def run_turn(
     dropped_note = _dropped_note(prompt.dropped, loaded.n_ctx, left_out)
     notice = _join(source_note, request.cancel.note, dropped_note, *template_notes)
     cited = answer.save(stats, notice, sources, given.mode if given is not None else None)
-    held = engine.cached_tokens
-    grown = held >= SAVE_STATE_MIN_READ and held - saved >= SAVE_STATE_STEP
-    if kept is not None and conversation_id is not None and (stats.prompt_evaluated >= SAVE_STATE_MIN_READ or grown):
+    if kept is not None and conversation_id is not None and _worth_saving(engine, stats, saved):
         tokens, data = engine.save_state()  # what took long to read is kept for after a restart
         kept.save_state(conversation_id, SavedState(engine.identity, tokens, data))
     return TurnResult(request.turn_id, stats, prompt.dropped, template_notes, notice, cited)
+
+
+def _worth_saving(engine: LlamaEngine, stats: GenerationStats, saved: int) -> bool:
+    """Whether to keep the model's state after a documents turn, given the saved one holds `saved` tokens."""
+    if stats.prompt_evaluated >= SAVE_STATE_MIN_READ:
+        return True
+    held = engine.cached_tokens
+    grown = held >= SAVE_STATE_MIN_READ and held - saved >= SAVE_STATE_STEP
+    return grown and engine.state_size() <= SAVE_STATE_STEP_MAX_BYTES
 
 
 def _restore_state(engine: LlamaEngine, store: TurnStore, conversation_id: int, tokens: Sequence[int]) -> int:

@@ -408,6 +408,19 @@ def test_a_turn_that_adds_to_a_document_conversation_keeps_its_state_too(engine:
     assert third.stats.prompt_evaluated <= third.stats.prompt_tokens - second.stats.prompt_tokens, third.stats
 
 
+def test_a_big_state_is_kept_only_after_long_readings(
+    engine: LlamaEngine, store: StoreHere, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("app.core.turn.SAVE_STATE_STEP_MAX_BYTES", 1024)  # every state is "big" here
+    conversation = store.store.create_conversation("Harbour")
+    _attach(store, conversation, "harbour.pdf", FACTS[:14])
+    engine.forget_cache()
+    asked = ["Which buoy marks channel 21?", "How fast may boats pass buoy 5, and which side of the channel is it on?"]
+    (first, second), _ = _converse(engine, store, conversation, asked)
+    assert first.stats.prompt_evaluated >= 256 > second.stats.prompt_evaluated
+    assert store.calls.count("save_state") == 1  # the reading of the document, not the short follow-up
+
+
 def test_a_state_saved_with_another_context_size_or_model_is_never_restored(tmp_path: Path) -> None:
     key = secrets.token_bytes(32)
     cache = StateCache(tmp_path / "states.db", key, cap_bytes=1000)

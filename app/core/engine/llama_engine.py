@@ -342,6 +342,11 @@ class LlamaEngine:
             f"|fa={int(loaded.flash_attn)}"  # the KV cache's layout differs with flash attention
         )
 
+    def state_size(self) -> int:
+        """Bytes `save_state` would return (the KV cache of the tokens held), without copying them."""
+        llm = self._require()
+        return int(llama_lib.llama_state_seq_get_size(llm._ctx.ctx, 0))
+
     def save_state(self) -> tuple[tuple[int, ...], bytes]:
         """The KV cache as bytes, with the tokens it holds (for `restore_state` after a restart)."""
         llm = self._require()
