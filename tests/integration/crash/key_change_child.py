@@ -4,8 +4,8 @@ Usage: python -m tests.integration.crash.key_change_child JOB_JSON
 
 JOB_JSON: {"kind": set|change|remove|restore|reset, "db": path, "old": passphrase or null,
 "new": passphrase or null, "backup": path, "backup_passphrase": str, "kill_at_op": int or null}.
-Prints "ready" once the history is open and the change is about to begin, then "done" and
-"ops N" when it has finished: N file and keychain operations (unlink, rename, keychain
+Prints "ready" once the history is open and the change is about to begin, then "done ops N"
+(one line, one write) when it has finished: N file and keychain operations (unlink, rename, keychain
 write or delete). With "kill_at_op": k, the process kills itself (SIGKILL) just before its
 k-th operation, so a change that takes milliseconds can still be cut at every step.
 """
@@ -64,8 +64,7 @@ def main() -> None:
         key_change.delete_history_and_keys(db)
     else:
         raise SystemExit(f"unknown kind {job['kind']}")
-    print("done", flush=True)
-    print(f"ops {operations[0]}", flush=True)
+    print(f"done ops {operations[0]}", flush=True)  # one write: a kill cannot fall between the two
 
 
 if __name__ == "__main__":
