@@ -54,6 +54,11 @@ EMBEDDING_MODEL = Option("documents/embedding_model", str, "")  # a GGUF for hyb
 HUB_ENDPOINT = Option("hub/endpoint", str, "https://huggingface.co")  # a mirror, for regions that need one
 AUTO_LOCK_MINUTES = Option("history/auto_lock_minutes", int, 0, 0, 1440)  # with a passphrase; 0 = never
 LAST_CONVERSATION = Option("history/last_conversation", int, 0)  # reopened at start (an id, not content)
+# The local OpenAI-compatible endpoint for IDEs: off until turned on; its key lives in the keychain.
+API_ENABLED = Option("api/enabled", bool, False)
+API_PORT = Option("api/port", int, 8741, 1024, 65535)
+API_REQUIRE_KEY = Option("api/require_key", bool, True)
+API_ORIGINS = Option("api/origins", str, "")  # web origins allowed to call it, separated by spaces
 WRAP_CODE = Option("chat/wrap_code", bool, False)  # off: code keeps its lines, and a message with long ones scrolls
 
 SETTINGS_VERSION = 1

@@ -22,7 +22,17 @@ from types import FrameType
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app") + "/"
 CORE = str(ROOT / "app" / "core") + "/"
-WATCHED = ("open", "os.remove", "os.unlink", "os.rename", "os.replace", "os.rmdir", "sqlite3.connect")
+WATCHED = (
+    "open",
+    "os.remove",
+    "os.unlink",
+    "os.rename",
+    "os.replace",
+    "os.rmdir",
+    "sqlite3.connect",
+    "socket.bind",  # the local API listens from its own thread
+    "socket.connect",
+)
 
 # (app file, event) → why it may run on the GUI thread. Keep this short; every entry is a decision.
 ALLOWED: dict[tuple[str, str], str] = {

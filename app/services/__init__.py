@@ -7,8 +7,10 @@ them in one order and `shutdown` stops them in the reverse one:
     start:    message bridge → models (files thread) → history (store
               thread) → documents (documents, embeddings threads) → turns
               (inference thread) → downloads (downloads, hub-lookups,
-              download-queue threads; queued downloads resume) → memory meter
-    shutdown: memory meter → downloads (the running one stops before its
+              download-queue threads; queued downloads resume) → local API
+              (its thread; the endpoint listens only once turned on) → memory meter
+    shutdown: memory meter → local API (the endpoint closes, the running API
+              answer stops, waiting ones are refused) → downloads (the running one stops before its
               next chunk and resumes at the next start) → turns (the answer
               so far is queued for saving) → documents (a read in progress is
               killed) → history (queued saves finish, then the database
@@ -31,6 +33,7 @@ from app.core.paths import AppPaths
 from app.services.documents import DocumentService
 from app.services.downloads import DownloadManager
 from app.services.history import HistoryService
+from app.services.local_api import LocalApiService
 from app.services.memory import MemoryMonitor
 from app.services.messages import MessageBridge
 from app.services.models import ModelService
@@ -50,6 +53,7 @@ class Services:
     turns: TurnService
     downloads: DownloadManager
     memory: MemoryMonitor
+    api: LocalApiService
     stopped: bool | None = None  # set by `shutdown`: whether every thread stopped in time
 
     @classmethod
@@ -64,9 +68,10 @@ class Services:
         turns.store = history.saved_turns(documents.embed_question)
         downloads = DownloadManager(paths.data / "downloads.json", load_token, paths.models, parent=parent)
         memory = MemoryMonitor(parent=parent)
-        for host in (models.host, history.host, *documents.hosts, turns.host, *downloads.hosts, memory):
+        api = LocalApiService(turns, documents, parent)
+        for host in (models.host, history.host, *documents.hosts, turns.host, *downloads.hosts, memory, api.host):
             host.failure.connect(bridge.report)
-        return cls(bridge, models, history, documents, turns, downloads, memory)
+        return cls(bridge, models, history, documents, turns, downloads, memory, api)
 
     def start(self) -> None:
         """Start every thread, in order."""
@@ -75,6 +80,7 @@ class Services:
         self.documents.start()
         self.turns.start()
         self.downloads.start()  # downloads the user queued before the last quit carry on
+        self.api.start()
         self.memory.start()
 
     def shutdown(self, timeout_s: float = 3.0) -> bool:
@@ -83,6 +89,7 @@ class Services:
             return self.stopped
         stopped = {
             "memory": self.memory.shutdown(timeout_s),
+            "local API": self.api.shutdown(timeout_s),
             "downloads": self.downloads.shutdown(timeout_s),
             "turns": self.turns.shutdown(timeout_s),
             "documents": self.documents.shutdown(timeout_s),

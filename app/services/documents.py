@@ -20,18 +20,21 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 from PySide6.QtCore import QObject, Signal
 
 from app.core.docs.doc_store import DocumentInfo, DocumentStore, Passage
-from app.core.docs.embedder import EmbedderSlot
+from app.core.docs.embedder import Embedder, EmbedderSlot
 from app.core.docs.extract import classify, iter_files
 from app.core.docs.ingest import IngestCancelledError, IngestError, ingest
 from app.core.engine.probe import ModelChecks
 from app.services.history import HistoryService
 from app.services.worker_host import WorkerHost
+
+T = TypeVar("T")
 
 log = logging.getLogger("tern.docs")
 EMBED_BATCH = 16  # chunks per request to the embeddings thread: a question waits for one batch at most
@@ -117,6 +120,15 @@ class DocumentService(QObject):
         def job() -> npt.NDArray[np.float32] | None:
             embedder = self.embedder.get()
             return embedder.embed([question])[0] if embedder is not None else None
+
+        return self._embeddings.call(job)
+
+    def run_embedding(self, use: Callable[[Embedder], T]) -> T | None:
+        """`use(embedder)` on the embeddings thread, or None without a loadable model (from another thread; waits)."""
+
+        def job() -> T | None:
+            embedder = self.embedder.get()
+            return use(embedder) if embedder is not None else None
 
         return self._embeddings.call(job)
 

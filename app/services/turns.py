@@ -85,6 +85,11 @@ class TurnService(QObject):
             self._engine = LlamaEngine(ModelChecks(self._models_dir.parent / "model-checks.json"))
         return self._engine
 
+    def engine_on_thread(self) -> LlamaEngine:
+        """The engine, for work queued on the inference thread (an API request); only there."""
+        assert self.host.on_thread(), "the engine belongs to the inference thread"
+        return self._get_engine()
+
     # Loading
     def load(self, request: LoadRequest) -> None:
         """Queue a model load (a running turn is stopped first)."""

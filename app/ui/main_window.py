@@ -37,6 +37,7 @@ from app.ui.chat_session import ChatSession
 from app.ui.conversation_list import ConversationList
 from app.ui.documents_panel import DocumentChat
 from app.ui.file_drops import FileDrops
+from app.ui.local_api_panel import LocalApiController, LocalApiDialog
 from app.ui.lock_controller import LockController
 from app.ui.lock_page import LockPage
 from app.ui.menus import build_menus
@@ -121,6 +122,8 @@ class MainWindow(QMainWindow):
             label.setMinimumWidth(STATUS_MIN_WIDTH)
         self.statusBar().addWidget(self.models.label)
         self.statusBar().addWidget(self.models.progress)
+        self.api = LocalApiController(self)
+        self.statusBar().addPermanentWidget(self.api.status)
         self.statusBar().addPermanentWidget(self.stats_label)
         self.documents = DocumentChat(self, self.history, services.documents, self.session, self.view)
         self.drops = FileDrops(self)
@@ -307,9 +310,14 @@ class MainWindow(QMainWindow):
         if self.settings.get(opts.SYSTEM_PROMPT) != prompt:  # for this conversation and new ones
             self.session.system_prompt = self.settings.get(opts.SYSTEM_PROMPT)
             self.history.set_system_prompt(self.session.system_prompt)
+        self.api.settings_changed()
         if dialog.reload_needed:
             self.info_panel.set_residency(self.settings.residency())
             self.models.reload()
+
+    def open_local_api(self) -> LocalApiDialog:
+        """Tools → Local API: the endpoint for IDEs."""
+        return self.api.open_dialog()
 
     def open_privacy(self) -> None:
         """Where the history lives, its encryption, passphrase, backup, restore and delete."""

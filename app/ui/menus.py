@@ -56,8 +56,11 @@ def build_menus(window: MainWindow) -> QAction:
     models = QAction("M&odels…", window)
     models.setShortcut(QKeySequence("Ctrl+M"))
     models.triggered.connect(window.open_models)
+    local_api = QAction("&Local API…", window)
+    local_api.setStatusTip("Serve the loaded model to coding tools on this computer (OpenAI-compatible).")
+    local_api.triggered.connect(window.open_local_api)
     tools = window.menuBar().addMenu("&Tools")
-    for action in (models, prefs, privacy):
+    for action in (models, local_api, prefs, privacy):
         tools.addAction(action)
     panel = window.info_panel.toggleViewAction()
     panel.setText("&Model details")

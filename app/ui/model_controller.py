@@ -102,7 +102,7 @@ class ModelController(QObject):
         if self._manager is None:
             s = self._services
             self._manager = ModelManager(
-                s.downloads, s.models, self._settings, self._window.paths.models, self.is_loaded, self._window
+                s.downloads, s.models, self._settings, self._window.paths.models, self.is_loaded, self._window, s.api
             )
             self._manager.load_requested.connect(self._load_installed)
             self._manager.embedding_requested.connect(self.use_for_embeddings)

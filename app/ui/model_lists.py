@@ -325,9 +325,9 @@ class _ActivityBridge(QObject):
 
 
 class NetworkTab(QWidget):
-    """Every request Tern made, with why (the user action) and the answer."""
+    """Every request Tern made, with why (the user action) and the answer; below, requests made to Tern."""
 
-    def __init__(self) -> None:
+    def __init__(self, inbound: QWidget | None = None) -> None:
         super().__init__()
         self.table = _table(["Time", "Why", "Request", "Answer"])
         self.table.horizontalHeader().setStretchLastSection(False)
@@ -340,6 +340,9 @@ class NetworkTab(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(note)
         layout.addWidget(self.table, 1)
+        self.inbound = inbound
+        if inbound is not None:
+            layout.addWidget(inbound, 1)
         self._refresh_soon = QTimer(self)
         self._refresh_soon.setSingleShot(True)
         self._refresh_soon.setInterval(200)

@@ -43,9 +43,11 @@ from app.core.models.download import DownloadJob
 from app.core.models.fit import Machine, Verdict, estimate_memory, for_file, judge, recommend
 from app.core.models.hub import HubError, QuantOption, RemoteModel, parse_repo_ref
 from app.services.downloads import DownloadManager
+from app.services.local_api import LocalApiService
 from app.services.models import ModelService
 from app.settings import Settings
 from app.ui import units
+from app.ui.local_api_panel import InboundLog
 from app.ui.model_lists import DownloadsTab, InstalledTab, NetworkTab
 
 VERDICT_LABELS = {Verdict.FITS: "Fits", Verdict.TIGHT: "Tight", Verdict.WONT_FIT: "Won't fit"}
@@ -308,6 +310,7 @@ class ModelManager(QDialog):
         models_dir: Path,
         is_loaded: Callable[[str], bool],
         parent: QWidget | None = None,
+        api: LocalApiService | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Models")
@@ -318,7 +321,7 @@ class ModelManager(QDialog):
         self.discover = DiscoverTab(downloads, settings, models_dir)
         self.installed = InstalledTab(models, downloads, models_dir, is_loaded)
         self.downloads = DownloadsTab(downloads)
-        self.network = NetworkTab()
+        self.network = NetworkTab(InboundLog(api) if api is not None else None)
         self.hub = HubSettings(settings, downloads)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.discover, "Discover")

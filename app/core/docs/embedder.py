@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,12 @@ class Embedder:
         unit: Vectors = vectors / np.maximum(norms, 1e-12)
         return unit
 
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        """Tokens the model reads for `texts` (each cut at its context, as `embed` does)."""
+        limit = self._llama.n_ctx()
+        with self._lock:
+            return sum(min(limit, len(self._llama.tokenize(t.encode("utf-8")))) for t in texts)
+
     def close(self) -> None:
         """Free the model."""
         with self._lock:
@@ -96,6 +103,11 @@ class EmbedderSlot:
             if self._embedder is not None:
                 self._embedder.close()
             self._path, self._embedder, self.error = path, None, ""
+
+    @property
+    def path(self) -> Path | None:
+        """The chosen model file (None: none chosen, or it could not be loaded)."""
+        return self._path
 
     def get(self) -> Embedder | None:
         """The loaded model, or None when none is chosen or it cannot be loaded (see `error`)."""

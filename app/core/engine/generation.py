@@ -31,6 +31,9 @@ class SamplingParams:
     # The answer ends where one of these begins; none of it reaches the user. A completion prompt's
     # stop sequences also make a control token (such as Gemma's <start_of_turn>) end the answer.
     stop: tuple[str, ...] = ()
+    # With stop sequences, the answer loses its leading whitespace and the whitespace before the stop
+    # (a chat answer); False keeps the text exactly as generated (code completion through the local API).
+    strip: bool = True
 
 
 # Repetition control for base models. DRY at llama.cpp's suggested strength: after two tokens that

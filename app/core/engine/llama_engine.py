@@ -405,7 +405,7 @@ class LlamaEngine:
         # A completion prompt's stop sequences are held back until they can no longer match; there
         # a control token (e.g. <start_of_turn>, which prints as nothing) also begins the next turn.
         completion = bool(sampling.stop)
-        gate = StopSequenceFilter(sampling.stop, on_text, strip=completion)
+        gate = StopSequenceFilter(sampling.stop, on_text, strip=completion and sampling.strip)
         self._cancel = cancel
         llama_lib.llama_set_abort_callback(llm._ctx.ctx, self._abort, None)
         llm.sampling = sampling
