@@ -59,6 +59,7 @@ API_ENABLED = Option("api/enabled", bool, False)
 API_PORT = Option("api/port", int, 8741, 1024, 65535)
 API_REQUIRE_KEY = Option("api/require_key", bool, True)
 API_ORIGINS = Option("api/origins", str, "")  # web origins allowed to call it, separated by spaces
+API_KEEP_HISTORY = Option("api/keep_history", bool, False)  # API conversations are not kept unless asked
 WRAP_CODE = Option("chat/wrap_code", bool, False)  # off: code keeps its lines, and a message with long ones scrolls
 
 SETTINGS_VERSION = 1

@@ -68,7 +68,7 @@ class Services:
         turns.store = history.saved_turns(documents.embed_question)
         downloads = DownloadManager(paths.data / "downloads.json", load_token, paths.models, parent=parent)
         memory = MemoryMonitor(parent=parent)
-        api = LocalApiService(turns, documents, parent)
+        api = LocalApiService(turns, documents, history, parent)
         for host in (models.host, history.host, *documents.hosts, turns.host, *downloads.hosts, memory, api.host):
             host.failure.connect(bridge.report)
         return cls(bridge, models, history, documents, turns, downloads, memory, api)

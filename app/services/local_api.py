@@ -15,6 +15,8 @@ for documents, on the embeddings thread.
 from __future__ import annotations
 
 import collections
+import hashlib
+import json
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -28,12 +30,14 @@ from app.core.api.answers import answer_chat, answer_completion, no_model
 from app.core.api.jobs import ApiQueue, Job
 from app.core.api.protocol import ApiError, ChatCall, CompletionCall, EmbeddingCall
 from app.core.api.server import ApiConfig, ApiServer, RequestRecord
+from app.core.chat.message import ChatMessage
 from app.core.engine.generation import SamplingParams
 from app.core.engine.options import LoadedModel
 from app.services.worker_host import WorkerHost
 
 if TYPE_CHECKING:
     from app.services.documents import DocumentService
+    from app.services.history import HistoryService
     from app.services.turns import TurnService
 
 log = logging.getLogger("tern.api")
@@ -49,6 +53,7 @@ class ApiSettings:
     port: int = DEFAULT_PORT
     require_key: bool = True
     origins: frozenset[str] = frozenset()
+    keep_history: bool = False  # API conversations go into the encrypted history too
 
 
 @dataclass(frozen=True)
@@ -82,10 +87,18 @@ class LocalApiService(QObject):
     serving_changed = Signal(str)  # the client being answered now, "" when none
     request_logged = Signal(object)  # RequestRecord
 
-    def __init__(self, turns: TurnService, documents: DocumentService, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        turns: TurnService,
+        documents: DocumentService,
+        history: HistoryService | None = None,
+        parent: QObject | None = None,
+    ) -> None:
         super().__init__(parent)
         self._turns = turns
         self._documents = documents
+        self._history = history
+        self._kept: dict[str, tuple[int, int]] = {}  # the store thread's: a kept exchange → (conversation, answer)
         self.host = WorkerHost("local-api", self)
         self._server: ApiServer | None = None
         self._key: api_key.ApiKey | None = None
@@ -196,7 +209,7 @@ class LocalApiService(QObject):
         embedding = self._documents.embedder.path
         if embedding is not None:
             ids.append(embedding.stem)
-        return ids
+        return list(dict.fromkeys(ids))  # one model may serve both
 
     def _chat_model(self, asked: str | None) -> str:
         model = self._model
@@ -217,12 +230,41 @@ class LocalApiService(QObject):
         name = self._chat_model(call.model)
 
         def work(job: Job) -> None:
+            pieces: list[str] = []
+            job.on_piece = pieces.append
             result = answer_chat(self._turns.engine_on_thread(), call, job, name, self._dropped)
             self._dropped = result.dropped_messages
+            if self._settings.keep_history:
+                self._keep(call, "".join(pieces), result.stats.as_dict(), name, client)
 
         job = Job(work, client)
         self.queue.enqueue(job)
         return job, name
+
+    def _keep(self, call: ChatCall, answer: str, stats: dict[str, Any], model: str, client: str) -> None:
+        """Queue saving the exchange: a request that resends a kept conversation continues it."""
+        history = self._history
+        if history is None:
+            return
+        host = history.host
+        messages = list(call.messages)
+
+        def job() -> None:
+            store = host.require()
+            found = self._kept.get(_digest(call.system, messages[:-1]))
+            if found is None:
+                first = next((m.content for m in messages if m.role == "user"), "")
+                title = f"{client or 'API'}: {' '.join(first.split())[:60]}"
+                cid, parent = store.create_conversation(title, call.system), None
+                for m in messages[:-1]:
+                    parent = store.add_message(cid, parent, m.role, m.content)
+            else:
+                cid, parent = found
+            question = store.add_message(cid, parent, "user", messages[-1].content)
+            kept = store.add_message(cid, question, "assistant", answer, model, stats)
+            self._kept[_digest(call.system, [*messages, ChatMessage("assistant", answer)])] = (cid, kept)
+
+        host.submit(job, done=lambda _none: history.refresh(), failed=lambda e: log.warning("Not kept: %s", e))
 
     def start_completion(self, call: CompletionCall, client: str) -> tuple[Job, str]:
         """Queue a plain completion on the inference thread."""
@@ -249,6 +291,12 @@ class LocalApiService(QObject):
             raise ApiError(503, slot.error or "The embedding model could not be loaded.", kind="server_error")
         vectors, tokens = result
         return [np.asarray(v) for v in vectors], tokens, path.stem
+
+
+def _digest(system: str, messages: list[ChatMessage]) -> str:
+    """What identifies a conversation as a client resends it (whitespace at the ends of messages aside)."""
+    text = json.dumps([system.strip(), *[(m.role, m.content.strip()) for m in messages]])
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def parse_origins(text: str) -> frozenset[str]:

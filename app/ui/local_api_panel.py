@@ -46,7 +46,7 @@ NO_KEY_WARNING = (
 ABOUT = (
     "An OpenAI-compatible address for coding tools on this computer (Android Studio, Continue, JetBrains AI, "
     "curl). It answers with the model loaded in Tern, one request at a time; your own questions go first after "
-    "the answer in progress. Only this computer can connect, and API conversations are not kept in your history."
+    "the answer in progress. Only this computer can connect."
 )
 
 
@@ -57,6 +57,7 @@ def api_settings(settings: Settings) -> ApiSettings:
         port=settings.get(opts.API_PORT),
         require_key=settings.get(opts.API_REQUIRE_KEY),
         origins=parse_origins(settings.get(opts.API_ORIGINS)),
+        keep_history=settings.get(opts.API_KEEP_HISTORY),
     )
 
 
@@ -151,6 +152,12 @@ class LocalApiDialog(QDialog):
             "Web pages are refused. List the origins of web apps you trust to call this address, such as "
             "http://localhost:3000, separated by spaces."
         )
+        self.keep = QCheckBox("Keep API conversations in my history")
+        self.keep.setChecked(settings.get(opts.API_KEEP_HISTORY))
+        self.keep.setToolTip(
+            "Off: what coding tools send and receive is not saved anywhere. On: each API conversation is kept, "
+            "encrypted, like your own chats, named after the client."
+        )
         self.state = QLabel()
         self.state.setWordWrap(True)
         form = QFormLayout()
@@ -161,6 +168,7 @@ class LocalApiDialog(QDialog):
         form.addRow(self.require_key)
         form.addRow(self.warning)
         form.addRow("Allowed web origins:", self.origins)
+        form.addRow(self.keep)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Apply | QDialogButtonBox.StandardButton.Close)
         self.apply_button = buttons.button(QDialogButtonBox.StandardButton.Apply)
         self.apply_button.clicked.connect(self.apply)
@@ -183,6 +191,7 @@ class LocalApiDialog(QDialog):
         s.set(opts.API_PORT, self.port.value())
         s.set(opts.API_REQUIRE_KEY, self.require_key.isChecked())
         s.set(opts.API_ORIGINS, " ".join(sorted(parse_origins(self.origins.text()))))
+        s.set(opts.API_KEEP_HISTORY, self.keep.isChecked())
         self.state.setText("Applying…")
         self._service.configure(api_settings(s), s.sampling())
 

@@ -271,3 +271,62 @@ def test_the_api_makes_no_outbound_connection(qtbot: QtBot, app: Session, monkey
     in_thread(qtbot, talk)
     time.sleep(0.2)
     assert attempts == []
+
+
+def test_embeddings_come_from_the_embedding_model_chosen_for_documents(qtbot: QtBot, app: Session) -> None:
+    state = turn_on(qtbot, app)
+    client = openai.OpenAI(base_url=state.address, api_key=state.key, max_retries=0)
+    with pytest.raises(openai.BadRequestError) as none_chosen:
+        in_thread(qtbot, lambda: client.embeddings.create(model="any", input="hello"))
+    assert "No embedding model is chosen" in str(none_chosen.value)
+    starter = app.window.models.loaded.info.path  # the starter serves as an embedding model here (mean-pooled)
+    app.services.documents.set_embedding_model(starter)
+    qtbot.waitUntil(lambda: app.services.documents.embedder.path is not None, timeout=10_000)
+    texts = ["The lamp is lit at dusk.", "Ferries leave from the north pier."]
+    # The openai client asks for base64 and decodes it; a plain float list is checked too.
+    result = in_thread(qtbot, lambda: client.embeddings.create(model=starter.stem, input=texts))
+    vectors = [d.embedding for d in result.data]
+    assert len(vectors) == 2 and len(vectors[0]) == 640 and result.usage.prompt_tokens > 8
+    assert abs(sum(v * v for v in vectors[0]) - 1.0) < 1e-3  # unit length, as OpenAI's
+    floats = in_thread(
+        qtbot, lambda: client.embeddings.create(model=starter.stem, input=texts[0], encoding_format="float")
+    )
+    assert max(abs(a - b) for a, b in zip(floats.data[0].embedding, vectors[0], strict=True)) < 1e-5
+
+
+def test_api_conversations_are_kept_only_when_asked(qtbot: QtBot, app: Session) -> None:
+    from app.services.local_api import ApiSettings
+
+    api = app.services.api
+    with qtbot.waitSignal(api.state_changed, timeout=30_000, check_params_cb=lambda s: s.running):
+        api.configure(ApiSettings(True, 0, True, keep_history=True), app.window.settings.sampling())
+    client = openai.OpenAI(base_url=api.state.address, api_key=api.state.key, max_retries=0)
+    messages: list[Any] = [{"role": "user", "content": "Name a colour."}]
+
+    def ask() -> Any:
+        return client.chat.completions.create(model="gemma-3-270m-q4_k_m", messages=messages, max_tokens=12)
+
+    for follow_up in ("Name another.", "And one more."):
+        answer = in_thread(qtbot, ask)
+        messages += [{"role": "assistant", "content": answer.choices[0].message.content}]
+        messages += [{"role": "user", "content": follow_up}]
+    in_thread(qtbot, ask)
+    sidebar = app.window.sidebar.model
+    titles = lambda: [sidebar.index(i, 0).data() for i in range(sidebar.rowCount())]  # noqa: E731
+    qtbot.waitUntil(lambda: len(titles()) == 2, timeout=10_000)  # three requests, one conversation
+    assert titles() == ["Today", "OpenAI: Name a colour."]
+    kept: list[Any] = []
+    app.services.history.query(lambda store: store.conversations(), kept.append)
+    qtbot.waitUntil(lambda: bool(kept), timeout=5_000)
+    assert len(kept[0]) == 1  # each request continued the one kept before it
+    cid = kept[0][0].id
+    rows: list[Any] = []
+    app.services.history.query(
+        lambda store: store.connection.execute(
+            "SELECT role, content FROM messages WHERE conversation_id = ? ORDER BY id", (cid,)
+        ).fetchall(),
+        rows.append,
+    )
+    qtbot.waitUntil(lambda: bool(rows), timeout=5_000)
+    assert [r[0] for r in rows[0]] == ["user", "assistant"] * 3
+    assert rows[0][4][1] == "And one more."

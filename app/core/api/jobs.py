@@ -61,6 +61,7 @@ class Job:
         self.cancel = TurnCancel()
         self.queued_at = time.monotonic()
         self.started_at: float | None = None
+        self.on_piece: Callable[[str], None] | None = None  # also hears each piece (on the inference thread)
         self._events: queue.SimpleQueue[Event] = queue.SimpleQueue()
 
     # On the inference thread
@@ -68,6 +69,8 @@ class Job:
         """A streamed piece."""
         if text:
             self._events.put(Piece(text))
+            if self.on_piece is not None:
+                self.on_piece(text)
 
     def finish(self, stats: GenerationStats) -> None:
         """The end, with the generation's figures."""
