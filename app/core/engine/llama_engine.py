@@ -42,6 +42,7 @@ from app.core.engine.options import (
     Residency,
     default_threads,
 )
+from app.core.engine.parked import PARK_MIN_TOKENS, ParkedStates
 from app.core.engine.probe import ModelChecks
 from app.core.engine.residency import drop_resident, drop_resident_ranges, evict_from_page_cache
 from app.core.models.starter import is_starter
@@ -53,6 +54,7 @@ _NO_ABORT = llama_lib.ggml_abort_callback()  # a NULL callback
 DRY_BREAKERS = ("\n", ":", '"', "*")
 DRY_LAST_N = 2048  # tokens of history DRY compares against (0 would turn it off)
 PREFILL_SAMPLE_TOKENS = 256  # prompts read at least this long measure the reading speed
+PARK_MIN_GAIN = 32  # a parked cache goes back in when it spares reading at least this many more tokens
 
 
 class _Llama(llama_cpp.Llama):
@@ -141,6 +143,7 @@ class LlamaEngine:
         # It is installed only until the first token: per-node calls into Python would slow decoding.
         self._abort = llama_lib.ggml_abort_callback(lambda _data: 1 if self._cancel.is_set() else 0)
         self._piece = ctypes.create_string_buffer(64)
+        self.parked = ParkedStates()  # caches of other conversations, put aside in RAM (see parked.py)
 
     @property
     def loaded(self) -> LoadedModel | None:
@@ -304,6 +307,7 @@ class LlamaEngine:
             self._llm.close()
         self._llm = None
         self._loaded = None
+        self.parked.clear()
         self.template = None
         self.prefill_tok_s = None  # another model reads at another speed
 
@@ -319,6 +323,7 @@ class LlamaEngine:
     def forget_cache(self) -> None:
         """Drop the KV cache: the next prompt is computed whole (for measurements that must not depend on order)."""
         self._require().reset()  # type: ignore[no-untyped-call]  # no tokens held: the next generate evaluates the prompt from the start
+        self.parked.clear()
 
     @property
     def cached_tokens(self) -> int:
@@ -357,7 +362,31 @@ class LlamaEngine:
         return tuple(llm.input_ids[: llm.n_tokens].tolist()), bytes(memoryview(buffer)[:written])
 
     def restore_state(self, tokens: Sequence[int], data: bytes) -> bool:
-        """Put back a KV cache from `save_state`; False (and an empty cache) when llama.cpp refuses it."""
+        """Put back a KV cache from `save_state`; False (and an empty cache) when llama.cpp refuses it.
+
+        The cache it replaces is parked first when it is worth keeping.
+        """
+        self._park_unless_continued(tokens)
+        return self._put_back(tokens, data)
+
+    def _park_unless_continued(self, tokens: Sequence[int]) -> None:
+        """Park the cache when reading `tokens` would throw away at least PARK_MIN_TOKENS of it."""
+        llm = self._require()
+        if llm.n_tokens - self.reused(tokens) >= PARK_MIN_TOKENS:
+            self.parked.put(*self.save_state())
+
+    def _switch_to(self, tokens: Sequence[int]) -> None:
+        """Before reading `tokens`: park a cache they would throw away, and put back a parked one they continue."""
+        entry, shared = self.parked.best(tokens)
+        if entry is not None and shared >= self.reused(tokens) + PARK_MIN_GAIN:
+            self.parked.take(entry)
+            self._park_unless_continued(tokens)
+            if not self._put_back(entry.tokens, entry.data):
+                log.warning("A parked KV cache was refused; the prompt is read again")
+        else:
+            self._park_unless_continued(tokens)
+
+    def _put_back(self, tokens: Sequence[int], data: bytes) -> bool:
         llm = self._require()
         memory = llama_lib.llama_get_memory(llm._ctx.ctx)
         llm.reset()  # type: ignore[no-untyped-call]
@@ -392,6 +421,7 @@ class LlamaEngine:
         if room <= 0:
             raise EngineError(f"The prompt ({len(tokens)} tokens) fills the whole {n_ctx}-token context.")
         limit = min(sampling.max_tokens, room)
+        self._switch_to(tokens)
         if sampling.seed is not None:
             llm.set_seed(sampling.seed)
         llama_lib.llama_perf_context_reset(llm._ctx.ctx)
