@@ -66,6 +66,7 @@ class Services:
         documents = DocumentService(history, checks, parent)
         turns = TurnService(paths.models, parent)
         turns.store = history.saved_turns(documents.embed_question)
+        history.closing.connect(turns.forget_conversations)  # locked or deleted: the model forgets it too
         downloads = DownloadManager(paths.data / "downloads.json", load_token, paths.models, parent=parent)
         memory = MemoryMonitor(parent=parent)
         api = LocalApiService(turns, documents, history, parent)

@@ -90,6 +90,16 @@ class TurnService(QObject):
         assert self.host.on_thread(), "the engine belongs to the inference thread"
         return self._get_engine()
 
+    def forget_conversations(self) -> None:
+        """Drop what the model holds of any conversation (its KV cache, parked ones too): the history is closing."""
+
+        def forget() -> None:
+            engine = self._get_engine()
+            if engine.loaded is not None:
+                engine.forget_cache()
+
+        self.host.submit(forget, label="forget the cached conversations")
+
     # Loading
     def load(self, request: LoadRequest) -> None:
         """Queue a model load (a running turn is stopped first)."""

@@ -10,6 +10,7 @@ requests Tern made.
 from __future__ import annotations
 
 import time
+from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QTimer, Slot
@@ -229,6 +230,15 @@ def _row(*widgets: QWidget) -> QWidget:
     return box
 
 
+def _phrase(status: int) -> str:
+    if status == 499:
+        return "Client went away"
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
 class InboundLog(QWidget):
     """Requests the local API answered: time, client, request, tokens, answer."""
 
@@ -265,7 +275,7 @@ class InboundLog(QWidget):
             tokens = ""
             if r.prompt_tokens or r.completion_tokens:
                 tokens = f"{r.prompt_tokens:,} in ({r.cached_tokens:,} cached), {r.completion_tokens:,} out"
-            answer = f"{r.status}" + (f" · {r.duration_ms / 1000:.1f} s" if r.duration_ms else "")
+            answer = f"{r.status} {_phrase(r.status)}" + (f" · {r.duration_ms / 1000:.1f} s" if r.duration_ms else "")
             cells = [
                 time.strftime("%H:%M:%S", time.localtime(r.when)),
                 r.client,

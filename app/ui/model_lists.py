@@ -342,7 +342,7 @@ class NetworkTab(QWidget):
         layout.addWidget(self.table, 1)
         self.inbound = inbound
         if inbound is not None:
-            layout.addWidget(inbound, 1)
+            layout.addWidget(inbound, 2)
         self._refresh_soon = QTimer(self)
         self._refresh_soon.setSingleShot(True)
         self._refresh_soon.setInterval(200)

@@ -173,7 +173,7 @@ def test_the_window_stays_responsive_and_shows_whom_it_serves(qtbot: QtBot, app:
     assert inbound is not None
     qtbot.waitUntil(lambda: inbound.table.rowCount() >= 1, timeout=5_000)
     row = [inbound.table.item(0, c).text() for c in range(5)]
-    assert row[1] == "OpenAI" and row[2] == "POST /v1/chat/completions" and row[4].startswith("200")
+    assert row[1] == "OpenAI" and row[2] == "POST /v1/chat/completions" and row[4].startswith("200 OK")
     assert " out" in row[3]
     manager.close()
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from app.core.engine.generation import common_prefix
 
 PARK_MIN_TOKENS = 128  # a cache shorter than this is quicker to read again than to keep
-PARK_MAX_BYTES = 512 << 20
+PARK_MAX_BYTES = 256 << 20  # an E2B-class model's cache of a full 8,192-token context is ~65 MB
 PARK_MAX_ENTRIES = 4
 
 
