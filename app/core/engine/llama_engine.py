@@ -67,6 +67,36 @@ class _Llama(llama_cpp.Llama):
     sampling = SamplingParams()
     on_read: Callable[[int, int], None] | None = None  # prompt tokens read so far, of how many
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._dry_made: dict[tuple[float, float, int], Any] = {}  # DRY samplers to clone, by their settings
+        super().__init__(*args, **kwargs)
+
+    def dry_sampler(self, sampling: SamplingParams) -> Any:
+        """A new DRY sampler for `sampling`, with no history.
+
+        Making one scans the whole vocabulary for the sequence breakers (~50 ms for Gemma's 262k tokens,
+        on every turn of a base model); it is made once per model and setting, and cloned after that.
+        """
+        key = (sampling.dry_multiplier, sampling.dry_base, sampling.dry_allowed_length)
+        made = self._dry_made.get(key)
+        if made is None:
+            breakers = (ctypes.c_char_p * len(DRY_BREAKERS))(*(b.encode() for b in DRY_BREAKERS))
+            made = self._dry_made[key] = llama_lib.llama_sampler_init_dry(
+                self._model.vocab, *key, DRY_LAST_N, breakers, len(DRY_BREAKERS)
+            )
+        return llama_lib.llama_sampler_clone(made)
+
+    def close_dry_samplers(self) -> None:
+        """Free the DRY samplers kept for cloning."""
+        for made in self._dry_made.values():
+            llama_lib.llama_sampler_free(made)
+        self._dry_made.clear()
+
+    def close(self) -> None:
+        """Free the DRY samplers kept for cloning, then the model."""
+        self.close_dry_samplers()
+        super().close()
+
     def _init_sampler(self, **_generate_args: Any) -> llama_internals.LlamaSampler:  # type: ignore[override]
         return build_sampler(self, self.sampling)
 
@@ -83,7 +113,7 @@ class _Llama(llama_cpp.Llama):
             report(start + len(batch), len(tokens))
 
 
-def build_sampler(llm: llama_cpp.Llama, sampling: SamplingParams) -> llama_internals.LlamaSampler:
+def build_sampler(llm: _Llama, sampling: SamplingParams) -> llama_internals.LlamaSampler:
     """The sampler chain for `sampling`, in llama-server's order: penalties, DRY, top-k, top-p, min-p, temperature."""
     chain = llama_internals.LlamaSampler()  # type: ignore[no-untyped-call]
     chain.add_penalties(
@@ -94,16 +124,7 @@ def build_sampler(llm: llama_cpp.Llama, sampling: SamplingParams) -> llama_inter
         penalty_present=sampling.presence_penalty,
     )
     if sampling.dry_multiplier > 0:
-        breakers = (ctypes.c_char_p * len(DRY_BREAKERS))(*(b.encode() for b in DRY_BREAKERS))
-        dry = llama_lib.llama_sampler_init_dry(
-            llm._model.vocab,
-            sampling.dry_multiplier,
-            sampling.dry_base,
-            sampling.dry_allowed_length,
-            DRY_LAST_N,
-            breakers,
-            len(DRY_BREAKERS),
-        )
+        dry = llm.dry_sampler(sampling)
         # Text the answer should not copy counts as already said. Only DRY reads it: fed to the
         # whole chain, the repeat penalty would also punish every word of the question.
         if sampling.dry_history:

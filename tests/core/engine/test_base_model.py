@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import llama_cpp.llama_cpp as llama_lib
@@ -83,3 +84,29 @@ def test_the_sampler_chain_has_dry_only_when_asked(engine: LlamaEngine, dry: flo
     finally:
         chain.close()
     assert [name.decode() for name in found] == names
+
+
+def test_dry_samplers_are_cloned_from_one_made_per_setting_and_keep_no_history(engine: LlamaEngine) -> None:
+    """Making a DRY sampler scans the vocabulary; each chain gets a clone, which starts with no history."""
+    prompt = engine.tokenize(
+        "Question: Repeat after me: the red fox jumps over the lazy dog, the red fox jumps over the lazy dog.\nAnswer:"
+    )
+
+    def answer(history: str) -> str:
+        engine.forget_cache()
+        out: list[str] = []
+        sampling = SamplingParams(
+            temperature=0.0, repeat_penalty=1.0, max_tokens=24, dry_multiplier=0.8, dry_history=history, stop=("\n\n",)
+        )
+        engine.generate(prompt, sampling, threading.Event(), out.append)
+        return "".join(out)
+
+    assert engine._llm is not None
+    engine._llm.close_dry_samplers()
+    first = answer("")
+    assert len(engine._llm._dry_made) == 1
+    with_history = answer("the red fox jumps over the lazy dog")
+    assert with_history != first  # the history fed to one clone steers its answer…
+    assert answer("") == first  # …and never reaches the next clone
+    assert len(engine._llm._dry_made) == 1
+    engine.forget_cache()
