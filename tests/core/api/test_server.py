@@ -286,13 +286,16 @@ def test_a_slow_client_is_cut_off_and_others_are_still_served(served: Served, mo
 
 def test_fifty_clients_at_once_are_each_answered_or_refused_cleanly(served: Served) -> None:
     results: list[int] = []
+    retry_after: list[int] = []
     lock = threading.Lock()
     body = {**CHAT, "max_tokens": 4}
 
     def client(i: int) -> None:
         try:
-            status, _, content = served.request("POST", "/v1/chat/completions", body)
+            status, headers, content = served.request("POST", "/v1/chat/completions", body)
             json.loads(content)
+            if status == 429:
+                retry_after.append(int(headers["retry-after"]))
         except Exception as exc:  # a hang-up without an answer is not clean
             status = -1
             print(i, repr(exc))
@@ -308,7 +311,7 @@ def test_fifty_clients_at_once_are_each_answered_or_refused_cleanly(served: Serv
     assert results.count(200) >= 9  # the running job and a full line behind it
     assert results.count(429) >= 1
     retry = [r for r in served.records if r.status == 429]
-    assert retry and "busy" in retry[0].note
+    assert retry and "busy" in retry[0].note and retry_after and min(retry_after) >= 1
     assert served.request("GET", "/v1/models")[0] == 200  # still up
 
 
@@ -335,6 +338,19 @@ def test_a_client_that_hangs_up_mid_stream_frees_the_model(served: Served) -> No
     assert record.status in (200, 499) and "went away" in record.note
     status, _, _ = served.request("POST", "/v1/chat/completions", {**CHAT, "max_tokens": 2})
     assert status == 200
+
+
+def test_with_no_model_loaded_the_answer_says_so() -> None:
+    backend = EngineBackend(LlamaEngine())  # nothing loaded
+    server = ApiServer(ApiConfig(0, KEY), backend)
+    server.start()
+    try:
+        status, _, body = Served(server, backend, []).request("POST", "/v1/chat/completions", CHAT)
+        error = json.loads(body)["error"]
+        assert status == 503 and error["code"] == "model_not_loaded" and "load a model" in error["message"]
+    finally:
+        server.stop()
+        backend.close()
 
 
 def test_without_a_key_the_host_and_origin_checks_still_hold(engine: LlamaEngine) -> None:
