@@ -25,7 +25,6 @@ import contextlib
 import hmac
 import json
 import logging
-import select
 import socket
 import threading
 import time
@@ -431,17 +430,19 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Gone from None
 
     def _client_gone(self) -> bool:
-        """True once the client has closed its side (a pending read sees the end of the stream)."""
+        """True once the client has closed its side (a read that does not wait sees the end of the stream)."""
         sock = self.connection
+        timeout = sock.gettimeout()
         try:
-            readable, _, _ = select.select([sock], [], [], 0)
-            if not readable:
-                return False
-            return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"")
-        except BlockingIOError:
-            return False
+            sock.settimeout(0)  # portable and without select()'s limit on descriptor numbers
+            return bool(sock.recv(1, socket.MSG_PEEK) == b"")
+        except (BlockingIOError, InterruptedError):
+            return False  # nothing to read: still there
         except OSError:
             return True
+        finally:
+            with contextlib.suppress(OSError):
+                sock.settimeout(timeout)
 
     def _note(self, stats: GenerationStats) -> None:
         if self._record is not None:
