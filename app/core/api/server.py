@@ -271,7 +271,7 @@ class _Handler(BaseHTTPRequestHandler):
             record.status = record.status or 499
             record.note = "The client went away; its answer was stopped."
             self.close_connection = True
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:  # the client went away while its answer was written
             record.status = record.status or 499
             self.close_connection = True
         finally:
@@ -425,7 +425,7 @@ class _Handler(BaseHTTPRequestHandler):
                     return event.stats
                 assert isinstance(event, Failed)
                 raise event.error
-        except (_Gone, BrokenPipeError, ConnectionResetError):
+        except (_Gone, OSError):  # closed, reset, or not reading for REQUEST_DEADLINE_S
             job.cancel.stop("The client went away.")
             raise _Gone from None
 
