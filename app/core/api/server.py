@@ -255,6 +255,10 @@ class _Handler(BaseHTTPRequestHandler):
         record = self._record = RequestRecord(
             time.time(), client_name(self.headers.get("User-Agent")), self.command, path[:200]
         )
+        # Refused before its body is read, a request's body would be read as the next request: close instead.
+        self._keep_alive = not self.close_connection
+        if self.headers.get("Content-Length", "0").strip("0 ") or self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
         try:
             self._admit(config)
             if self.command == "OPTIONS":
@@ -317,6 +321,7 @@ class _Handler(BaseHTTPRequestHandler):
         if len(body) != length:
             self.close_connection = True
             raise _Gone
+        self.close_connection = not self._keep_alive  # read whole: the connection may serve another request
         return body
 
     def _route(self, path: str, body: bytes, client: str) -> None:

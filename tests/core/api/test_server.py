@@ -199,6 +199,25 @@ def test_loopback_names_are_let_in(served: Served, host: str) -> None:
     assert served.raw(raw).startswith(b"HTTP/1.1 200")
 
 
+def test_a_refused_body_is_never_read_as_the_next_request(served: Served) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
+    body = json.dumps({**CHAT, "messages": [{"role": "user", "content": "GET /v1/models HTTP/1.1"}]})
+    conn.request("POST", "/v1/chat/completions", body, {"Authorization": "Bearer wrong", "Content-Type": "x"})
+    refused = conn.getresponse()
+    refused.read()
+    assert refused.status == 401 and refused.getheader("Connection") == "close"
+    conn.close()
+    kept = http.client.HTTPConnection("127.0.0.1", served.port, timeout=120)
+    for _ in range(2):  # a request read whole keeps the connection for the next
+        kept.request(
+            "POST", "/v1/completions", json.dumps({"prompt": "A", "max_tokens": 1}), {"Authorization": f"Bearer {KEY}"}
+        )
+        answer = kept.getresponse()
+        answer.read()
+        assert answer.status == 200 and answer.getheader("Connection") != "close"
+    kept.close()
+
+
 def test_a_web_page_is_refused_unless_its_origin_is_allowed(served: Served) -> None:
     status, headers, _ = served.request("GET", "/v1/models", headers={"Origin": "https://evil.example"})
     assert status == 403 and "access-control-allow-origin" not in headers
