@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -68,12 +68,6 @@ class ApiState:
     error: str = ""  # why it is not running although it was turned on
 
 
-@dataclass
-class _Model:
-    id: str
-    loaded: LoadedModel | None = field(default=None, repr=False)
-
-
 def model_id(loaded: LoadedModel) -> str:
     """The id a client asks for: the model file's name without ".gguf"."""
     name = loaded.info.path.name
@@ -103,7 +97,7 @@ class LocalApiService(QObject):
         self._server: ApiServer | None = None
         self._key: api_key.ApiKey | None = None
         self._settings = ApiSettings()
-        self._model: _Model | None = None  # read by request threads: replaced whole, never changed in place
+        self._model_id: str | None = None  # the loaded model's, read by request threads
         self._sampling = SamplingParams()
         self._dropped = 0  # the cut the last API chat made, so the next keeps its cached prefix
         self._lock = threading.Lock()
@@ -138,24 +132,29 @@ class LocalApiService(QObject):
 
         def job() -> None:
             self._key = api_key.regenerate()
-            self._restart(self._settings)
+            self._apply(self._settings)
 
         self.host.submit(job, label="make a new local API key")
 
     def _apply(self, settings: ApiSettings) -> None:
-        if settings == self._settings and (self._server is not None) == settings.enabled:
-            self._publish(self.state.error)
-            return
-        self._restart(settings)
-
-    def _restart(self, settings: ApiSettings) -> None:
-        self._close()
-        self._settings = settings
-        if self._key is None:
-            self._key = api_key.load_or_create()
-        if not settings.enabled:
+        server = self._server
+        if server is not None and settings.enabled and settings.port == self._settings.port:
+            # The same port: the new key and origins hold from the next request on, on every open connection too.
+            assert self._key is not None
+            server.config = ApiConfig(server.port, self._key.value if settings.require_key else None, settings.origins)
+            self._settings = settings
             self._publish("")
             return
+        self._close()
+        self._settings = settings
+        if settings.enabled:
+            self._listen(settings)
+        else:
+            self._publish("")
+
+    def _listen(self, settings: ApiSettings) -> None:
+        if self._key is None:
+            self._key = api_key.load_or_create()
         config = ApiConfig(settings.port, self._key.value if settings.require_key else None, settings.origins)
         server = ApiServer(config, self, self._record)
         try:
@@ -188,7 +187,7 @@ class LocalApiService(QObject):
 
     # News from elsewhere
     def _on_model(self, loaded: LoadedModel) -> None:
-        self._model = _Model(model_id(loaded), loaded)
+        self._model_id = model_id(loaded)
 
     def _busy(self, client: str) -> None:
         self.serving_changed.emit(client)
@@ -198,6 +197,11 @@ class LocalApiService(QObject):
             self.records.append(record)
         self.request_logged.emit(record)
 
+    def recent_requests(self) -> list[RequestRecord]:
+        """The request log, oldest first (a copy: requests are logged from other threads)."""
+        with self._lock:
+            return list(self.records)
+
     # The backend: called on request threads
     def sampling_defaults(self) -> SamplingParams:
         """The user's sampling settings."""
@@ -205,25 +209,25 @@ class LocalApiService(QObject):
 
     def model_ids(self) -> list[str]:
         """The loaded model, then the embedding model when one is chosen."""
-        ids = [self._model.id] if self._model is not None else []
+        ids = [self._model_id] if self._model_id is not None else []
         embedding = self._documents.embedder.path
         if embedding is not None:
             ids.append(embedding.stem)
         return list(dict.fromkeys(ids))  # one model may serve both
 
     def _chat_model(self, asked: str | None) -> str:
-        model = self._model
-        if model is None:
+        loaded = self._model_id
+        if loaded is None:
             raise no_model()
-        if asked and asked not in (model.id, model.id + ".gguf"):
+        if asked and asked not in (loaded, loaded + ".gguf"):
             raise ApiError(
                 404,
-                f"The model '{asked[:200]}' is not loaded. Tern has '{model.id}' loaded; use that id, "
+                f"The model '{asked[:200]}' is not loaded. Tern has '{loaded}' loaded; use that id, "
                 "or load the other model in Tern.",
                 param="model",
                 code="model_not_found",
             )
-        return model.id
+        return loaded
 
     def start_chat(self, call: ChatCall, client: str) -> tuple[Job, str]:
         """Queue a chat answer on the inference thread."""

@@ -269,7 +269,7 @@ class InboundLog(QWidget):
 
     def refresh(self) -> None:
         """Show the log, newest first."""
-        records: list[RequestRecord] = list(reversed(self._service.records))
+        records = list(reversed(self._service.recent_requests()))
         self.table.setRowCount(len(records))
         for row, r in enumerate(records):
             tokens = ""

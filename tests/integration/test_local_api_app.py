@@ -10,6 +10,7 @@ no file opened, on the GUI thread.
 
 from __future__ import annotations
 
+import http.client
 import socket
 import threading
 import time
@@ -216,9 +217,20 @@ def test_turning_it_off_closes_the_port_and_the_key_can_be_replaced(qtbot: QtBot
     port = int(state.address.rsplit(":", 1)[1].split("/")[0])
     old_key = state.key
     api = app.services.api
+    kept_alive = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def models_with_old_key() -> int:
+        kept_alive.request("GET", "/v1/models", headers={"Authorization": f"Bearer {old_key}"})
+        response = kept_alive.getresponse()
+        response.read()
+        return response.status
+
+    assert in_thread(qtbot, models_with_old_key) == 200
     with qtbot.waitSignal(api.state_changed, timeout=30_000, check_params_cb=lambda s: s.key != old_key):
         api.regenerate_key()
     assert api.state.running and api.state.key != old_key
+    assert in_thread(qtbot, models_with_old_key) == 401  # on a connection opened before, too
+    kept_alive.close()
     old = openai.OpenAI(base_url=api.state.address, api_key=old_key, max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         in_thread(qtbot, lambda: old.models.list())
