@@ -342,7 +342,7 @@ class LlamaEngine:
         return self._require().tokenize(text.encode("utf-8"), add_bos=True, special=True)
 
     def forget_cache(self) -> None:
-        """Drop the KV cache: the next prompt is computed whole (for measurements that must not depend on order)."""
+        """Drop the KV cache and the parked ones: the next prompt is read whole (cold measurements, a lock)."""
         self._require().reset()  # type: ignore[no-untyped-call]  # no tokens held: the next generate evaluates the prompt from the start
         self.parked.clear()
 
