@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 
 from PySide6.QtCore import QSettings
 
+from app.core.api import DEFAULT_PORT
 from app.core.engine.generation import SamplingParams
 from app.core.engine.options import LoadOptions, Residency
 
@@ -56,7 +57,7 @@ AUTO_LOCK_MINUTES = Option("history/auto_lock_minutes", int, 0, 0, 1440)  # with
 LAST_CONVERSATION = Option("history/last_conversation", int, 0)  # reopened at start (an id, not content)
 # The local OpenAI-compatible endpoint for IDEs: off until turned on; its key lives in the keychain.
 API_ENABLED = Option("api/enabled", bool, False)
-API_PORT = Option("api/port", int, 8741, 1024, 65535)
+API_PORT = Option("api/port", int, DEFAULT_PORT, 1024, 65535)
 API_REQUIRE_KEY = Option("api/require_key", bool, True)
 API_ORIGINS = Option("api/origins", str, "")  # web origins allowed to call it, separated by spaces
 API_KEEP_HISTORY = Option("api/keep_history", bool, False)  # API conversations are not kept unless asked

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from app.core.api import api_key
+from app.core.api import DEFAULT_PORT, api_key
 from app.core.api.answers import answer_chat, answer_completion, no_model
 from app.core.api.jobs import ApiQueue, Job
 from app.core.api.protocol import ApiError, ChatCall, CompletionCall, EmbeddingCall
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tern.api")
 LOG_LIMIT = 500
-DEFAULT_PORT = 8741
 
 
 @dataclass(frozen=True)

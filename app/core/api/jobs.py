@@ -59,8 +59,6 @@ class Job:
         self.work = work
         self.client = client
         self.cancel = TurnCancel()
-        self.queued_at = time.monotonic()
-        self.started_at: float | None = None
         self.on_piece: Callable[[str], None] | None = None  # also hears each piece (on the inference thread)
         self._events: queue.SimpleQueue[Event] = queue.SimpleQueue()
 
@@ -106,12 +104,6 @@ class ApiQueue:
         self._running: Job | None = None
         self._recent_s = 30.0  # how long a job took lately, for Retry-After
 
-    @property
-    def waiting(self) -> int:
-        """Jobs in line behind the running one."""
-        with self._lock:
-            return len(self._waiting)
-
     def enqueue(self, job: Job) -> None:
         """Put `job` in line, or raise a 429 ApiError when the line is full."""
         with self._lock:
@@ -141,7 +133,7 @@ class ApiQueue:
         self._submit(lambda: self._run(job))
 
     def _run(self, job: Job) -> None:
-        job.started_at = time.monotonic()
+        started = time.monotonic()
         self._on_busy(job.client or "a client")
         try:
             if job.cancel.is_set():
@@ -154,7 +146,7 @@ class ApiQueue:
             job.fail(ApiError(500, f"Unexpected error: {type(exc).__name__}", kind="server_error"))
             raise
         finally:
-            took = time.monotonic() - job.started_at
+            took = time.monotonic() - started
             with self._lock:
                 self._running = None
                 self._recent_s = 0.7 * self._recent_s + 0.3 * took
