@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from gguf import GGMLQuantizationType, GGUFWriter
+from gguf import GGMLQuantizationType, GGUFWriter, TokenType
 
 from app.core.engine.gguf_info import read_array, read_gguf_info
 
@@ -283,14 +283,18 @@ def _add_metadata(w: GGUFWriter, s: GemmaShape) -> None:
         w.add_altup_num_inputs(4)
 
 
-def _add_tokenizer(w: GGUFWriter, starter: Path, vocab: int) -> None:
+def _add_tokenizer(w: GGUFWriter, starter: Path, vocab: int, added: Mapping[int, str]) -> None:
     info = read_gguf_info(starter)
     meta = info.metadata
+    tokens = read_array(starter, meta["tokenizer.ggml.tokens"])[:vocab]
+    types = read_array(starter, meta["tokenizer.ggml.token_type"])[:vocab]
+    for index, text in added.items():
+        tokens[index], types[index] = text, TokenType.USER_DEFINED
     w.add_tokenizer_model("llama")
     w.add_tokenizer_pre("default")
-    w.add_token_list(read_array(starter, meta["tokenizer.ggml.tokens"])[:vocab])
+    w.add_token_list(tokens)
     w.add_token_scores(read_array(starter, meta["tokenizer.ggml.scores"])[:vocab])
-    w.add_token_types(read_array(starter, meta["tokenizer.ggml.token_type"])[:vocab])
+    w.add_token_types(types)
     w.add_bos_token_id(meta["tokenizer.ggml.bos_token_id"])
     w.add_eos_token_id(meta["tokenizer.ggml.eos_token_id"])
     w.add_unk_token_id(meta["tokenizer.ggml.unknown_token_id"])
@@ -316,15 +320,26 @@ def _values(t: _Tensor, pool: np.ndarray, rng: np.random.Generator) -> Iterator[
         remaining -= n
 
 
-def write_gemma(path: Path, shape: GemmaShape, starter: Path, seed: int = 0, chat_template: str | None = None) -> Path:
-    """Write a random-weight F16 GGUF of `shape` to `path` (atomically), with `chat_template` if given."""
+def write_gemma(
+    path: Path,
+    shape: GemmaShape,
+    starter: Path,
+    seed: int = 0,
+    chat_template: str | None = None,
+    added_tokens: Mapping[int, str] | None = None,
+) -> Path:
+    """Write a random-weight F16 GGUF of `shape` to `path` (atomically), with `chat_template` if given.
+
+    `added_tokens` replaces vocabulary entries (by index) with tokens of that text, as a
+    fine-tuned model's added tokens would.
+    """
     rng = np.random.default_rng(seed)
     pool = (rng.standard_normal(_POOL_SIZE, dtype=np.float32) * 0.02).astype(np.float16)
     tmp = path.with_name(path.name + ".part")
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = GGUFWriter(str(tmp), shape.arch)
     _add_metadata(writer, shape)
-    _add_tokenizer(writer, starter, shape.vocab)
+    _add_tokenizer(writer, starter, shape.vocab, added_tokens or {})
     if chat_template is not None:
         writer.add_chat_template(chat_template)
     writer.add_file_type(1)  # mostly F16

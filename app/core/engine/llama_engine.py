@@ -44,6 +44,7 @@ from app.core.engine.options import (
 )
 from app.core.engine.parked import PARK_MIN_TOKENS, ParkedStates
 from app.core.engine.probe import ModelChecks
+from app.core.engine.prompt_tokens import PromptTokenizer
 from app.core.engine.residency import drop_resident, drop_resident_ranges, evict_from_page_cache
 from app.core.models.starter import is_starter
 
@@ -156,6 +157,7 @@ class LlamaEngine:
         llama_log.install()
         self._checks = checks  # when given, files not seen before first load in a child process
         self._llm: _Llama | None = None
+        self._tokenizer: PromptTokenizer | None = None
         self._loaded: LoadedModel | None = None
         self.template: ChatTemplate | None = None
         self.prefill_tok_s: float | None = None  # prompt tokens read per second, measured on recent turns
@@ -242,6 +244,7 @@ class LlamaEngine:
             raise EngineError(f"llama.cpp could not load '{info.path.name}': {detail}") from exc
         llm._tern_keep_alive = keep_alive  # type: ignore[attr-defined]  # must live as long as the model
         self._llm = llm
+        self._tokenizer = PromptTokenizer(llm)
         try:
             bos = llm._model.token_get_text(llm.token_bos()) if llm.token_bos() >= 0 else ""
             eos = llm._model.token_get_text(llm.token_eos()) if llm.token_eos() >= 0 else ""
@@ -327,6 +330,7 @@ class LlamaEngine:
         if self._llm is not None:
             self._llm.close()
         self._llm = None
+        self._tokenizer = None
         self._loaded = None
         self.parked.clear()
         self.template = None
@@ -338,8 +342,13 @@ class LlamaEngine:
         return self._llm
 
     def tokenize(self, text: str) -> list[int]:
-        """Prompt text to tokens, with BOS and special tokens such as `<start_of_turn>` parsed."""
-        return self._require().tokenize(text.encode("utf-8"), add_bos=True, special=True)
+        """Prompt text to tokens, with BOS and special tokens such as `<start_of_turn>` parsed.
+
+        A long prompt's pieces are remembered, so a follow-up tokenizes only what is new (prompt_tokens.py).
+        """
+        self._require()
+        assert self._tokenizer is not None
+        return self._tokenizer(text)
 
     def forget_cache(self) -> None:
         """Drop the KV cache and the parked ones: the next prompt is read whole (cold measurements, a lock)."""
