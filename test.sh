@@ -7,6 +7,7 @@ packaging/linux/system-deps.sh test
 packaging/setup-venv.sh dev
 .venv/bin/python tools/fetch_pdf_corpus.py  # broken PDFs from public test suites, pinned by hash
 .venv/bin/python tools/fetch_real_docs.py  # real public documents for the extraction tests, pinned by hash
+.venv/bin/python tools/fetch_gemma4_reference.py  # Gemma 4's real vocabulary and chat template, pinned by hash
 export QT_QPA_PLATFORM=offscreen
 exec dbus-run-session -- bash -c '
     keyring_home=$(mktemp -d)

@@ -1,9 +1,11 @@
 """Random-weight Gemma 4 / Gemma 3n GGUFs with the real tensor names and shapes.
 
-For tests (tiny models, a few MB) and benchmarks (full E2B/E4B shapes). The
-tokenizer is copied from the starter Gemma 3 model, so real text tokenizes; a
-tiny model keeps only the first `vocab` entries, which still include every
-special token and the byte-fallback pieces. Weights come from one pool of
+For tests (tiny models, a few MB) and benchmarks (full E2B/E4B shapes). Shapes
+with `real_vocab` (tiny-gemma4-real, e2b, e4b) carry Gemma 4's own tokenizer and
+chat template, taken from the vocabulary GGUF in llama.cpp's sources
+(tools/fetch_gemma4_reference.py). The others copy the starter Gemma 3 model's
+tokenizer, so real text tokenizes; a tiny model keeps only the first `vocab`
+entries, which still include every special token and the byte-fallback pieces. Weights come from one pool of
 N(0, 0.02) values sliced at random offsets: random enough for llama.cpp to
 compute on, and fast to write at full size.
 
@@ -22,7 +24,8 @@ from pathlib import Path
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFWriter, TokenType
 
-from app.core.engine.gguf_info import read_array, read_gguf_info
+from app.core.engine.gguf_info import read_array, read_gguf_info, read_metadata
+from tools import fetch_gemma4_reference
 
 _POOL_SIZE = 1 << 24
 _CHUNK = 1 << 23  # values per write
@@ -49,6 +52,7 @@ class GemmaShape:
     full_attention_every: int = 5  # every 5th layer is full attention, the rest sliding-window
     context_length: int = 32768
     rope_partial: float = 1.0  # Gemma 4 E-models rotate a quarter of a full layer's head ("proportional")
+    real_vocab: bool = False  # Gemma 4's own tokenizer and chat template (tools/fetch_gemma4_reference.py)
 
     def is_swa(self, layer: int) -> bool:
         """Sliding-window layer?"""
@@ -86,6 +90,8 @@ TINY_GEMMA4 = GemmaShape(
     context_length=4096,
 )
 TINY_GEMMA4_NO_PLE = replace(TINY_GEMMA4, name="tiny-gemma4-no-ple", n_ple=0)
+# Speaks real Gemma 4: its tokenizer needs all 262,144 rows, so the PLE is narrow to keep the file small (~60 MB).
+TINY_GEMMA4_REAL = replace(TINY_GEMMA4, name="tiny-gemma4-real", n_ple=4, vocab=262144, real_vocab=True)
 TINY_GEMMA3N = GemmaShape(
     "gemma3n",
     "tiny-gemma3n",
@@ -121,6 +127,7 @@ GEMMA4_E2B = GemmaShape(
     double_wide_shared_ffn=True,
     context_length=131072,
     rope_partial=0.25,
+    real_vocab=True,
 )
 GEMMA4_E4B = GemmaShape(
     "gemma4",
@@ -138,10 +145,12 @@ GEMMA4_E4B = GemmaShape(
     full_attention_every=6,
     context_length=131072,
     rope_partial=0.25,
+    real_vocab=True,
 )
 PRESETS = {
     "tiny-gemma4": TINY_GEMMA4,
     "tiny-gemma4-no-ple": TINY_GEMMA4_NO_PLE,
+    "tiny-gemma4-real": TINY_GEMMA4_REAL,
     "tiny-gemma3n": TINY_GEMMA3N,
     "e2b": GEMMA4_E2B,
     "e4b": GEMMA4_E4B,
@@ -304,6 +313,26 @@ def _add_tokenizer(w: GGUFWriter, starter: Path, vocab: int, added: Mapping[int,
     w.add_add_space_prefix(False)
 
 
+def _copy_tokenizer(w: GGUFWriter, vocab_file: Path, vocab: int) -> None:
+    """The tokenizer (and chat template) of a vocabulary-only GGUF such as llama.cpp's ggml-vocab-gemma-4.gguf."""
+    meta = read_metadata(vocab_file)
+    if len(meta["tokenizer.ggml.tokens"]) != vocab:
+        raise ValueError(f"{vocab_file.name} has another vocabulary size than {vocab}")
+    w.add_tokenizer_model(meta["tokenizer.ggml.model"])
+    w.add_token_list(read_array(vocab_file, meta["tokenizer.ggml.tokens"]))
+    w.add_token_scores(read_array(vocab_file, meta["tokenizer.ggml.scores"]))
+    w.add_token_types(read_array(vocab_file, meta["tokenizer.ggml.token_type"]))
+    w.add_token_merges(read_array(vocab_file, meta["tokenizer.ggml.merges"]))
+    w.add_bos_token_id(meta["tokenizer.ggml.bos_token_id"])
+    w.add_eos_token_id(meta["tokenizer.ggml.eos_token_id"])
+    w.add_unk_token_id(meta["tokenizer.ggml.unknown_token_id"])
+    w.add_pad_token_id(meta["tokenizer.ggml.padding_token_id"])
+    w.add_mask_token_id(meta["tokenizer.ggml.mask_token_id"])
+    w.add_add_bos_token(meta["tokenizer.ggml.add_bos_token"])
+    w.add_add_space_prefix(meta["tokenizer.ggml.add_space_prefix"])
+    w.add_chat_template(meta["tokenizer.chat_template"])
+
+
 def _values(t: _Tensor, pool: np.ndarray, rng: np.random.Generator) -> Iterator[np.ndarray]:
     remaining = t.n_values
     while remaining:
@@ -339,7 +368,10 @@ def write_gemma(
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = GGUFWriter(str(tmp), shape.arch)
     _add_metadata(writer, shape)
-    _add_tokenizer(writer, starter, shape.vocab, added_tokens or {})
+    if shape.real_vocab:
+        _copy_tokenizer(writer, fetch_gemma4_reference.paths()[fetch_gemma4_reference.VOCAB], shape.vocab)
+    else:
+        _add_tokenizer(writer, starter, shape.vocab, added_tokens or {})
     if chat_template is not None:
         writer.add_chat_template(chat_template)
     writer.add_file_type(1)  # mostly F16

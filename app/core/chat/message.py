@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from app.core.docs.grounding import Source
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 GivenMode = Literal["whole", "retrieval"]
 
 
@@ -26,6 +26,19 @@ class Given:
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """A call the model made: a tool's name and its arguments.
+
+    `arguments` is the call's own text where the model wrote it (so the prompt gives back
+    exactly what it read), or a mapping for a call made elsewhere (an API client's history).
+    """
+
+    name: str
+    arguments: Mapping[str, Any] | str
+    id: str = ""
+
+
+@dataclass(frozen=True)
 class ChatMessage:
     """One message of a conversation."""
 
@@ -33,6 +46,10 @@ class ChatMessage:
     content: str
     context: str = ""  # a question's: what goes before it in the prompt (its passages), written out
     given: Given | None = None  # an answer's: the sources it was given
+    thinking: str = ""  # an answer's thought, given back only while its tool calls are being answered
+    tool_calls: tuple[ToolCall, ...] = ()  # an answer's calls; the "tool" messages after it answer them
+    tool_call_id: str = ""  # a tool result's: the call it answers
+    name: str = ""  # a tool result's: the tool's name
 
 
 def fold_context(messages: Sequence[ChatMessage]) -> list[ChatMessage]:

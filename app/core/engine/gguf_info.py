@@ -297,16 +297,24 @@ def read_gguf_header(data: bytes, name: str, file_size: int) -> GgufInfo:
     return _parse(Path(name), data, len(data), file_size)
 
 
-def _parse(path: Path, buf: mmap.mmap | bytes, size: int, file_size: int | None = None) -> GgufInfo:
-    """Parse a header from `buf` (`size` bytes readable); tensors must lie within `file_size` (default: `size`)."""
-    cur = _Cursor(buf, size)
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The metadata of any GGUF, a vocabulary-only one included (large arrays skipped: see `read_array`)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            return _header(path, _Cursor(buf, len(buf)), len(buf))[2]
+    except (OSError, ValueError) as exc:
+        raise GgufError(f"Cannot read '{path}': {exc}") from exc
+
+
+def _header(path: Path, cur: _Cursor, file_size: int) -> tuple[int, int, dict[str, Any]]:
+    """(version, tensor count, metadata) from the start of a GGUF."""
     magic = cur.unpack("<I", "magic")
     if magic != GGUF_MAGIC:
         raise GgufError(
             f"'{path.name}' is not a GGUF model: it does not start with the GGUF signature, so it is another kind "
             "of file (or a damaged one)."
         )
-    file_size = size if file_size is None else file_size
     version = cur.unpack("<I", "version")
     if version not in (2, 3):
         raise GgufError(f"'{path.name}' uses GGUF version {version}; this app reads versions 2 and 3.")
@@ -324,6 +332,14 @@ def _parse(path: Path, buf: mmap.mmap | bytes, size: int, file_size: int | None 
             named = f" (“{key}”)" if key and key.isprintable() and len(key) <= 80 else ""
             raise GgufError(f"'{path.name}' has an empty or repeated metadata key{named}; it is corrupt.")
         metadata[key] = _read_value(cur, _value_type(cur.unpack("<I", key), key), key)
+    return version, n_tensors, metadata
+
+
+def _parse(path: Path, buf: mmap.mmap | bytes, size: int, file_size: int | None = None) -> GgufInfo:
+    """Parse a header from `buf` (`size` bytes readable); tensors must lie within `file_size` (default: `size`)."""
+    cur = _Cursor(buf, size)
+    file_size = size if file_size is None else file_size
+    version, n_tensors, metadata = _header(path, cur, file_size)
 
     arch = metadata.get("general.architecture")
     if not isinstance(arch, str):
