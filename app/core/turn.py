@@ -18,19 +18,26 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from app.core.chat.completion import MAX_ANSWER_TOKENS, CompletionFrame, PageSources
-from app.core.chat.message import ChatMessage, Given, GivenMode
-from app.core.chat.prompt_builder import BuiltPrompt, build_prompt
+from app.core.chat.gemma4 import Gemma4Template
+from app.core.chat.message import ChatMessage, Given, GivenMode, ToolCall
+from app.core.chat.prompt_builder import BuiltPrompt, answer_reserve, build_prompt
 from app.core.chat.templates import ChatTemplate
+from app.core.chat.tool_grammar import call_grammar
 from app.core.docs.grounding import ChatSources, Grounding, Source, cited_sources
 from app.core.docs.placement import SourceStyle, place
 from app.core.docs.retrieval import MIN_BUDGET_TOKENS, file_notes, notes, source_budget
+from app.core.engine.channels import Channels
 from app.core.engine.generation import GenerationStats, SamplingParams, base_model_sampling, common_prefix
 from app.core.engine.options import EngineError
+from app.core.store.conversation_store import SearchHit
 from app.core.store.ref import Ref
 from app.core.store.state_cache import SavedState
+from app.core.tool_loop import LoopHooks, LoopResult, run_loop
+from app.core.tools.base import Toolbox, ToolCard, ToolContext
 
 if TYPE_CHECKING:
     from app.core.engine.llama_engine import LlamaEngine
@@ -91,6 +98,11 @@ class TurnRequest:
     model_name: str = ""  # recorded with the answer
     cancel: TurnCancel = field(default_factory=TurnCancel, compare=False, repr=False)
     source_wait_s: float = 60.0  # the longest the user will wait for sources to be read before the answer
+    toolbox: Toolbox | None = None  # tools the model may call, run here (Gemma 4)
+    tools: tuple[dict[str, Any], ...] = ()  # without a toolbox: tools the caller runs (the API's clients)
+    thinking: bool = False  # think before answering, where the model's format has the switch
+    tool_choice: str = "auto"  # "auto", "none" (no tools offered), "required" or a tool's name (a call first)
+    pick_file: Callable[[str], Path | None] | None = None  # the read-file tool's way to ask for a file
 
 
 @dataclass(frozen=True)
@@ -103,10 +115,17 @@ class TurnResult:
     notes: tuple[str, ...] = ()  # for the user, e.g. the model's template was set aside during this turn
     notice: str = ""  # everything the user should read under the answer, in one line
     cited: tuple[int, ...] = ()  # the source numbers the answer cites ([n]), in order of first appearance
+    pending: tuple[ToolCall, ...] = ()  # calls the model made for the caller to run (no toolbox)
+    thinking: str = ""  # the model's thought, apart from the answer
+    cards: tuple[ToolCard, ...] = ()  # the tool calls it made and what came of them
 
 
 def _ignore(*_args: object) -> None:
     return None
+
+
+def _refuse(_card: ToolCard) -> bool:
+    return False
 
 
 @dataclass(frozen=True)
@@ -119,6 +138,9 @@ class TurnEvents:
     sources: Callable[[tuple[Source, ...], str, GivenMode], None] = _ignore
     # a long prompt being read: tokens done, of how many, and about how many seconds are left (None: not known yet)
     reading: Callable[[int, int, float | None], None] = _ignore
+    thought: Callable[[str], None] = _ignore  # a streamed piece of the model's thought
+    tool: Callable[[ToolCard], None] = _ignore  # a tool call's card, each time it changes
+    allow: Callable[[ToolCard], bool] = _refuse  # ask the user whether a call may run (blocks until answered)
 
 
 class TurnStore(Protocol):
@@ -140,6 +162,10 @@ class TurnStore(Protocol):
 
     def ground(self, conversation_id: int, question: str, budget_tokens: int) -> Grounding | None:
         """The conversation's document context for `question`, or None without documents."""
+        ...
+
+    def search_history(self, text: str, limit: int) -> list[SearchHit]:
+        """Earlier conversations matching `text` (for the history-search tool)."""
         ...
 
     def checkpoint(self, answer: Ref, text: str) -> None:
@@ -235,6 +261,11 @@ def run_turn(
             not_to_copy = template.not_to_copy(request.system_prompt)
             sampling = base_model_sampling(sampling, template.stop, MAX_ANSWER_TOKENS, not_to_copy)
         template_note = template.note
+        first_sampling = sampling
+        if isinstance(template, Gemma4Template):  # the turn's tools and thinking switch go in its system turn
+            declared = _declared(request)
+            template = Gemma4Template(declared, request.thinking)
+            first_sampling = _first_step_sampling(sampling, request, declared, engine)
         prompt, given, template, left_out = _prompt(engine, request, template, grounding, sampling.max_tokens)
         if grounding is not None and given is not None:
             sources, source_note = given.sources, notes(grounding)
@@ -245,7 +276,29 @@ def run_turn(
         saved = 0  # tokens in the conversation's saved state
         if kept is not None and conversation_id is not None:  # documents: perhaps read before a restart
             saved = _restore_state(engine, kept, conversation_id, prompt.tokens)
-        stats = engine.generate(prompt.tokens, sampling, request.cancel, answer.add, _Reading(events.reading, clock))
+        reading = _Reading(events.reading, clock)
+        looped: LoopResult | None = None
+        if isinstance(template, Gemma4Template):
+            shown = template
+
+            def build(continuation: Sequence[ChatMessage]) -> list[int]:
+                built = _prompt(engine, request, shown, grounding, sampling.max_tokens, continuation)[0]
+                return built.tokens
+
+            def generate(tokens: Sequence[int], channels: Channels | None, step: int) -> GenerationStats:
+                chosen = first_sampling if step == 0 else sampling
+                return engine.generate(tokens, chosen, request.cancel, answer.add, reading, channels)
+
+            room = loaded.n_ctx - answer_reserve(loaded.n_ctx, sampling.max_tokens)
+            hooks = LoopHooks(
+                generate, build, engine.context_tokens, engine.tokenize_more, room,
+                answer.text, answer.add, events.thought, events.tool, events.allow,
+            )  # fmt: skip
+            context = ToolContext(conversation_id, store, request.pick_file, request.cancel)
+            looped = run_loop(prompt.tokens, hooks, _channels(engine), request.toolbox, context, clock)
+            stats = looped.stats
+        else:
+            stats = engine.generate(prompt.tokens, sampling, request.cancel, answer.add, reading)
     except TurnStopped:
         answer.save(None, _join(source_note, STOPPED_EARLY), sources, given.mode if given is not None else None)
         raise
@@ -255,12 +308,59 @@ def run_turn(
         raise
     template_notes = (template.note,) if template.note != template_note else ()
     dropped_note = _dropped_note(prompt.dropped, loaded.n_ctx, left_out)
-    notice = _join(source_note, request.cancel.note, dropped_note, *template_notes)
-    cited = answer.save(stats, notice, sources, given.mode if given is not None else None)
+    loop_note = looped.notice if looped is not None else ""
+    notice = _join(source_note, request.cancel.note, dropped_note, loop_note, *template_notes)
+    extra = _loop_stats(looped)
+    cited = answer.save(stats, notice, sources, given.mode if given is not None else None, extra)
     if kept is not None and conversation_id is not None and _worth_saving(engine, stats, saved):
         tokens, data = engine.save_state()  # what took long to read is kept for after a restart
         kept.save_state(conversation_id, SavedState(engine.identity, tokens, data))
-    return TurnResult(request.turn_id, stats, prompt.dropped, template_notes, notice, cited)
+    if looped is None:
+        return TurnResult(request.turn_id, stats, prompt.dropped, template_notes, notice, cited)
+    return TurnResult(
+        request.turn_id, stats, prompt.dropped, template_notes, notice, cited,
+        looped.pending, looped.thinking, tuple(looped.cards),
+    )  # fmt: skip
+
+
+def _declared(request: TurnRequest) -> tuple[dict[str, Any], ...]:
+    """The tools the prompt declares: the toolbox's, or the caller's; none when tools are turned off."""
+    if request.tool_choice == "none":
+        return ()
+    return request.toolbox.declarations() if request.toolbox is not None else request.tools
+
+
+def _first_step_sampling(
+    sampling: SamplingParams, request: TurnRequest, declared: Sequence[dict[str, Any]], engine: LlamaEngine
+) -> SamplingParams:
+    """With a call required, the first step follows a grammar that makes it call (one of) the tools."""
+    if request.tool_choice in ("auto", "none") or not declared or engine.markers is None:
+        return sampling
+    named = [t for t in declared if t.get("function", {}).get("name") == request.tool_choice]
+    return replace(sampling, grammar=call_grammar(named or declared, engine.markers))
+
+
+def _channels(engine: LlamaEngine) -> Callable[[Callable[[str], None], Callable[[str], None]], Channels | None]:
+    """Makes each step's router of thoughts and calls (None for a model without Gemma 4's markers)."""
+    markers = engine.markers
+
+    def make(on_thought: Callable[[str], None], on_call: Callable[[str], None]) -> Channels | None:
+        return Channels(markers, on_thought, on_call) if markers is not None else None
+
+    return make
+
+
+def _loop_stats(looped: LoopResult | None) -> dict[str, Any]:
+    """What an answer keeps of its thought and tool calls, apart from its text."""
+    if looped is None:
+        return {}
+    kept: dict[str, Any] = {}
+    if looped.thinking:
+        kept["thinking"] = looped.thinking
+        kept["thinking_ms"] = round(looped.thinking_ms)
+    if looped.cards:
+        kept["tools"] = [card.as_dict() for card in looped.cards]
+    return kept
 
 
 def _worth_saving(engine: LlamaEngine, stats: GenerationStats, saved: int) -> bool:
@@ -314,9 +414,16 @@ class _Reading:
 
 
 def _prompt(
-    engine: LlamaEngine, request: TurnRequest, template: ChatTemplate, grounding: Grounding | None, max_tokens: int
+    engine: LlamaEngine,
+    request: TurnRequest,
+    template: ChatTemplate,
+    grounding: Grounding | None,
+    max_tokens: int,
+    continuation: Sequence[ChatMessage] = (),
 ) -> tuple[BuiltPrompt, Given | None, ChatTemplate, tuple[int, ...]]:
     """The prompt within the context window; with documents, their sources where earlier turns put them.
+
+    `continuation`: what the answer has done since the question (tool calls and their results).
 
     Returns the prompt, what the answer is given, the template used (a base model's page
     changes with documents), and the numbers of passages left out with the oldest messages.
@@ -325,7 +432,9 @@ def _prompt(
     assert loaded is not None
     history, n_ctx, kept = request.history, loaded.n_ctx, request.previous_dropped
     if grounding is None:
-        built = build_prompt(history, request.system_prompt, template, engine.tokenize, n_ctx, max_tokens, kept)
+        built = build_prompt(
+            [*history, *continuation], request.system_prompt, template, engine.tokenize, n_ctx, max_tokens, kept
+        )
         return built, None, template, ()
     page = template if isinstance(template, CompletionFrame) else None
     style: SourceStyle = PageSources() if page is not None else ChatSources()
@@ -338,7 +447,8 @@ def _prompt(
         else:
             shown = template
             system = "\n\n".join(part for part in (request.system_prompt.strip(), placed.documents) if part)
-        built = build_prompt(placed.history, system, shown, engine.tokenize, n_ctx, max_tokens, kept)
+        placed_history = [*placed.history, *continuation]
+        built = build_prompt(placed_history, system, shown, engine.tokenize, n_ctx, max_tokens, kept)
         if built.dropped == kept:
             break
         kept = built.dropped
@@ -393,8 +503,18 @@ class _Answer:
                 self._checkpointed = len(self._pieces)
                 self._store.checkpoint(self._saving.answer, "".join(self._pieces))
 
+    def text(self) -> str:
+        """The answer so far."""
+        with self._lock:
+            return "".join(self._pieces)
+
     def save(
-        self, stats: GenerationStats | None, notice: str, sources: tuple[Source, ...], mode: GivenMode | None
+        self,
+        stats: GenerationStats | None,
+        notice: str,
+        sources: tuple[Source, ...],
+        mode: GivenMode | None,
+        extra: dict[str, Any] | None = None,
     ) -> tuple[int, ...]:
         """The final save, with what the user should read under the answer; returns the sources it cites."""
         with self._lock:
@@ -404,5 +524,8 @@ class _Answer:
             text = "".join(self._pieces)
         cited = cited_sources(text, {s.number for s in sources}) if sources else ()
         if self._store is not None and self._saving is not None:
-            self._store.save_answer(self._saving.answer, text, _stored_stats(stats, notice, sources, cited, mode))
+            stored = _stored_stats(stats, notice, sources, cited, mode)
+            if extra:
+                stored = {**(stored or {}), **extra}
+            self._store.save_answer(self._saving.answer, text, stored)
         return cited

@@ -18,6 +18,7 @@ from app.core.docs.doc_store import DocumentStore
 from app.core.docs.grounding import Grounding
 from app.core.docs.retrieval import EmbedQuestion, retrieve
 from app.core.errors import UserError
+from app.core.store.conversation_store import ConversationStore, SearchHit
 from app.core.store.database import open_reader, translate
 from app.core.store.errors import StoreError
 from app.core.store.ref import Ref
@@ -71,6 +72,15 @@ class SavedTurns:
 
     def ground(self, conversation_id: int, question: str, budget_tokens: int) -> Grounding | None:
         """Search the conversation's documents over a read-only connection of this thread's own."""
+        embed = self._embed
+        return self._reading(lambda db: retrieve(DocumentStore(db), conversation_id, question, budget_tokens, embed))
+
+    def search_history(self, text: str, limit: int) -> list[SearchHit]:
+        """Earlier conversations matching `text`, over a read-only connection of this thread's own."""
+        found = self._reading(lambda connection: ConversationStore(connection).search(text, limit))
+        return found or []
+
+    def _reading(self, use: Callable[[sqlite.Connection], T]) -> T | None:
         with self._host.handoff.reading() as key:
             if key is None:
                 return None
@@ -80,9 +90,9 @@ class SavedTurns:
                 log.warning("No read-only connection to the history: %s", exc)
                 return None
             try:
-                return retrieve(DocumentStore(connection), conversation_id, question, budget_tokens, self._embed)
+                return use(connection)
             except sqlite.Error as exc:
-                log.warning("Searching the documents failed: %s", translate(exc) or type(exc).__name__)
+                log.warning("Reading the history failed: %s", translate(exc) or type(exc).__name__)
                 return None
             finally:
                 connection.close()

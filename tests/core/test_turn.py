@@ -23,7 +23,7 @@ from app.core.docs.grounding import Grounding, cited_sources
 from app.core.docs.retrieval import retrieve
 from app.core.engine.generation import SamplingParams
 from app.core.engine.llama_engine import LlamaEngine
-from app.core.store.conversation_store import ConversationStore
+from app.core.store.conversation_store import ConversationStore, SearchHit
 from app.core.store.database import open_database
 from app.core.store.ref import Ref
 from app.core.store.state_cache import SavedState, StateCache
@@ -78,6 +78,9 @@ class StoreHere:
     def ground(self, conversation_id: int, question: str, budget_tokens: int) -> Grounding | None:
         self.calls.append("ground")
         return retrieve(DocumentStore(self.store.connection), conversation_id, question, budget_tokens)
+
+    def search_history(self, text: str, limit: int) -> list[SearchHit]:
+        return self.store.search(text, limit)
 
     def checkpoint(self, answer: Ref, text: str) -> None:
         self.calls.append("checkpoint")

@@ -38,13 +38,18 @@ def is_gemma4_template(source: str | None) -> bool:
 
 
 class Gemma4Template:
-    """Gemma 4's turns, thinking and tools (see the module's notes)."""
+    """Gemma 4's turns, with the tools a turn declares and its thinking switch (see the module's notes)."""
 
     name = "gemma4"
     note = ""
 
-    def render(self, messages: Sequence[ChatMessage], tools: Sequence[Tool] = (), thinking: bool = False) -> str:
+    def __init__(self, tools: Sequence[Tool] = (), thinking: bool = False) -> None:
+        self.tools = tuple(tools)
+        self.thinking = thinking
+
+    def render(self, messages: Sequence[ChatMessage]) -> str:
         """The prompt, ending where the model's text begins (after a tool's response, the model goes on)."""
+        tools, thinking = self.tools, self.thinking
         messages = fold_context(messages)
         out: list[str] = []
         last = None  # what came last: "think", "tool", "tool_call" or "tool_response"

@@ -51,12 +51,16 @@ def build_prompt(
     max_tokens: int,
     previous_dropped: int = 0,
 ) -> BuiltPrompt:
-    """Render `history` (ending with the user's message) within `n_ctx` minus the answer reserve."""
-    if not history or history[-1].role != "user":
-        raise ValueError("history must end with a user message")
+    """Render `history` within `n_ctx` minus the answer reserve.
+
+    `history` ends with the user's message, or with the tool results the answer goes on from; the
+    newest user message and everything after it always stay.
+    """
+    if not history or history[-1].role not in ("user", "tool"):
+        raise ValueError("history must end with a user message or a tool result")
     budget = n_ctx - answer_reserve(n_ctx, max_tokens)
     system = [ChatMessage("system", system_prompt)] if system_prompt.strip() else []
-    older = len(history) - 1
+    older = max((i for i, m in enumerate(history) if m.role == "user"), default=0)  # messages that may go
 
     def attempt(dropped: int) -> BuiltPrompt:
         text = template.render([*system, *history[dropped:]])

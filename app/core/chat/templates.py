@@ -16,6 +16,7 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from app.core import units
+from app.core.chat.gemma4 import Gemma4Template, is_gemma4_template
 from app.core.chat.message import ChatMessage, fold_context
 from app.core.errors import UserError
 from app.core.sandbox import Sandbox, SandboxError
@@ -124,7 +125,12 @@ def _raise_template_error(message: str) -> None:
 
 
 def select_template(source: str | None, bos_token: str, eos_token: str) -> ChatTemplate:
-    """The model file's own template `source` when it is usable, else Gemma's turn format (with a note why)."""
+    """The model file's own template `source` when it is usable, else Gemma's turn format (with a note why).
+
+    Gemma 4's template is rendered in Python (gemma4.py): the same text, with tools and thinking.
+    """
+    if is_gemma4_template(source):
+        return Gemma4Template()
     if source:
         template = JinjaChatTemplate(source, bos_token, eos_token)
         try:

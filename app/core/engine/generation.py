@@ -34,6 +34,8 @@ class SamplingParams:
     # With stop sequences, the answer loses its leading whitespace and the whitespace before the stop
     # (a chat answer); False keeps the text exactly as generated (code completion through the local API).
     strip: bool = True
+    # A llama.cpp grammar (GBNF) the answer must follow, e.g. a tool call when one is required.
+    grammar: str = ""
 
 
 # Repetition control for base models. DRY at llama.cpp's suggested strength: after two tokens that

@@ -21,9 +21,11 @@ import llama_cpp._internals as llama_internals
 import llama_cpp.llama_cpp as llama_lib
 
 from app.core.chat.completion import CompletionFrame, is_base_model_file
+from app.core.chat.gemma4 import Gemma4Template
 from app.core.chat.templates import ChatTemplate, select_template
 from app.core.engine import backends, llama_log
 from app.core.engine.backends import BackendError
+from app.core.engine.channels import Channels, Markers
 from app.core.engine.generation import (
     GenerationStats,
     SamplingParams,
@@ -117,6 +119,11 @@ class _Llama(llama_cpp.Llama):
 def build_sampler(llm: _Llama, sampling: SamplingParams) -> llama_internals.LlamaSampler:
     """The sampler chain for `sampling`, in llama-server's order: penalties, DRY, top-k, top-p, min-p, temperature."""
     chain = llama_internals.LlamaSampler()  # type: ignore[no-untyped-call]
+    if sampling.grammar:
+        grammar = llama_lib.llama_sampler_init_grammar(llm._model.vocab, sampling.grammar.encode(), b"root")
+        if not grammar:
+            raise EngineError("The answer's grammar could not be read by llama.cpp.")
+        llama_lib.llama_sampler_chain_add(chain.sampler, grammar)
     chain.add_penalties(
         n_vocab=llm.n_vocab(),
         penalty_last_n=llm.last_n_tokens_size,
@@ -167,6 +174,7 @@ class LlamaEngine:
         self._abort = llama_lib.ggml_abort_callback(lambda _data: 1 if self._cancel.is_set() else 0)
         self._piece = ctypes.create_string_buffer(64)
         self.parked = ParkedStates()  # caches of other conversations, put aside in RAM (see parked.py)
+        self.markers: Markers | None = None  # Gemma 4's thought and tool-call tokens (see channels.py)
 
     @property
     def loaded(self) -> LoadedModel | None:
@@ -245,6 +253,7 @@ class LlamaEngine:
         llm._tern_keep_alive = keep_alive  # type: ignore[attr-defined]  # must live as long as the model
         self._llm = llm
         self._tokenizer = PromptTokenizer(llm)
+        self.markers = None
         try:
             bos = llm._model.token_get_text(llm.token_bos()) if llm.token_bos() >= 0 else ""
             eos = llm._model.token_get_text(llm.token_eos()) if llm.token_eos() >= 0 else ""
@@ -255,6 +264,8 @@ class LlamaEngine:
                 if not info.chat_template and not info.is_gemma:
                     log.warning("%s (%s) has no chat template; using Gemma turns", info.path.name, info.architecture)
                 self.template = select_template(info.chat_template, bos, eos)
+                if isinstance(self.template, Gemma4Template):
+                    self.markers = Markers.find(llm)
             placement = self._place_ple(info, options.residency, load_log)
             self._release_repacked_sources(info, load_log)
         except OSError as exc:
@@ -331,6 +342,7 @@ class LlamaEngine:
             self._llm.close()
         self._llm = None
         self._tokenizer = None
+        self.markers = None
         self._loaded = None
         self.parked.clear()
         self.template = None
@@ -349,6 +361,15 @@ class LlamaEngine:
         self._require()
         assert self._tokenizer is not None
         return self._tokenizer(text)
+
+    def tokenize_more(self, text: str) -> list[int]:
+        """Text that follows tokens already given (no BOS), special tokens parsed."""
+        return self._require().tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+    def context_tokens(self) -> list[int]:
+        """The tokens the KV cache holds: the last prompt and what was generated after it."""
+        llm = self._require()
+        return [int(t) for t in llm.input_ids[: llm.n_tokens]]
 
     def forget_cache(self) -> None:
         """Drop the KV cache and the parked ones: the next prompt is read whole (cold measurements, a lock)."""
@@ -438,12 +459,14 @@ class LlamaEngine:
         cancel: threading.Event,
         on_text: Callable[[str], None],
         on_read: Callable[[int, int], None] | None = None,
+        channels: Channels | None = None,
     ) -> GenerationStats:
         """Stream the continuation of `tokens` into `on_text`; `cancel` is checked before every token.
 
         With `sampling.stop`, text that might begin a stop sequence is held back until it cannot,
         and no part of a stop sequence that matched is streamed. `on_read(done, total)` follows
-        the reading of a prompt longer than one batch (the part not in the cache).
+        the reading of a prompt longer than one batch (the part not in the cache). With `channels`
+        (Gemma 4), thoughts and tool calls go there, and only the answer itself to `on_text`.
         """
         llm = self._require()
         n_ctx = llm.n_ctx()
@@ -487,7 +510,10 @@ class LlamaEngine:
                     first = last
                     llama_lib.llama_set_abort_callback(llm._ctx.ctx, _NO_ABORT, None)
                 produced += 1
-                if gate.feed(decoder.decode(self._token_bytes(vocab, token))):
+                piece = decoder.decode(self._token_bytes(vocab, token))
+                if channels is not None:
+                    piece = channels.feed(token, piece)
+                if gate.feed(piece):
                     reason = StopReason.END_OF_TURN
                     break
                 if produced >= limit:
@@ -502,6 +528,8 @@ class LlamaEngine:
             llm.on_read = None
             llama_lib.llama_set_abort_callback(llm._ctx.ctx, _NO_ABORT, None)
             self._cancel = threading.Event()
+        if channels is not None:
+            channels.finish()
         gate.finish(decoder.decode(b"", final=True))
         perf = llama_lib.llama_perf_context(llm._ctx.ctx)
         # llama.cpp counts batches of one token as "eval", larger ones as "prompt eval".

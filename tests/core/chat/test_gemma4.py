@@ -199,7 +199,7 @@ def test_rendering_matches_the_reference_template(reference: jinja2.Template, ca
         bos_token="<bos>",
     )
     assert expected.startswith("<bos>")
-    assert Gemma4Template().render(messages, tools, thinking) == expected[len("<bos>") :]
+    assert Gemma4Template(tools, thinking).render(messages) == expected[len("<bos>") :]
 
 
 def test_format_arguments_and_thoughts() -> None:

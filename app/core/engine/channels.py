@@ -1,0 +1,111 @@
+"""A Gemma 4 answer's tokens, split into its thought, its tool calls and the answer itself.
+
+Gemma 4 writes a thought as `<|channel>thought\\n…<channel|>` and a call as
+`<|tool_call>call:NAME{…}<tool_call|>`. Those four markers are single tokens of
+its vocabulary: they are found there when the model loads (`Markers.find`) and
+recognised as token ids while the answer streams, so a model that spells a
+marker out in plain text, or a user who pastes one, changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import llama_cpp
+import llama_cpp.llama_cpp as llama_lib
+
+THOUGHT_LABEL = "thought\n"  # what follows <|channel> in a thought channel
+_SPECIAL = llama_lib.LLAMA_TOKEN_ATTR_CONTROL | llama_lib.LLAMA_TOKEN_ATTR_USER_DEFINED
+
+
+@dataclass(frozen=True)
+class Markers:
+    """The token ids of Gemma 4's channel and tool-call markers."""
+
+    thought_open: int
+    thought_close: int
+    call_open: int
+    call_close: int
+    quote: int  # <|"|>, around strings in a call
+
+    @classmethod
+    def find(cls, llm: llama_cpp.Llama) -> Markers | None:
+        """The markers in this model's vocabulary, or None when it lacks one of them as a special token."""
+        vocab = llm._model.vocab
+        ids = []
+        for text in ("<|channel>", "<channel|>", "<|tool_call>", "<tool_call|>", '<|"|>'):
+            tokens = llm.tokenize(text.encode(), add_bos=False, special=True)
+            if len(tokens) != 1 or not llama_lib.llama_vocab_get_attr(vocab, tokens[0]) & _SPECIAL:
+                return None
+            ids.append(tokens[0])
+        return cls(*ids)
+
+
+class Channels:
+    """Routes an answer's tokens: thought text to `on_thought`, each whole call's text to `on_call`.
+
+    `feed` returns the text that belongs to the answer itself ("" for a marker, a thought or a call).
+    A thought's "thought" label is left out; a call is passed on as `call:NAME{…}`, without its markers.
+    """
+
+    def __init__(self, markers: Markers, on_thought: Callable[[str], None], on_call: Callable[[str], None]) -> None:
+        self._markers = markers
+        self._on_thought = on_thought
+        self._on_call = on_call
+        self._in: str | None = None  # "thought" or "call" while inside one
+        self._label: str | None = ""  # the start of a thought until its label is known; then None
+        self._call: list[str] = []
+        self.thought_tokens = 0
+
+    def feed(self, token: int, text: str) -> str:
+        m = self._markers
+        if token == m.thought_open:
+            self._in, self._label = "thought", ""
+            return ""
+        if token == m.thought_close:
+            self._end_thought()
+            return ""
+        if token == m.call_open:
+            self._in, self._call = "call", []
+            return ""
+        if token == m.call_close:
+            if self._in == "call":
+                self._on_call("".join(self._call))
+            self._in = None
+            return ""
+        if self._in == "call":
+            self._call.append(text)
+            return ""
+        if self._in == "thought":
+            self.thought_tokens += 1
+            self._thought(text)
+            return ""
+        return text
+
+    def finish(self) -> None:
+        """The answer ended: a call left open is dropped (it was cut off), a thought's start is passed on."""
+        if self._in == "thought":
+            self._end_thought()
+        self._in = None
+
+    @property
+    def in_call(self) -> bool:
+        """Whether a call is being written (its text is not shown yet)."""
+        return self._in == "call"
+
+    def _thought(self, text: str) -> None:
+        if self._label is None:
+            self._on_thought(text)
+            return
+        self._label += text
+        if self._label.startswith(THOUGHT_LABEL) or not THOUGHT_LABEL.startswith(self._label):
+            rest = self._label.removeprefix(THOUGHT_LABEL)
+            self._label = None
+            if rest:
+                self._on_thought(rest)
+
+    def _end_thought(self) -> None:
+        if self._label:  # a thought shorter than its label
+            self._on_thought(self._label)
+        self._in, self._label = None, ""
