@@ -16,6 +16,7 @@ tools; when a cap ends it, the user is told why.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -89,7 +90,7 @@ def run_loop(
         thoughts.append("".join(step_thought))
         if not raw_calls or stats.stop_reason == StopReason.CANCELLED:
             break
-        calls = [parse_call(raw, f"call_{len(result.cards) + i + 1}") for i, raw in enumerate(raw_calls)]
+        calls = [parse_call(raw, f"call_{secrets.token_hex(8)}") for raw in raw_calls]
         for raw, call in zip(raw_calls, calls, strict=True):
             if call is None:  # written badly: shown as the text it is
                 hooks.add_text(f"\n{raw}\n")

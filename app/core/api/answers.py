@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from app.core.api.jobs import Job
 from app.core.api.protocol import ApiError, ChatCall, CompletionCall
+from app.core.chat.gemma4 import Gemma4Template
 from app.core.chat.prompt_builder import PromptTooLongError
 from app.core.errors import UserError
 from app.core.turn import TurnEvents, TurnRequest, TurnResult, TurnStopped, run_turn
@@ -36,6 +37,14 @@ def answer_chat(engine: LlamaEngine, call: ChatCall, job: Job, model_name: str, 
     """Run the chat turn, streaming into `job`; raises ApiError (the job is then failed by the queue)."""
     if engine.loaded is None:
         raise no_model()
+    uses_tools = (bool(call.tools) and call.tool_choice != "none") or any(m.role == "tool" for m in call.messages)
+    if uses_tools and not isinstance(engine.template, Gemma4Template):
+        raise ApiError(
+            400,
+            "The loaded model's prompt format has no tool calling; load a Gemma 4 model to use 'tools'.",
+            param="tools",
+            code="unsupported_parameter",
+        )
     request = TurnRequest(
         turn_id=next(_turn_ids),
         history=call.messages,
@@ -44,6 +53,8 @@ def answer_chat(engine: LlamaEngine, call: ChatCall, job: Job, model_name: str, 
         previous_dropped=previous_dropped,
         model_name=model_name,
         cancel=job.cancel,
+        tools=call.tools,
+        tool_choice=call.tool_choice,
     )
     try:
         result = run_turn(engine, request, TurnEvents(text=job.piece))
@@ -53,7 +64,7 @@ def answer_chat(engine: LlamaEngine, call: ChatCall, job: Job, model_name: str, 
         raise ApiError(400, str(exc), param="messages", code="context_length_exceeded") from None
     except UserError as exc:
         raise ApiError(500, str(exc), kind="server_error") from None
-    job.finish(result.stats)
+    job.finish(result.stats, result.pending)
     return result
 
 

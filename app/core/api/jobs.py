@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.core.api.protocol import ApiError
+from app.core.chat.message import ToolCall
 from app.core.engine.generation import GenerationStats
 from app.core.turn import TurnCancel
 
@@ -37,9 +38,10 @@ class Piece:
 
 @dataclass(frozen=True)
 class Finished:
-    """The generation ended."""
+    """The generation ended (with tool calls for the client to run, when it made some)."""
 
     stats: GenerationStats
+    calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,9 @@ class Job:
             if self.on_piece is not None:
                 self.on_piece(text)
 
-    def finish(self, stats: GenerationStats) -> None:
-        """The end, with the generation's figures."""
-        self._events.put(Finished(stats))
+    def finish(self, stats: GenerationStats, calls: tuple[ToolCall, ...] = ()) -> None:
+        """The end, with the generation's figures and the calls it made."""
+        self._events.put(Finished(stats, calls))
 
     def fail(self, error: ApiError) -> None:
         """No answer, and why."""

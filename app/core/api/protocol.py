@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import secrets
 import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from app.core.chat.message import ChatMessage
+from app.core.chat.message import ChatMessage, ToolCall
+from app.core.chat.tool_calls import arguments_of
 from app.core.engine.generation import GenerationStats, SamplingParams, StopReason
 
 MAX_MESSAGES = 2048
@@ -27,6 +29,8 @@ MAX_TEXT_CHARS = 2_000_000  # one message, prompt or input: far more than any co
 MAX_STOPS = 4  # as OpenAI
 MAX_STOP_CHARS = 200
 MAX_EMBEDDING_INPUTS = 256
+MAX_TOOLS = 128
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 MAX_TOKENS_CAP = 1 << 20  # "no limit": the engine stops where the context is full
 
 # Accepted and ignored: metadata, and options whose only value here is the default.
@@ -114,6 +118,8 @@ class ChatCall:
     stream: bool = False
     include_usage: bool = False
     max_tokens_given: bool = False
+    tools: tuple[dict[str, Any], ...] = ()  # declarations, as sent
+    tool_choice: str = "auto"  # "auto", "none", "required" or a tool's name
 
 
 @dataclass(frozen=True)
@@ -231,16 +237,7 @@ def _sampling(data: dict[str, Any], defaults: SamplingParams) -> tuple[SamplingP
             "unsupported_parameter",
         )
     if data.get("functions") or data.get("function_call"):
-        raise _invalid("'functions' is not supported.", "functions", "unsupported_parameter")
-    choice = data.get("tool_choice")
-    if choice not in (None, "auto", "none") and data.get("tools"):
-        raise _invalid(
-            "This model's prompt format has no tool calling here, so a tool call cannot be required.",
-            "tool_choice",
-            "unsupported_parameter",
-        )
-    if data.get("tools") is not None and not isinstance(data.get("tools"), list):
-        raise _invalid("'tools' must be a list.", "tools")
+        raise _invalid("'functions' is not supported; use 'tools'.", "functions", "unsupported_parameter")
     limit_a = _number(data, "max_tokens", 1, MAX_TOKENS_CAP, integer=True)
     limit_b = _number(data, "max_completion_tokens", 1, MAX_TOKENS_CAP, integer=True)
     limit = limit_b if limit_b is not None else limit_a
@@ -302,24 +299,35 @@ def parse_chat(data: dict[str, Any], defaults: SamplingParams) -> ChatCall:
         if not isinstance(m, dict):
             raise _invalid(f"'{where}' must be an object.", "messages")
         role = m.get("role")
-        if role in ("tool", "function") or m.get("tool_calls") or m.get("function_call"):
-            raise _invalid(
-                f"'{where}' is a tool call or result: tool calling is not supported with this model's format.",
-                "messages",
-                "unsupported_parameter",
-            )
+        if role == "function" or m.get("function_call"):
+            raise _invalid(f"'{where}': 'function' messages are not supported; use tool messages.", "messages")
+        if role == "tool":
+            content = _content(m.get("content"), f"{where}.content")
+            call_id = m.get("tool_call_id") or ""
+            name = m.get("name") or ""
+            if not isinstance(call_id, str) or not isinstance(name, str):
+                raise _invalid(f"'{where}.tool_call_id' and '.name' must be strings.", "messages")
+            messages.append(ChatMessage("tool", content, tool_call_id=call_id, name=name))
+            continue
         if role not in _ROLES:
-            raise _invalid(f"'{where}.role' must be system, developer, user or assistant; it is {role!r}.", "messages")
+            raise _invalid(
+                f"'{where}.role' must be system, developer, user, assistant or tool; it is {role!r}.", "messages"
+            )
         text = _content(m.get("content"), f"{where}.content")
         if _ROLES[role] == "system":
             if messages:
                 raise _invalid(f"'{where}': system messages must come before the conversation.", "messages")
             system.append(text)
+        elif role == "assistant":
+            thinking = m.get("reasoning_content") or m.get("reasoning") or ""
+            calls = _calls(m.get("tool_calls"), where)
+            messages.append(ChatMessage("assistant", text, thinking=_text(thinking, where), tool_calls=calls))
         else:
-            messages.append(ChatMessage(_ROLES[role], text))  # type: ignore[arg-type]
-    if not messages or messages[-1].role != "user":
-        raise _invalid("The last message must be the user's.", "messages")
+            messages.append(ChatMessage("user", text))
+    if not messages or messages[-1].role not in ("user", "tool"):
+        raise _invalid("The last message must be the user's, or a tool's result.", "messages")
     sampling, given = _sampling(data, defaults)
+    tools, choice = _tools(data)
     return ChatCall(
         _model(data),
         "\n\n".join(s for s in system if s.strip()),
@@ -328,7 +336,67 @@ def parse_chat(data: dict[str, Any], defaults: SamplingParams) -> ChatCall:
         _flag(data, "stream"),
         _include_usage(data),
         given,
+        tools,
+        choice,
     )
+
+
+def _tools(data: dict[str, Any]) -> tuple[tuple[dict[str, Any], ...], str]:
+    """The declared tools (checked: each a function with a name) and the tool choice."""
+    raw = data.get("tools")
+    if raw is None:
+        raw = []
+    if not isinstance(raw, list) or len(raw) > MAX_TOOLS:
+        raise _invalid(f"'tools' must be a list of at most {MAX_TOOLS} tools.", "tools")
+    tools = []
+    for i, tool in enumerate(raw):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(function, dict):
+            raise _invalid(f'\'tools[{i}]\' must be {{"type": "function", "function": {{…}}}}.', "tools")
+        name = function.get("name")
+        if not isinstance(name, str) or not _TOOL_NAME.fullmatch(name):
+            raise _invalid(f"'tools[{i}].function.name' must be 1-64 letters, digits, _ . or -.", "tools")
+        for key, kind in (("description", str), ("parameters", dict)):
+            if function.get(key) is not None and not isinstance(function.get(key), kind):
+                raise _invalid(f"'tools[{i}].function.{key}' has the wrong type.", "tools")
+        tools.append(tool)
+    choice = data.get("tool_choice")
+    names = {t["function"]["name"] for t in tools}
+    if choice is None or choice in ("auto", "none", "required"):
+        chosen = choice or "auto"
+    elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        chosen = str(choice["function"].get("name", ""))
+        if chosen not in names:
+            raise _invalid(f"'tool_choice' names {chosen!r}, which is not among 'tools'.", "tool_choice")
+    else:
+        raise _invalid('\'tool_choice\' must be auto, none, required or {"type": "function", …}.', "tool_choice")
+    if chosen not in ("auto", "none") and not tools:
+        raise _invalid("'tool_choice' requires a call, but no 'tools' were given.", "tool_choice")
+    return tuple(tools), chosen
+
+
+def _calls(raw: Any, where: str) -> tuple[ToolCall, ...]:
+    """An assistant message's tool calls, their JSON arguments read."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise _invalid(f"'{where}.tool_calls' must be a list.", "messages")
+    calls = []
+    for i, call in enumerate(raw):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise _invalid(f"'{where}.tool_calls[{i}]' must have a function with a name.", "messages")
+        arguments = function.get("arguments") or "{}"
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except json.JSONDecodeError:
+                raise _invalid(f"'{where}.tool_calls[{i}].function.arguments' is not valid JSON.", "messages") from None
+        if not isinstance(arguments, dict):
+            raise _invalid(f"'{where}.tool_calls[{i}].function.arguments' must be a JSON object.", "messages")
+        call_id = call.get("id") or ""
+        calls.append(ToolCall(function["name"], arguments, call_id if isinstance(call_id, str) else ""))
+    return tuple(calls)
 
 
 def parse_completion(data: dict[str, Any], defaults: SamplingParams) -> CompletionCall:
@@ -368,9 +436,25 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(12)}"
 
 
-def finish_reason(stats: GenerationStats) -> str:
+def finish_reason(stats: GenerationStats, calls: tuple[ToolCall, ...] = ()) -> str:
     """OpenAI's name for why the answer ended."""
+    if calls:
+        return "tool_calls"
     return "stop" if stats.stop_reason == StopReason.END_OF_TURN else "length"
+
+
+def tool_calls(calls: tuple[ToolCall, ...], streamed: bool = False) -> list[dict[str, Any]]:
+    """Calls in OpenAI's shape, their arguments as a JSON string (with each one's index when streamed)."""
+    out = []
+    for i, call in enumerate(calls):
+        arguments = json.dumps(arguments_of(call) or {}, ensure_ascii=False)
+        entry: dict[str, Any] = {
+            "id": call.id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": arguments},
+        }
+        out.append({"index": i, **entry} if streamed else entry)
+    return out
 
 
 def usage(stats: GenerationStats) -> dict[str, Any]:
@@ -395,8 +479,13 @@ def chat_chunk(rid: str, model: str, delta: dict[str, Any], finish: str | None =
     }
 
 
-def chat_answer(rid: str, model: str, text: str, stats: GenerationStats) -> dict[str, Any]:
-    """A whole chat answer."""
+def chat_answer(
+    rid: str, model: str, text: str, stats: GenerationStats, calls: tuple[ToolCall, ...] = ()
+) -> dict[str, Any]:
+    """A whole chat answer (with the tool calls it made)."""
+    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None, "refusal": None}
+    if calls:
+        message["tool_calls"] = tool_calls(calls)
     return {
         "id": rid,
         "object": "chat.completion",
@@ -406,9 +495,9 @@ def chat_answer(rid: str, model: str, text: str, stats: GenerationStats) -> dict
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": None},
+                "message": message,
                 "logprobs": None,
-                "finish_reason": finish_reason(stats),
+                "finish_reason": finish_reason(stats, calls),
             }
         ],
         "usage": usage(stats),

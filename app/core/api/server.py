@@ -375,9 +375,10 @@ class _Handler(BaseHTTPRequestHandler):
         rid = protocol.new_id("chatcmpl" if chat else "cmpl")
         if not stream:
             pieces: list[str] = []
-            stats = self._wait(job, pieces.append)
-            answer = protocol.chat_answer if chat else protocol.completion_answer
-            self._send_json(200, answer(rid, model, "".join(pieces), stats))
+            end = self._wait(job, pieces.append)
+            text, stats = "".join(pieces), end.stats
+            answer = protocol.chat_answer(rid, model, text, stats, end.calls) if chat else None
+            self._send_json(200, answer or protocol.completion_answer(rid, model, text, stats))
             self._note(stats)
             return
         started = False
@@ -395,7 +396,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._event(delta or protocol.completion_chunk(rid, model, text))
 
         try:
-            stats = self._wait(job, send)
+            ended = self._wait(job, send)
         except ApiError as exc:
             if not started:  # a failure before the first piece is a plain error answer with its own status
                 raise
@@ -406,16 +407,20 @@ class _Handler(BaseHTTPRequestHandler):
                 self._record.note = exc.message
             return
         send("")
-        finish = protocol.finish_reason(stats)
-        end = protocol.chat_chunk(rid, model, {}, finish) if chat else protocol.completion_chunk(rid, model, "", finish)
-        self._event(end)
+        stats = ended.stats
+        if ended.calls:  # known once each call is written whole: sent together, before the end
+            self._event(protocol.chat_chunk(rid, model, {"tool_calls": protocol.tool_calls(ended.calls, True)}))
+        finish = protocol.finish_reason(stats, ended.calls)
+        self._event(
+            protocol.chat_chunk(rid, model, {}, finish) if chat else protocol.completion_chunk(rid, model, "", finish)
+        )
         if include_usage:
             self._event(protocol.usage_chunk(rid, model, stats, chat))
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
         self._note(stats)
 
-    def _wait(self, job: Job, on_piece: Callable[[str], None]) -> GenerationStats:
+    def _wait(self, job: Job, on_piece: Callable[[str], None]) -> Finished:
         """Pass the job's pieces on until it ends, cancelling it when the client goes away."""
         try:
             while True:
@@ -427,7 +432,7 @@ class _Handler(BaseHTTPRequestHandler):
                         on_piece(event.text)
                     continue
                 if isinstance(event, Finished):
-                    return event.stats
+                    return event
                 assert isinstance(event, Failed)
                 raise event.error
         except (_Gone, OSError):  # closed, reset, or not reading for REQUEST_DEADLINE_S

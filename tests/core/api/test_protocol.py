@@ -9,6 +9,7 @@ import pytest
 
 from app.core.api import protocol
 from app.core.api.protocol import ApiError, parse_chat, parse_completion, parse_embedding, read_json
+from app.core.chat.message import ToolCall
 from app.core.engine.generation import GenerationStats, SamplingParams, StopReason
 
 DEFAULTS = SamplingParams(temperature=0.7, top_p=0.95, max_tokens=1024)
@@ -79,10 +80,29 @@ def test_without_a_limit_the_answer_may_run_to_the_end_of_the_context() -> None:
         ({"stop": ["a", "b", "c", "d", "e"]}, "'stop' holds at most 4"),
         ({"stop": 3}, "'stop' must be a string or a list"),
         ({"stream": "yes"}, "'stream' must be true or false"),
-        ({"tools": [{"type": "function"}], "tool_choice": "required"}, "a tool call cannot be required"),
+        ({"tools": [{"type": "function"}]}, "must be {"),
+        ({"tools": [{"type": "function", "function": {"name": "a b"}}]}, "letters, digits"),
+        ({"tool_choice": "required"}, "no 'tools' were given"),
+        (
+            {
+                "tools": [{"type": "function", "function": {"name": "f"}}],
+                "tool_choice": {"type": "function", "function": {"name": "g"}},
+            },
+            "not among 'tools'",
+        ),
         ({"messages": []}, "'messages' must be a non-empty list"),
-        ({"messages": [{"role": "wizard", "content": "x"}]}, "must be system, developer, user or assistant"),
-        ({"messages": [{"role": "tool", "content": "x", "tool_call_id": "1"}]}, "tool calling is not supported"),
+        ({"messages": [{"role": "wizard", "content": "x"}]}, "must be system, developer, user, assistant or tool"),
+        ({"messages": [{"role": "function", "content": "x"}]}, "use tool messages"),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "x"},
+                    {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{oops"}}]},
+                    {"role": "tool", "content": "1"},
+                ]
+            },
+            "not valid JSON",
+        ),
         ({"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}, "last message"),
         ({"messages": [{"role": "user", "content": 5}]}, "must be a string or a list of content parts"),
         (
@@ -102,9 +122,39 @@ def test_a_chat_request_that_cannot_be_honoured_is_refused_by_name(fields: dict[
     assert error.body()["error"]["type"] == "invalid_request_error"
 
 
-def test_tools_the_model_is_free_not_to_call_are_accepted() -> None:
+def test_tools_and_their_results_are_read_into_the_conversation() -> None:
     call = parse_chat(chat(tools=[{"type": "function", "function": {"name": "f"}}], tool_choice="auto"), DEFAULTS)
-    assert call.messages[-1].content == "Hi"
+    assert call.messages[-1].content == "Hi" and call.tool_choice == "auto" and len(call.tools) == 1
+    weather = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    body = chat(
+        messages=[
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": None, "reasoning_content": "Look it up.",
+             "tool_calls": [{"id": "c1", "type": "function",
+                             "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "21 C"},
+        ],
+        tools=[weather],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+    )  # fmt: skip
+    call = parse_chat(body, DEFAULTS)
+    assert call.tool_choice == "get_weather"
+    _asked, made, result = call.messages
+    assert made.tool_calls == (ToolCall("get_weather", {"city": "Paris"}, "c1"),) and made.thinking == "Look it up."
+    assert (result.role, result.content, result.tool_call_id) == ("tool", "21 C", "c1")
+
+
+def test_tool_calls_are_answered_in_openai_shape() -> None:
+    stats = GenerationStats(10, 10, 5, 1.0, 1.0, 2.0, StopReason.END_OF_TURN)
+    calls = (ToolCall("get_weather", 'city:<|"|>Paris<|"|>,days:2', "call_x"),)
+    answer = protocol.chat_answer("id", "m", "", stats, calls)
+    choice = answer["choices"][0]
+    assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] is None
+    (made,) = choice["message"]["tool_calls"]
+    assert made == {"id": "call_x", "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris", "days": 2}'}}  # fmt: skip
+    assert protocol.tool_calls(calls, streamed=True)[0]["index"] == 0
+    assert protocol.chat_answer("id", "m", "Hi", stats)["choices"][0]["finish_reason"] == "stop"
 
 
 @pytest.mark.parametrize(
