@@ -61,6 +61,13 @@ API_PORT = Option("api/port", int, DEFAULT_PORT, 1024, 65535)
 API_REQUIRE_KEY = Option("api/require_key", bool, True)
 API_ORIGINS = Option("api/origins", str, "")  # web origins allowed to call it, separated by spaces
 API_KEEP_HISTORY = Option("api/keep_history", bool, False)  # API conversations are not kept unless asked
+# Gemma 4: think before answering, and let the model call tools (each new chat starts with these; the
+# composer's Think and Tools buttons change them for the chat). Tools are listed to the model in every
+# prompt, so they cost reading time: off until asked for.
+THINKING = Option("chat/thinking", bool, False)
+TOOLS = Option("chat/tools", bool, False)
+TOOLS_OFF = Option("tools/off", str, "")  # names of tools the model is not offered, separated by spaces
+TOOLS_ASK = Option("tools/ask", str, "read_file")  # names of tools that ask before each call
 WRAP_CODE = Option("chat/wrap_code", bool, False)  # off: code keeps its lines, and a message with long ones scrolls
 
 SETTINGS_VERSION = 1

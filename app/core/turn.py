@@ -286,7 +286,7 @@ def run_turn(
                 return built.tokens
 
             def generate(tokens: Sequence[int], channels: Channels | None, step: int) -> GenerationStats:
-                chosen = first_sampling if step == 0 else sampling
+                chosen = first_sampling if step == 0 else replace(sampling, grammar="")  # a grammar makes the call
                 return engine.generate(tokens, chosen, request.cancel, answer.add, reading, channels)
 
             room = loaded.n_ctx - answer_reserve(loaded.n_ctx, sampling.max_tokens)
@@ -333,11 +333,14 @@ def _declared(request: TurnRequest) -> tuple[dict[str, Any], ...]:
 def _first_step_sampling(
     sampling: SamplingParams, request: TurnRequest, declared: Sequence[dict[str, Any]], engine: LlamaEngine
 ) -> SamplingParams:
-    """With a call required, the first step follows a grammar that makes it call (one of) the tools."""
-    if request.tool_choice in ("auto", "none") or not declared or engine.markers is None:
+    """With a call required, the first step follows a grammar that makes it call (one of) the tools.
+
+    A grammar the request brings is kept as it is.
+    """
+    if sampling.grammar or request.tool_choice in ("auto", "none") or not declared or engine.markers is None:
         return sampling
     named = [t for t in declared if t.get("function", {}).get("name") == request.tool_choice]
-    return replace(sampling, grammar=call_grammar(named or declared, engine.markers))
+    return replace(sampling, grammar=call_grammar(named or declared, engine.markers, request.thinking))
 
 
 def _channels(engine: LlamaEngine) -> Callable[[Callable[[str], None], Callable[[str], None]], Channels | None]:

@@ -11,9 +11,11 @@ also aborts a model load through its progress callback.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal
 
@@ -21,6 +23,7 @@ from app.core.engine.options import LoadOptions
 from app.core.errors import UserError
 from app.core.models.starter import ensure_starter_model, is_verified_starter
 from app.core.redact import log_failure
+from app.core.tools.base import ToolCard
 from app.core.turn import INTERRUPTED, TurnEvents, TurnRequest, TurnStopped, TurnStore, run_turn
 from app.services.worker_host import WorkerHost
 
@@ -50,6 +53,32 @@ class _InferenceHost(WorkerHost):
         self._service.cancel(INTERRUPTED)
 
 
+class _Answers:
+    """A question the turn's thread asks the user, waiting for the GUI thread's answer (or the turn's Stop)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: tuple[int, threading.Event, list[Any]] | None = None
+
+    def ask(self, turn_id: int, cancel: threading.Event, show: Callable[[], None]) -> Any:
+        event, box = threading.Event(), [None]
+        with self._lock:
+            self._waiting = (turn_id, event, box)
+        show()
+        while not event.wait(0.1):
+            if cancel.is_set():
+                break
+        with self._lock:
+            self._waiting = None
+        return box[0]
+
+    def answer(self, turn_id: int, value: Any) -> None:
+        with self._lock:
+            if self._waiting is not None and self._waiting[0] == turn_id:
+                self._waiting[2][0] = value
+                self._waiting[1].set()
+
+
 class TurnService(QObject):
     """Loads models and answers turns on the inference thread; every signal arrives on the GUI thread."""
 
@@ -60,6 +89,10 @@ class TurnService(QObject):
     sources = Signal(int, tuple, str, str)  # turn id, (Source, …), a note about them, "whole" or "retrieval"
     reading = Signal(int, int, int, float)  # turn id, prompt tokens read, of how many, seconds left (-1: not known)
     chunk = Signal(int, str)  # turn id, text
+    thought = Signal(int, str)  # turn id, a piece of the model's thought
+    tool = Signal(int, object)  # turn id, a tool call's ToolCard (each time it changes)
+    permission_asked = Signal(int, object)  # turn id, the ToolCard of a call that asks first: answer_permission()
+    file_asked = Signal(int, str)  # turn id, why the model wants a file: answer_file()
     turn_finished = Signal(object)  # TurnResult
     turn_failed = Signal(int, str)  # turn id, message ("" when stopped before the first token)
 
@@ -68,6 +101,7 @@ class TurnService(QObject):
         self._models_dir = models_dir
         self._engine: LlamaEngine | None = None  # the inference thread's
         self._current: TurnRequest | None = None
+        self._answers = _Answers()  # the user's answers to a running turn's questions (allow a call, pick a file)
         self.store: TurnStore | None = None  # where turns with `saving` are saved; set before `start`
         self.host = _InferenceHost(self)
         self.turn_finished.connect(lambda result: self._forget(result.turn_id))
@@ -147,14 +181,36 @@ class TurnService(QObject):
         if self._current is not None and self._current.turn_id == turn_id:
             self._current = None
 
+    def answer_permission(self, turn_id: int, allowed: bool) -> None:
+        """The user's answer to `permission_asked` (GUI thread)."""
+        self._answers.answer(turn_id, allowed)
+
+    def answer_file(self, turn_id: int, path: Path | None) -> None:
+        """The file the user chose after `file_asked`, or None (GUI thread)."""
+        self._answers.answer(turn_id, path)
+
     def _run(self, request: TurnRequest) -> None:
         turn_id = request.turn_id
+        answers = self._answers
+
+        def allow(card: ToolCard) -> bool:
+            return bool(answers.ask(turn_id, request.cancel, lambda: self.permission_asked.emit(turn_id, card)))
+
+        def pick_file(purpose: str) -> Path | None:
+            chosen = answers.ask(turn_id, request.cancel, lambda: self.file_asked.emit(turn_id, purpose))
+            return chosen if isinstance(chosen, Path) else None
+
         events = TurnEvents(
             text=lambda piece: self.chunk.emit(turn_id, piece),
             saved=lambda ref, message_id, versions: self.saved.emit(turn_id, ref, message_id, versions),
             sources=lambda found, note, mode: self.sources.emit(turn_id, found, note, mode),
             reading=lambda done, total, left: self.reading.emit(turn_id, done, total, -1.0 if left is None else left),
+            thought=lambda piece: self.thought.emit(turn_id, piece),
+            tool=lambda card: self.tool.emit(turn_id, card),
+            allow=allow,
         )
+        if request.toolbox is not None:
+            request = replace(request, pick_file=pick_file)
         if self.host.stopping.is_set():
             request.cancel.stop(INTERRUPTED)
         try:

@@ -8,6 +8,7 @@ signals; `StreamBuffer` collects them and applies them every ~30 ms with one
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -18,6 +19,7 @@ from app.core.chat.message import ChatMessage, Given, Role
 from app.core.docs.grounding import Source
 from app.core.engine.generation import GenerationStats
 from app.core.store.ref import Ref
+from app.core.tools.base import ToolCard
 
 _ids = itertools.count(1)
 Index = QModelIndex | QPersistentModelIndex
@@ -57,6 +59,11 @@ class ChatItem:
     store: Ref = field(default_factory=Ref)  # filled in by the history's thread when saved; compared by identity
     saved_id: int | None = None  # the message's id in the history, as the GUI thread has heard it
     versions: tuple[int, ...] = ()  # ids of this message's other versions (edits, regenerations), itself included
+    thinking: str = ""  # the model's thought before (or between) its answer, kept apart from the text
+    thinking_ms: float = 0.0  # how long it thought
+    thinking_shown: bool = False  # the thought is expanded
+    tools: tuple[ToolCard, ...] = ()  # the tool calls the answer made, in order
+    tools_shown: frozenset[str] = frozenset()  # ids of the expanded tool cards
 
     @property
     def version_position(self) -> int:
@@ -164,6 +171,39 @@ class MessageListModel(QAbstractListModel):
         index = self.index(row)
         self.dataChanged.emit(index, index, list(roles))
 
+    def append_thought(self, row: int, text: str) -> None:
+        """Extend an answer's thought (streaming)."""
+        self._items[row].thinking += text
+        self._changed(row, Qt.ItemDataRole.DisplayRole)
+
+    def set_thinking_time(self, row: int, ms: float) -> None:
+        """How long the answer thought."""
+        self._items[row].thinking_ms = ms
+        self._changed(row, Qt.ItemDataRole.DisplayRole)
+
+    def set_tool(self, row: int, card: ToolCard) -> None:
+        """Add a tool call's card to an answer, or update it."""
+        item = self._items[row]
+        cards = list(item.tools)
+        at = next((i for i, c in enumerate(cards) if c.id == card.id), None)
+        if at is None:
+            cards.append(card)
+        else:
+            cards[at] = card
+        item.tools = tuple(cards)
+        self._changed(row, Qt.ItemDataRole.DisplayRole)
+
+    def toggle_thinking(self, row: int) -> None:
+        """Expand or collapse an answer's thought."""
+        self._items[row].thinking_shown = not self._items[row].thinking_shown
+        self._changed(row, Qt.ItemDataRole.DisplayRole)
+
+    def toggle_tool(self, row: int, card_id: str) -> None:
+        """Expand or collapse one tool card."""
+        item = self._items[row]
+        item.tools_shown = item.tools_shown ^ {card_id}
+        self._changed(row, Qt.ItemDataRole.DisplayRole)
+
     def append_text(self, row: int, text: str) -> None:
         """Extend a message's text (streaming)."""
         self._items[row].text += text
@@ -182,6 +222,8 @@ class MessageListModel(QAbstractListModel):
         item = self._items[row]
         item.text, item.streaming, item.stats, item.notice, item.store, item.model = "", True, None, "", store, model
         item.progress = ""
+        item.thinking, item.thinking_ms, item.thinking_shown = "", 0.0, False
+        item.tools, item.tools_shown = (), frozenset()
         item.sources, item.cited, item.all_sources_shown, item.saved_id = (), (), False, None
         item.sources_mode = ""
         self._changed(
@@ -228,9 +270,15 @@ class StreamBuffer(QObject):
 
     INTERVAL_MS = 30
 
-    def __init__(self, model: MessageListModel, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        model: MessageListModel,
+        parent: QObject | None = None,
+        apply: Callable[[int, str], None] | None = None,
+    ) -> None:
         super().__init__(parent)
         self._model = model
+        self._apply = apply or model.append_text  # the answer's text, or (given) its thought
         self._pending: dict[int, list[str]] = {}
         self._timer = QTimer(self)
         self._timer.setInterval(self.INTERVAL_MS)
@@ -248,7 +296,7 @@ class StreamBuffer(QObject):
         pending, self._pending = self._pending, {}
         for row, pieces in pending.items():
             if row < self._model.rowCount():
-                self._model.append_text(row, "".join(pieces))
+                self._apply(row, "".join(pieces))
 
     def discard(self) -> None:
         """Drop queued text (the rows it was for are gone)."""

@@ -22,6 +22,7 @@ from app.ui.composer import Composer
 from app.ui.conversation_view import ConversationView
 from app.ui.editing_bar import EditingBar
 from app.ui.notice_bar import ChatNoticeBar, NoticeBar
+from app.ui.tool_prompts import PermissionBar, ask_for_file
 
 PLACEHOLDER = (
     f'<h2 align="center">{APP_NAME}</h2>'
@@ -65,6 +66,12 @@ class ChatPane(QWidget):
         self.regenerate_button = QPushButton("Regenerate")
         self.regenerate_button.setEnabled(False)
         self.attach_button = QPushButton("Attach…")
+        self.think_button = QPushButton("Think")  # Gemma 4: think before answering, for this chat
+        self.tools_button = QPushButton("Tools")  # Gemma 4: let the model call tools, for this chat
+        for toggle in (self.think_button, self.tools_button):
+            toggle.setCheckable(True)
+            toggle.hide()
+        self.permission_bar = PermissionBar()
         self._describe()
         self._lay_out()
 
@@ -75,6 +82,12 @@ class ChatPane(QWidget):
         self.send_button.clicked.connect(self._send_or_stop)
         self.regenerate_button.clicked.connect(self.regenerate)
         self.attach_button.clicked.connect(self.attach_requested)
+        self.think_button.toggled.connect(lambda on: session.options.set(thinking=on))
+        self.tools_button.toggled.connect(lambda on: session.options.set(tools=on))
+        session.options_changed.connect(self._show_options)
+        session.permission_requested.connect(self.permission_bar.ask)
+        session.file_requested.connect(lambda purpose: session.answer_file(ask_for_file(self, purpose)))
+        self.permission_bar.answered.connect(session.answer_permission)
         self.view.edit_requested.connect(self.edit)
         self.view.regenerate_requested.connect(self.regenerate)
         self.view.status_message.connect(status.setText)
@@ -113,6 +126,13 @@ class ChatPane(QWidget):
             (self.send_button, "Send", "Send the message in the box (Enter); while an answer is written, stop it"),
             (self.regenerate_button, "Regenerate", "Write the last answer again; the earlier one stays as a version"),
             (self.attach_button, "Attach files", "Choose files or a folder for this chat to answer from"),
+            (self.think_button, "Think", "Let the model think before it answers, in this chat (slower, often better)"),
+            (
+                self.tools_button,
+                "Tools",
+                "Let the model search your documents and history, calculate, tell the time and read a file you "
+                "choose, in this chat (Settings → Tools chooses which, and which ask first)",
+            ),
         ):
             widget.setAccessibleName(name)
             widget.setAccessibleDescription(description)
@@ -123,12 +143,15 @@ class ChatPane(QWidget):
         buttons = QHBoxLayout()
         buttons.setContentsMargins(0, 0, 0, 0)
         buttons.addWidget(self.attach_button)
+        buttons.addWidget(self.think_button)
+        buttons.addWidget(self.tools_button)
         buttons.addStretch(1)
         buttons.addWidget(self.regenerate_button)
         buttons.addWidget(self.send_button)
         bottom = QVBoxLayout()
         bottom.setContentsMargins(10, 0, 10, 0)
         bottom.setSpacing(4)
+        bottom.addWidget(self.permission_bar)
         bottom.addWidget(self.editing_bar)
         bottom.addWidget(self.composer)
         bottom.addLayout(buttons)
@@ -144,8 +167,12 @@ class ChatPane(QWidget):
             self.view,
             self.view.reader,
             self.editing_bar.cancel_button,
+            self.permission_bar.refuse_button,
+            self.permission_bar.allow_button,
             self.composer,
             self.attach_button,
+            self.think_button,
+            self.tools_button,
             self.regenerate_button,
             self.send_button,
         ]
@@ -228,7 +255,18 @@ class ChatPane(QWidget):
         else:
             self.composer.submit()
 
+    def _show_options(self) -> None:
+        """The Think and Tools buttons: shown for a model that has them, checked as the open chat chose."""
+        options = self._session.options
+        for button, on in ((self.think_button, options.current.thinking), (self.tools_button, options.current.tools)):
+            button.setVisible(options.supported)
+            button.blockSignals(True)
+            button.setChecked(on)
+            button.blockSignals(False)
+
     def _set_busy(self, busy: bool) -> None:
+        if not busy:
+            self.permission_bar.cancel()
         self.send_button.setText("Stop" if busy else "Send")
         self.send_button.setAccessibleName("Stop" if busy else "Send")
         model = self._session.model

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
@@ -20,10 +21,12 @@ from app.core.docs.grounding import Source
 from app.core.engine.generation import GenerationStats
 from app.core.store.conversation_store import OpenedConversation
 from app.core.store.ref import Ref
+from app.core.tools.base import ToolCard
 from app.core.turn import INTERRUPTED, STOPPED_EARLY, TurnRequest, TurnResult, TurnSaving
 from app.services.history import HistoryService
 from app.services.turns import TurnService
 from app.settings import Settings
+from app.ui.answer_options import AnswerOptions
 from app.ui.chat_model import ChatItem, MessageListModel, StreamBuffer
 from app.ui.message_footer import stats_line
 
@@ -36,6 +39,9 @@ class ChatSession(QObject):
     status = Signal(str)  # a short line for the status bar
     conversation_shown = Signal(object)  # conversation id, or None for a new chat
     message_shown = Signal(int)  # a row to scroll to (a search hit)
+    options_changed = Signal()  # the open chat's Think / Tools choices, or whether the model has them
+    permission_requested = Signal(object)  # ToolCard: a call that asks first; answer with answer_permission()
+    file_requested = Signal(str)  # why the model wants a file; answer with answer_file()
 
     def __init__(self, settings: Settings, turns: TurnService, history: HistoryService, parent: QObject) -> None:
         super().__init__(parent)
@@ -55,8 +61,15 @@ class ChatSession(QObject):
         self._stream_started = 0.0
         self._stream_pieces = 0
         self._waiting = False  # a message sent while the history was still opening
+        self.options = AnswerOptions(settings)
+        self.thought_buffer = StreamBuffer(self.model, self, self.model.append_thought)
+        self._thought_started: float | None = None  # when the turn's thought began (it ends at the first text)
 
         turns.chunk.connect(self._on_chunk)
+        turns.thought.connect(self._on_thought)
+        turns.tool.connect(self._on_tool)
+        turns.permission_asked.connect(self._on_permission_asked)
+        turns.file_asked.connect(self._on_file_asked)
         turns.saved.connect(self._on_saved)
         turns.sources.connect(self._on_sources)
         turns.reading.connect(self._on_reading)
@@ -174,12 +187,15 @@ class ChatSession(QObject):
         """Stop generating; the turn service saves the answer so far, marked as interrupted."""
         self._abandon()
         self.stream_buffer.discard()
+        self.thought_buffer.discard()
 
     def new_conversation(self) -> None:
         """Start a new, empty conversation."""
         self.clear()
         self.system_prompt = self._settings.get(opts.SYSTEM_PROMPT)
         self.history.new_conversation()
+        self.options.show(None)
+        self.options_changed.emit()
         self.conversation_shown.emit(None)
 
     def switch_version(self, row: int, step: int) -> None:
@@ -219,7 +235,10 @@ class ChatSession(QObject):
             previous_dropped=self._dropped,
             model_name=self.model_name,
             source_wait_s=self._settings.get(opts.SOURCE_WAIT_S),
+            toolbox=self.options.toolbox(),
+            thinking=self.options.thinking,
         )
+        self._thought_started = None
         self.busy_changed.emit(True)
 
     def _submit(self) -> None:
@@ -252,6 +271,8 @@ class ChatSession(QObject):
             return
         self.model.set_saved(row, saved_id, versions)
         if self.model.item(row).role == "user":  # the conversation exists now, or was just updated
+            if self.history.conversation_id is not None:
+                self.options.adopt(self.history.conversation_id)
             self.conversation_shown.emit(self.history.conversation_id)
             self.history.refresh()
 
@@ -266,10 +287,56 @@ class ChatSession(QObject):
             item = self.model.item(self._answer_row)
             self.model.set_progress(self._answer_row, reading_progress(done, total, left, bool(item.sources)))
 
+    def _on_thought(self, turn_id: int, text: str) -> None:
+        if self._current(turn_id):
+            assert self._answer_row is not None
+            if self._thought_started is None:
+                self._thought_started = time.perf_counter()
+            self.thought_buffer.add(self._answer_row, text)
+
+    def _end_thought(self) -> None:
+        """The answer's first text (or its end): the thought took until now."""
+        if self._thought_started is not None and self._answer_row is not None:
+            self.thought_buffer.flush()
+            self.model.set_thinking_time(self._answer_row, (time.perf_counter() - self._thought_started) * 1000)
+            self._thought_started = None
+
+    def _on_tool(self, turn_id: int, card: ToolCard) -> None:
+        if self._current(turn_id):
+            assert self._answer_row is not None
+            self._end_thought()
+            self.model.set_tool(self._answer_row, card)
+
+    def _on_permission_asked(self, turn_id: int, card: ToolCard) -> None:
+        if self._current(turn_id):
+            self.permission_requested.emit(card)
+        else:
+            self._turns.answer_permission(turn_id, False)
+
+    def answer_permission(self, allowed: bool) -> None:
+        """The user's answer to `permission_requested`."""
+        self._turns.answer_permission(self._turn_id, allowed)
+
+    def _on_file_asked(self, turn_id: int, purpose: str) -> None:
+        if self._current(turn_id):
+            self.file_requested.emit(purpose)
+        else:
+            self._turns.answer_file(turn_id, None)
+
+    def answer_file(self, path: Path | None) -> None:
+        """The file the user chose after `file_requested` (None: none)."""
+        self._turns.answer_file(self._turn_id, path)
+
+    def set_model_features(self, thinks_and_calls_tools: bool) -> None:
+        """Whether the loaded model can think and call tools (its prompt format has them)."""
+        self.options.supported = thinks_and_calls_tools
+        self.options_changed.emit()
+
     def _on_chunk(self, turn_id: int, text: str) -> None:
         if not self._current(turn_id):
             return
         assert self._answer_row is not None
+        self._end_thought()
         self.stream_buffer.add(self._answer_row, text)
         self._stream_pieces += 1
         if self._stream_pieces % 8 == 0:
@@ -299,6 +366,7 @@ class ChatSession(QObject):
             self.status.emit("The answer failed (see the note under it)")
 
     def _end_turn(self, stats: GenerationStats | None, notice: str) -> None:
+        self._end_thought()
         row = self._answer_row
         assert row is not None
         self.model.finish(row, stats, notice)
@@ -313,6 +381,8 @@ class ChatSession(QObject):
         self.clear()
         self.system_prompt = opened.system_prompt
         self.model.extend(chat_items(opened, 0))
+        self.options.show(opened.id)
+        self.options_changed.emit()
         self.conversation_shown.emit(opened.id)
         focus_row = next((i for i, e in enumerate(opened.branch) if e.message.id == focus), -1)
         self.message_shown.emit(focus_row if focus_row >= 0 else self.model.rowCount() - 1)
@@ -345,6 +415,8 @@ def chat_items(opened: OpenedConversation, start: int) -> list[ChatItem]:
         sources = tuple(Source(**s) for s in stats.pop("sources", []))
         sources_mode = str(stats.pop("sources_mode", ""))
         cited = tuple(int(n) for n in stats.pop("cited", []))
+        thinking, thinking_ms = str(stats.pop("thinking", "")), float(stats.pop("thinking_ms", 0) or 0)
+        tools = tuple(ToolCard.from_dict(card) for card in stats.pop("tools", []) if isinstance(card, dict))
         if not m.complete and m.role == "assistant":
             notice = notice or INTERRUPTED
         items.append(
@@ -360,6 +432,9 @@ def chat_items(opened: OpenedConversation, start: int) -> list[ChatItem]:
                 store=Ref(m.id),
                 saved_id=m.id,
                 versions=entry.versions,
+                thinking=thinking,
+                thinking_ms=thinking_ms,
+                tools=tools,
             )
         )
     return items

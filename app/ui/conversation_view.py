@@ -59,6 +59,7 @@ from app.ui.chat_model import MessageListModel, MessageRole
 from app.ui.markdown_html import COPY_SCHEME, render_markdown
 from app.ui.message_actions import actions_menu
 from app.ui.message_footer import SHOW_SOURCES_SCHEME, SOURCE_SCHEME, VERSION_SCHEME, footer_html
+from app.ui.message_header import THINKING_SCHEME, TOOL_SCHEME, header_html
 from app.ui.message_reader import WRAP, MessageReader
 
 Index = QModelIndex | QPersistentModelIndex
@@ -122,7 +123,8 @@ class MessageDelegate(QStyledItemDelegate):
         width, dark = key[1], key[2]
         shown = item.text
         if item.streaming:
-            shown = (shown + " ▍") if shown else f"_{item.progress or 'Thinking…'}_"
+            waiting = "" if item.thinking or item.tools else f"_{item.progress or 'Thinking…'}_"
+            shown = (shown + " ▍") if shown else waiting
         numbers = {s.number for s in item.sources}
         if numbers:  # inline [n] markers become links to their source
             shown = _CITATION.sub(
@@ -135,7 +137,7 @@ class MessageDelegate(QStyledItemDelegate):
         option = doc.defaultTextOption()
         option.setWrapMode(WRAP)  # as the reader lays it out, so the text does not move when it takes over
         doc.setDefaultTextOption(option)
-        doc.setHtml(md.html + footer_html(item, dark))
+        doc.setHtml(header_html(item, dark) + md.html + footer_html(item, dark))
         bubble = width
         if item.role == "user":
             limit = int(width * _USER_MAX_FRACTION)
@@ -506,7 +508,8 @@ class ConversationView(QListView):
 
     # What a message offers
     def activate_link(self, index: QModelIndex | QPersistentModelIndex, href: str) -> None:
-        """Carry out a link in the message at `index`: copy code, switch version, open or list sources."""
+        """Carry out a link in the message at `index`: copy code, switch version, open or list sources,
+        expand or collapse the thought or a tool card."""
         if not index.isValid():
             return
         scheme, _, value = href.partition(":")
@@ -519,6 +522,10 @@ class ConversationView(QListView):
             self.copy_code(row, int(value))
         elif scheme == SHOW_SOURCES_SCHEME and isinstance(self.model(), MessageListModel):
             self.model().show_all_sources(row, value == "all")  # type: ignore[attr-defined]
+        elif scheme == THINKING_SCHEME and isinstance(self.model(), MessageListModel):
+            self.model().toggle_thinking(row)  # type: ignore[attr-defined]
+        elif scheme == TOOL_SCHEME and isinstance(self.model(), MessageListModel):
+            self.model().toggle_tool(row, value)  # type: ignore[attr-defined]
 
     def copy_code(self, row: int, block: int) -> None:
         """Copy code block `block` of the message at `row`."""

@@ -14,6 +14,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFileDialog, QLabel, QMessageBox, QProgressBar
 
 from app import settings as opts
+from app.core.chat.gemma4 import Gemma4Template
 from app.core.engine.options import LoadedModel, Residency
 from app.core.models.registry import InstalledModel
 from app.core.models.starter import STARTER_DISPLAY_NAME, STARTER_NOTICE, is_starter
@@ -145,6 +146,7 @@ class ModelController(QObject):
         session = self._window.session
         session.model_name = self.display_name(loaded) if loaded else ""
         session.n_ctx = loaded.n_ctx if loaded else 0
+        session.set_model_features(loaded is not None and loaded.template_name == Gemma4Template.name)
         self.progress.hide()
         self.label.setText("No model" if loaded is None else f"{self.display_name(loaded)} · {loaded.n_ctx} ctx")
 

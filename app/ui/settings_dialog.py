@@ -1,4 +1,4 @@
-"""Preferences: system prompt, how answers are sampled, and how the model is loaded.
+"""Preferences: system prompt, how answers are sampled, thinking and tools, and how the model is loaded.
 
 Every control has a tooltip in plain words (what it does, when to change it);
 the same text is its accessible description. The form scrolls, so the dialog
@@ -28,6 +28,7 @@ from app import settings as opts
 from app.core.engine.options import Residency
 from app.settings import Option, Settings
 from app.ui.model_info_panel import residency_box
+from app.ui.tools_settings import ToolsGroup
 
 TIPS = {
     "system_prompt": "Instructions the model reads before every conversation, such as the tone to take or the "
@@ -125,6 +126,8 @@ class SettingsDialog(QDialog):
         self.source_wait = _int(opts.SOURCE_WAIT_S, 15)
         self.source_wait.setSuffix(" s")
         self.source_wait.setValue(settings.get(opts.SOURCE_WAIT_S))
+        self.tools_group = ToolsGroup()
+        self.tools_group.load(settings)
 
         answers, documents, model = QFormLayout(), QFormLayout(), QFormLayout()
         labels = [
@@ -152,6 +155,7 @@ class SettingsDialog(QDialog):
         column.setContentsMargins(0, 0, 0, 0)
         column.addWidget(_group("Answers", answers))
         column.addWidget(_group("Documents", documents))
+        column.addWidget(self.tools_group)
         column.addWidget(_group("Model", model))
         column.addWidget(hint)
         column.addStretch(1)
@@ -227,6 +231,7 @@ class SettingsDialog(QDialog):
         )
         self.gpu_layers.setValue(opts.GPU_LAYERS.default)
         self.source_wait.setValue(opts.SOURCE_WAIT_S.default)
+        self.tools_group.defaults()
         self.residency.setCurrentIndex(self.residency.findData(Residency(opts.RESIDENCY.default)))
 
     def accept(self) -> None:
@@ -249,5 +254,6 @@ class SettingsDialog(QDialog):
         s.set(opts.CONTEXT_SIZE, self.context_size.value())
         s.set(opts.THREADS, self.threads.value())
         s.set(opts.SOURCE_WAIT_S, self.source_wait.value())
+        self.tools_group.store(s)
         s.sync()
         super().accept()

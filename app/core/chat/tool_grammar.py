@@ -21,13 +21,15 @@ from app.core.engine.channels import Markers
 FREE_TEXT = r"[^<\x00-\x1f]{0,40}"  # a string without a schema: short, and never a marker
 
 
-def call_grammar(tools: Sequence[Tool], markers: Markers) -> str:
-    """GBNF for one call of one of `tools`.
+def call_grammar(tools: Sequence[Tool], markers: Markers, thinking: bool = False) -> str:
+    """GBNF for one call of one of `tools` (after a thought, when the turn thinks).
 
     It ends at the call's closing marker: there llama.cpp allows only end-of-generation tokens, of
     which <|tool_response> is one (a grammar cannot name an end-of-generation token itself).
     """
-    rules = [f'root ::= <[{markers.call_open}]> "call:" call <[{markers.call_close}]>']
+    rules = [f'root ::= {"thought " if thinking else ""}<[{markers.call_open}]> "call:" call <[{markers.call_close}]>']
+    if thinking:
+        rules.append(f'thought ::= <[{markers.thought_open}]> "thought\\n" [^<]* <[{markers.thought_close}]>')
     alternatives = []
     for i, tool in enumerate(tools):
         function = tool.get("function", {}) if isinstance(tool, Mapping) else {}
