@@ -9,7 +9,13 @@ hits both alike; figures are medians.
 For a base model such as the starter, the app asks for an answer on a question-and-answer
 page, with stop sequences and DRY plus a presence penalty in the sampler chain. The raw loop
 then gets the same page, the same sampler chain (llama.cpp's penalties, DRY fed the same
-text, greedy) and stops at the same stop sequences, so both decode the same tokens.
+text, greedy) and stops at the same stop sequences, so both decode the same tokens. A Gemma 4
+model gets Gemma 4's own turns on both paths.
+
+For a Gemma 4 model, "tool_loop" also measures what the answer reads again after a tool
+call: a turn whose first step must call the calculator (the grammar a required call uses;
+a random-weight model would never call it by itself), then goes on after the result. The
+tokens read after the call are compared with the tokens of the result in Gemma 4's format.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -31,6 +38,7 @@ import llama_cpp.llama_cpp as L  # noqa: N812  (the C API, named as in llama.h)
 from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, QTimer, Slot
 
 from app.core.chat.completion import MAX_ANSWER_TOKENS, CompletionFrame
+from app.core.chat.gemma4 import Gemma4Template, is_gemma4_template, tool_response
 from app.core.chat.message import ChatMessage
 from app.core.chat.prompt_builder import build_prompt
 from app.core.engine import llama_log
@@ -38,6 +46,8 @@ from app.core.engine.generation import SamplingParams, base_model_sampling
 from app.core.engine.gguf_info import read_gguf_info
 from app.core.engine.llama_engine import DRY_BREAKERS, DRY_LAST_N, LoadOptions, default_threads, is_base_model
 from app.core.models.starter import ensure_starter_model
+from app.core.tools.base import Toolbox
+from app.core.tools.builtin import CALCULATOR
 from app.core.turn import TurnRequest, TurnResult
 from app.services.turns import LoadRequest, TurnService
 
@@ -61,7 +71,8 @@ class RawLoop:
     question-and-answer page, its sampler chain and its stop sequences.
     """
 
-    def __init__(self, path: Path, threads: int, base_model: bool) -> None:
+    def __init__(self, path: Path, threads: int, base_model: bool, gemma4: bool = False) -> None:
+        self.gemma4 = gemma4
         L.llama_backend_init()
         mparams = L.llama_model_default_params()
         self.model = L.llama_model_load_from_file(str(path).encode(), mparams)
@@ -99,13 +110,15 @@ class RawLoop:
             L.llama_sampler_chain_add(self.sampler, dry)
         L.llama_sampler_chain_add(self.sampler, L.llama_sampler_init_greedy())
 
-    def tokenize(self, text: str, special: bool = True) -> list[int]:
+    def tokenize(self, text: str, special: bool = True, bos: bool | None = None) -> list[int]:
         raw = text.encode()
         buf = (L.llama_token * (len(raw) + 8))()
-        n = L.llama_tokenize(self.vocab, raw, len(raw), buf, len(buf), special, special)
+        n = L.llama_tokenize(self.vocab, raw, len(raw), buf, len(buf), special if bos is None else bos, special)
         return list(buf[:n])
 
     def prompt(self, text: str, n_tokens: int) -> list[int]:
+        if self.gemma4:
+            return self.tokenize(Gemma4Template().render([ChatMessage("user", text)]))
         if not self.base_model:
             return self.tokenize(gemma_prompt(text))
         return build_prompt([ChatMessage("user", text)], "", CompletionFrame(), self.tokenize, N_CTX, n_tokens).tokens
@@ -183,10 +196,10 @@ class AppPath(QObject):
         timer.start(2)
         loop.exec()
 
-    def turn(self, history: list[ChatMessage], n_tokens: int) -> TurnResult:
+    def turn(self, history: list[ChatMessage], n_tokens: int, **more: Any) -> TurnResult:
         self._turn += 1
         before = len(self.results)
-        self.inference.submit(TurnRequest(self._turn, tuple(history), sampling=greedy(n_tokens)))
+        self.inference.submit(TurnRequest(self._turn, tuple(history), sampling=greedy(n_tokens), **more))
         self._wait(lambda: len(self.results) > before)
         return self.results[-1]
 
@@ -209,6 +222,23 @@ def ttft_series(app_path: AppPath, run: int) -> tuple[list[float], TurnResult]:
     return ttfts, result
 
 
+def tool_loop(app_path: AppPath, raw: RawLoop) -> dict[str, Any]:
+    """Tokens read after a tool call, against the tokens of its result (Gemma 4 only)."""
+    toolbox = Toolbox.of([CALCULATOR])
+    history = [ChatMessage("user", "What is 6 times 7? Use the calculator.")]
+    result = app_path.turn(history, 64, toolbox=toolbox, tool_choice="calculate")
+    first = len(raw.tokenize(Gemma4Template(toolbox.declarations()).render(history)))
+    (card,) = result.cards
+    response = len(raw.tokenize(tool_response(card.name, card.result), bos=False))
+    return {
+        "call": card.arguments,
+        "result": card.result[:80],
+        "first_prompt_tokens": first,
+        "read_after_the_call": result.stats.prompt_evaluated - first,
+        "result_tokens": response,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", type=Path, help="GGUF to measure (default: the starter model)")
@@ -221,8 +251,10 @@ def main() -> None:
     model = args.model or ensure_starter_model(scratch / "models")
 
     llama_log.install()  # llama.cpp's chatter goes to logging, not the JSON output
-    base_model = is_base_model(read_gguf_info(model))
-    raw = RawLoop(model, args.threads, base_model)
+    info = read_gguf_info(model)
+    base_model = is_base_model(info)
+    gemma4 = is_gemma4_template(info.chat_template)
+    raw = RawLoop(model, args.threads, base_model, gemma4)
     app_path = AppPath(model, args.threads, scratch / "models")
     engine_runs, raw_runs, produced = [], [], []
     ttft1, ttft5 = [], []
@@ -241,6 +273,7 @@ def main() -> None:
         series, last5 = ttft_series(app_path, run)
         ttft1.append(series[0])
         ttft5.append(series[4])
+    looped = tool_loop(app_path, raw) if gemma4 else None
     app_path.close()
     raw.close()
 
@@ -251,7 +284,11 @@ def main() -> None:
         json.dumps(
             {
                 "model": model.name,
-                "prompting": "question-and-answer page (base model)" if base_model else "chat turns",
+                "prompting": "question-and-answer page (base model)"
+                if base_model
+                else "Gemma 4 turns"
+                if gemma4
+                else "chat turns",
                 "threads": args.threads,
                 "runs": args.runs,
                 "tokens_per_run": args.tokens,
@@ -266,6 +303,7 @@ def main() -> None:
                 "ttft_turn5_over_turn1": round(t5 / t1, 3),
                 "turn5_prompt_tokens": last5.stats.prompt_tokens if last5 else None,
                 "turn5_prompt_evaluated": last5.stats.prompt_evaluated if last5 else None,
+                "tool_loop": looped,
             }
         )
     )

@@ -160,11 +160,13 @@ def _run_one(call: ToolCall, toolbox: Toolbox, context: ToolContext, hooks: Loop
 
 
 def _combined(first: GenerationStats, later: GenerationStats) -> GenerationStats:
-    """One answer's stats over its steps: the first prompt and first token, every token read and written."""
+    """One answer's stats over its steps: the first token, every token read and written, and the last prompt
+    (which holds the others, and what the model wrote, so what was not read came from the cache)."""
     total_ms = first.total_ms + later.total_ms
     produced = first.completion_tokens + later.completion_tokens
     return replace(
         first,
+        prompt_tokens=later.prompt_tokens,
         prompt_evaluated=first.prompt_evaluated + later.prompt_evaluated,
         completion_tokens=produced,
         decode_tok_s=later.decode_tok_s or first.decode_tok_s,

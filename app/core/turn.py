@@ -118,6 +118,7 @@ class TurnResult:
     pending: tuple[ToolCall, ...] = ()  # calls the model made for the caller to run (no toolbox)
     thinking: str = ""  # the model's thought, apart from the answer
     cards: tuple[ToolCard, ...] = ()  # the tool calls it made and what came of them
+    thinking_ms: float = 0.0  # how long the thought took, from its first piece to its last
 
 
 def _ignore(*_args: object) -> None:
@@ -319,7 +320,7 @@ def run_turn(
         return TurnResult(request.turn_id, stats, prompt.dropped, template_notes, notice, cited)
     return TurnResult(
         request.turn_id, stats, prompt.dropped, template_notes, notice, cited,
-        looped.pending, looped.thinking, tuple(looped.cards),
+        looped.pending, looped.thinking, tuple(looped.cards), looped.thinking_ms,
     )  # fmt: skip
 
 

@@ -351,6 +351,9 @@ class ChatSession(QObject):
         cited = tuple(getattr(result, "cited", ()))  # the source numbers the answer cites, when known
         if cited:
             self.model.set_cited(self._answer_row, cited)
+        self._end_thought()
+        if result.thinking_ms:  # measured where the thought was written (the first text came later)
+            self.model.set_thinking_time(self._answer_row, result.thinking_ms)
         self._end_turn(result.stats, result.notice)
         s = result.stats
         self.status.emit(stats_line(s))
