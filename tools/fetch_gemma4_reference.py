@@ -20,13 +20,15 @@ them; test.sh runs this first.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import os
 import subprocess
 import sys
 import tarfile
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script, it finds tools/
+
+from tools.fetching import cache_dir, sha256
 
 PACKAGE, VERSION = "llama-cpp-python", "0.3.36"
 SDIST = f"llama_cpp_python-{VERSION}.tar.gz"
@@ -47,19 +49,7 @@ VOCAB, TEMPLATE = FILES
 
 def reference_dir() -> Path:
     """Where the files live: $TERN_REFERENCE, else the user's cache folder."""
-    if chosen := os.environ.get("TERN_REFERENCE"):
-        return Path(chosen)
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "tern-reference"
-
-
-def sha256(path: Path) -> str:
-    """The SHA-256 of a file, in hex."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return cache_dir("TERN_REFERENCE", "tern-reference")
 
 
 def missing(dest: Path) -> list[str]:

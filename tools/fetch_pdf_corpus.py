@@ -18,9 +18,7 @@ was changed on purpose.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -30,6 +28,10 @@ import urllib.request
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script, it finds tools/
+
+from tools.fetching import cache_dir, sha256
+
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "tests" / "integration" / "hostile" / "pdf_corpus.json"
 
@@ -38,25 +40,13 @@ NPM_REGISTRY = "https://registry.npmjs.org"
 
 def corpus_dir() -> Path:
     """Where the corpus lives: $TERN_PDF_CORPUS, else the user's cache folder."""
-    if chosen := os.environ.get("TERN_PDF_CORPUS"):
-        return Path(chosen)
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "tern-test-corpus" / "pdf"
+    return cache_dir("TERN_PDF_CORPUS", "tern-test-corpus", "pdf")
 
 
 def load_manifest(path: Path = MANIFEST) -> dict[str, Any]:
     """The committed manifest: its sources, and every file's relative name and SHA-256."""
     manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return manifest
-
-
-def sha256(path: Path) -> str:
-    """The SHA-256 of a file, in hex."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def problems(dest: Path, files: dict[str, str]) -> list[str]:

@@ -20,11 +20,9 @@ extractor and checks that each question's answer is where its label says
 from __future__ import annotations
 
 import argparse
-import hashlib
 import http.client
 import io
 import json
-import os
 import re
 import shutil
 import sys
@@ -35,6 +33,10 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script, it finds tools/
+
+from tools.fetching import cache_dir, sha256
+
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "bench" / "real_docs.json"
 QUESTIONS = ROOT / "bench" / "real_docs_questions.json"
@@ -42,24 +44,12 @@ QUESTIONS = ROOT / "bench" / "real_docs_questions.json"
 
 def docs_dir() -> Path:
     """Where the documents live: $TERN_REAL_DOCS, else the user's cache folder."""
-    if chosen := os.environ.get("TERN_REAL_DOCS"):
-        return Path(chosen)
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "tern-real-docs"
+    return cache_dir("TERN_REAL_DOCS", "tern-real-docs")
 
 
 def load_json(path: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return data
-
-
-def sha256(path: Path) -> str:
-    """The SHA-256 of a file, in hex."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def local_path(dest: Path, document: dict[str, Any]) -> Path:

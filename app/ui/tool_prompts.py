@@ -35,6 +35,13 @@ class PermissionBar(QFrame):
         layout.addWidget(self.label, 1)
         layout.addWidget(self.refuse_button)
         layout.addWidget(self.allow_button)
+        for button, description in (
+            (self.allow_button, "Let the model use this tool this time"),
+            (self.refuse_button, "Refuse; the model is told, and the answer goes on"),
+        ):
+            button.setAccessibleName(button.text())
+            button.setAccessibleDescription(description)
+            button.setToolTip(description)
         self.allow_button.clicked.connect(lambda: self._answer(True))
         self.refuse_button.clicked.connect(lambda: self._answer(False))
         self.setAccessibleName("Tool permission")
@@ -48,6 +55,7 @@ class PermissionBar(QFrame):
         detail = f" with <tt>{html.escape(arguments)}</tt>" if arguments else ""
         self.label.setText(f"The model wants to use <b>{html.escape(card.label)}</b>{detail}. Allow it?")
         self.allow_button.setAccessibleDescription(f"Let the model use {card.label} this time")
+        self.refuse_button.setAccessibleDescription(f"Refuse {card.label}; the model is told, and the answer goes on")
         self.show()
 
     def cancel(self) -> None:

@@ -19,7 +19,7 @@ import pytest
 from app.core.chat.gemma4 import Gemma4Template, tool_response
 from app.core.chat.message import ChatMessage
 from app.core.engine.generation import SamplingParams
-from app.core.engine.llama_engine import LlamaEngine, LoadOptions
+from app.core.engine.llama_engine import LlamaEngine
 from app.core.store.conversation_store import ConversationStore
 from app.core.store.database import open_database
 from app.core.store.ref import Ref
@@ -38,14 +38,6 @@ SIX_TIMES_SEVEN = replace(
         "required": ["expression"],
     },
 )
-
-
-@pytest.fixture(scope="module")
-def gemma4(tiny_gemma4_real: Path) -> Iterator[LlamaEngine]:
-    engine = LlamaEngine()
-    engine.load(tiny_gemma4_real, LoadOptions(n_ctx=2048, n_threads=2))
-    yield engine
-    engine.unload()
 
 
 @pytest.fixture
@@ -72,28 +64,28 @@ def _turn(engine: LlamaEngine, store: StoreHere, allow: bool, **request: object)
     return result, cards + [replace(a, id="asked:" + a.id) for a in asked]
 
 
-def test_the_engine_knows_gemma4_from_its_vocabulary(gemma4: LlamaEngine) -> None:
-    assert isinstance(gemma4.template, Gemma4Template)
-    assert gemma4.markers is not None
-    llm = gemma4._require()
-    assert llm.tokenize(b"<|tool_call>", add_bos=False, special=True) == [gemma4.markers.call_open]
+def test_the_engine_knows_gemma4_from_its_vocabulary(gemma4_engine: LlamaEngine) -> None:
+    assert isinstance(gemma4_engine.template, Gemma4Template)
+    assert gemma4_engine.markers is not None
+    llm = gemma4_engine._require()
+    assert llm.tokenize(b"<|tool_call>", add_bos=False, special=True) == [gemma4_engine.markers.call_open]
 
 
 def test_a_required_call_runs_and_the_answer_goes_on_reading_only_the_response(
-    gemma4: LlamaEngine, store: StoreHere
+    gemma4_engine: LlamaEngine, store: StoreHere
 ) -> None:
     toolbox = Toolbox.of([SIX_TIMES_SEVEN, CLOCK])
-    first_prompt = gemma4.tokenize(
+    first_prompt = gemma4_engine.tokenize(
         Gemma4Template(toolbox.declarations()).render([ChatMessage("user", "What is six times seven?")])
     )
-    result, cards = _turn(gemma4, store, True, toolbox=toolbox, tool_choice="calculate")
+    result, cards = _turn(gemma4_engine, store, True, toolbox=toolbox, tool_choice="calculate")
     final = cards[-1]
     assert (final.name, final.status, final.result) == ("calculate", "done", "42")
     assert final.arguments == 'expression:<|"|>6*7<|"|>'
     assert [c.status for c in cards] == ["running", "done"]  # the calculator runs freely
     assert result.cards == (final,)  # type: ignore[attr-defined]
     # Step two read only the response: the call the model wrote was still in the KV cache.
-    response = gemma4._require().tokenize(tool_response("calculate", "42").encode(), add_bos=False, special=True)
+    response = gemma4_engine._require().tokenize(tool_response("calculate", "42").encode(), add_bos=False, special=True)
     read_after_call = result.stats.prompt_evaluated - len(first_prompt)  # type: ignore[attr-defined]
     assert read_after_call == len(response)
     # The history keeps the card apart from the answer's text.
@@ -102,23 +94,25 @@ def test_a_required_call_runs_and_the_answer_goes_on_reading_only_the_response(
     assert "42" not in answer.content or "<|tool_response>" not in answer.content
 
 
-def test_a_call_that_asks_first_can_be_refused_and_the_model_is_told(gemma4: LlamaEngine, store: StoreHere) -> None:
+def test_a_call_that_asks_first_can_be_refused_and_the_model_is_told(
+    gemma4_engine: LlamaEngine, store: StoreHere
+) -> None:
     toolbox = Toolbox.of([SIX_TIMES_SEVEN], ask={"calculate": True})
-    _result, cards = _turn(gemma4, store, False, toolbox=toolbox, tool_choice="required")
+    _result, cards = _turn(gemma4_engine, store, False, toolbox=toolbox, tool_choice="required")
     statuses = [c.status for c in cards if not c.id.startswith("asked:")]
     assert statuses == ["asking", "refused"]
     assert [c.name for c in cards if c.id.startswith("asked:")] == ["calculate"]
     assert "did not allow" in cards[-2].result
 
 
-def test_without_a_toolbox_the_calls_go_back_to_the_caller(gemma4: LlamaEngine, store: StoreHere) -> None:
-    result, cards = _turn(gemma4, store, True, tools=(SIX_TIMES_SEVEN.declaration(),), tool_choice="calculate")
+def test_without_a_toolbox_the_calls_go_back_to_the_caller(gemma4_engine: LlamaEngine, store: StoreHere) -> None:
+    result, cards = _turn(gemma4_engine, store, True, tools=(SIX_TIMES_SEVEN.declaration(),), tool_choice="calculate")
     assert cards == []
     (call,) = result.pending  # type: ignore[attr-defined]
     assert call.name == "calculate" and call.arguments == 'expression:<|"|>6*7<|"|>'
 
 
-def test_stop_while_a_tool_asks_ends_the_turn(gemma4: LlamaEngine, store: StoreHere) -> None:
+def test_stop_while_a_tool_asks_ends_the_turn(gemma4_engine: LlamaEngine, store: StoreHere) -> None:
     toolbox = Toolbox.of([SIX_TIMES_SEVEN], ask={"calculate": True})
     request = TurnRequest(1, (ChatMessage("user", "Six times seven?"),), sampling=SAMPLING, toolbox=toolbox,
                           tool_choice="required")  # fmt: skip
@@ -127,10 +121,10 @@ def test_stop_while_a_tool_asks_ends_the_turn(gemma4: LlamaEngine, store: StoreH
         request.cancel.stop()
         return False
 
-    gemma4.forget_cache()
-    result = run_turn(gemma4, request, TurnEvents(allow=stop_and_refuse), None)
+    gemma4_engine.forget_cache()
+    result = run_turn(gemma4_engine, request, TurnEvents(allow=stop_and_refuse), None)
     assert result.cards[-1].status == "refused"
-    first_prompt = gemma4.tokenize(
+    first_prompt = gemma4_engine.tokenize(
         Gemma4Template(toolbox.declarations()).render([ChatMessage("user", "Six times seven?")])
     )
     assert result.stats.prompt_evaluated == len(first_prompt)  # stopped: the model was not asked to go on

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from app.core.api.server import ApiConfig, ApiServer, RequestRecord
-from app.core.engine.llama_engine import LlamaEngine, LoadOptions
+from app.core.engine.llama_engine import LlamaEngine
 from tests.core.api.test_server import KEY, MODEL, EngineBackend, Served
 
 WEATHER = {
@@ -42,17 +41,9 @@ ASK = {
 }
 
 
-@pytest.fixture(scope="module")
-def gemma4(tiny_gemma4_real: Path) -> Iterator[LlamaEngine]:
-    engine = LlamaEngine()
-    engine.load(tiny_gemma4_real, LoadOptions(n_ctx=2048, n_threads=2))
-    yield engine
-    engine.unload()
-
-
 @pytest.fixture
-def served(gemma4: LlamaEngine) -> Iterator[Served]:
-    backend = EngineBackend(gemma4)
+def served(gemma4_engine: LlamaEngine) -> Iterator[Served]:
+    backend = EngineBackend(gemma4_engine)
     records: list[RequestRecord] = []
     server = ApiServer(ApiConfig(0, KEY, frozenset()), backend, records.append)
     server.start()
@@ -90,7 +81,7 @@ def test_streamed_calls_come_in_a_delta_before_the_end(served: Served) -> None:
     assert events[-1]["choices"][0]["finish_reason"] == "tool_calls"
 
 
-def test_the_clients_result_goes_back_and_the_model_goes_on(served: Served, gemma4: LlamaEngine) -> None:
+def test_the_clients_result_goes_back_and_the_model_goes_on(served: Served, gemma4_engine: LlamaEngine) -> None:
     status, _headers, body = served.request("POST", "/v1/chat/completions", ASK)
     call = json.loads(body)["choices"][0]["message"]["tool_calls"][0]
     follow = {
@@ -108,7 +99,7 @@ def test_the_clients_result_goes_back_and_the_model_goes_on(served: Served, gemm
     answer = json.loads(body)
     assert answer["choices"][0]["finish_reason"] in ("stop", "length", "tool_calls")
     # The prompt held the result in Gemma 4's format, after the call.
-    held = gemma4._require().detokenize(gemma4.context_tokens(), special=True).decode()
+    held = gemma4_engine._require().detokenize(gemma4_engine.context_tokens(), special=True).decode()
     assert '<|tool_response>response:get_weather{value:<|"|>Sunny, 21 C<|"|>}<tool_response|>' in held
     assert answer["usage"]["prompt_tokens_details"]["cached_tokens"] > 0  # the conversation so far was cached
 
