@@ -39,13 +39,13 @@ def main(out: Path) -> int:
         os.environ[var] = str(profile / var.lower())
     from app import settings as opts
     from app.bootstrap import parse_args, shutdown, start
-    from app.core.engine.channels import Markers
+    from app.core.engine.llama_engine import find_markers
     from app.core.paths import AppPaths
     from app.core.turn import TurnRequest
     from app.settings import Settings
 
     vocab = llama_cpp.Llama(str(model), vocab_only=True, verbose=False)
-    m = Markers.find(vocab)
+    m = find_markers(vocab)
     vocab.close()
     assert m is not None
     grammar = (

@@ -20,7 +20,7 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from app import settings as opts
-from app.core.engine.channels import Markers
+from app.core.engine.llama_engine import find_markers
 from app.core.paths import AppPaths
 from app.core.turn import TurnRequest
 from app.ui.main_window import MainWindow
@@ -44,7 +44,7 @@ def window(
     )
     w = windows.start(settings, load=tiny_gemma4_real)
     vocab = llama_cpp.Llama(str(tiny_gemma4_real), vocab_only=True, verbose=False)
-    markers = Markers.find(vocab)
+    markers = find_markers(vocab)
     vocab.close()
     assert markers is not None
     grammar = (

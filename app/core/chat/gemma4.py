@@ -19,6 +19,7 @@ and the turn pipeline needs the format's parts anyway (tools, thinking).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from app.core.chat.message import ChatMessage, ToolCall, fold_context
@@ -30,6 +31,20 @@ _STANDARD_KEYS = ("description", "type", "properties", "required", "nullable")
 
 # An OpenAI-style declaration: {"type": "function", "function": {name, description, parameters}}
 Tool = Mapping[str, Any]
+
+
+MARKER_TEXTS = ("<|channel>", "<channel|>", "<|tool_call>", "<tool_call|>", QUOTE)
+
+
+@dataclass(frozen=True)
+class Markers:
+    """The token ids of Gemma 4's markers (MARKER_TEXTS, in order), as the model's vocabulary numbers them."""
+
+    thought_open: int
+    thought_close: int
+    call_open: int
+    call_close: int
+    quote: int  # <|"|>, around strings in a call
 
 
 def is_gemma4_template(source: str | None) -> bool:

@@ -15,8 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from app.core.chat.gemma4 import Tool
-from app.core.engine.channels import Markers
+from app.core.chat.gemma4 import Markers, Tool
 
 FREE_TEXT = r"[^<\x00-\x1f]{0,40}"  # a string without a schema: short, and never a marker
 

@@ -2,7 +2,7 @@
 
 Gemma 4 writes a thought as `<|channel>thought\\n…<channel|>` and a call as
 `<|tool_call>call:NAME{…}<tool_call|>`. Those four markers are single tokens of
-its vocabulary: they are found there when the model loads (`Markers.find`) and
+its vocabulary: they are found there when the model loads (`find_markers` in llama_engine.py) and
 recognised as token ids while the answer streams, so a model that spells a
 marker out in plain text, or a user who pastes one, changes nothing.
 """
@@ -10,36 +10,10 @@ marker out in plain text, or a user who pastes one, changes nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
-import llama_cpp
-import llama_cpp.llama_cpp as llama_lib
+from app.core.chat.gemma4 import Markers
 
 THOUGHT_LABEL = "thought\n"  # what follows <|channel> in a thought channel
-_SPECIAL = llama_lib.LLAMA_TOKEN_ATTR_CONTROL | llama_lib.LLAMA_TOKEN_ATTR_USER_DEFINED
-
-
-@dataclass(frozen=True)
-class Markers:
-    """The token ids of Gemma 4's channel and tool-call markers."""
-
-    thought_open: int
-    thought_close: int
-    call_open: int
-    call_close: int
-    quote: int  # <|"|>, around strings in a call
-
-    @classmethod
-    def find(cls, llm: llama_cpp.Llama) -> Markers | None:
-        """The markers in this model's vocabulary, or None when it lacks one of them as a special token."""
-        vocab = llm._model.vocab
-        ids = []
-        for text in ("<|channel>", "<channel|>", "<|tool_call>", "<tool_call|>", '<|"|>'):
-            tokens = llm.tokenize(text.encode(), add_bos=False, special=True)
-            if len(tokens) != 1 or not llama_lib.llama_vocab_get_attr(vocab, tokens[0]) & _SPECIAL:
-                return None
-            ids.append(tokens[0])
-        return cls(*ids)
 
 
 class Channels:

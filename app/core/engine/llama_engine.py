@@ -21,11 +21,11 @@ import llama_cpp._internals as llama_internals
 import llama_cpp.llama_cpp as llama_lib
 
 from app.core.chat.completion import CompletionFrame, is_base_model_file
-from app.core.chat.gemma4 import Gemma4Template
+from app.core.chat.gemma4 import MARKER_TEXTS, Gemma4Template, Markers
 from app.core.chat.templates import ChatTemplate, select_template
 from app.core.engine import backends, llama_log
 from app.core.engine.backends import BackendError
-from app.core.engine.channels import Channels, Markers
+from app.core.engine.channels import Channels
 from app.core.engine.generation import (
     GenerationStats,
     SamplingParams,
@@ -150,6 +150,19 @@ def build_sampler(llm: _Llama, sampling: SamplingParams) -> llama_internals.Llam
     return chain
 
 
+def find_markers(llm: llama_cpp.Llama) -> Markers | None:
+    """Gemma 4's markers in this model's vocabulary, or None when one of them is not a special token there."""
+    vocab = llm._model.vocab
+    special = llama_lib.LLAMA_TOKEN_ATTR_CONTROL | llama_lib.LLAMA_TOKEN_ATTR_USER_DEFINED
+    ids = []
+    for text in MARKER_TEXTS:
+        tokens = llm.tokenize(text.encode(), add_bos=False, special=True)
+        if len(tokens) != 1 or not llama_lib.llama_vocab_get_attr(vocab, tokens[0]) & special:
+            return None
+        ids.append(tokens[0])
+    return Markers(*ids)
+
+
 def is_base_model(info: GgufInfo) -> bool:
     """True for a model that continues text rather than chats: the starter, or a file with no chat
     template whose name, fine-tune label and file name do not say it was instruction-tuned."""
@@ -265,7 +278,7 @@ class LlamaEngine:
                     log.warning("%s (%s) has no chat template; using Gemma turns", info.path.name, info.architecture)
                 self.template = select_template(info.chat_template, bos, eos)
                 if isinstance(self.template, Gemma4Template):
-                    self.markers = Markers.find(llm)
+                    self.markers = find_markers(llm)
             placement = self._place_ple(info, options.residency, load_log)
             self._release_repacked_sources(info, load_log)
         except OSError as exc:

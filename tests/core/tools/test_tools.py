@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app.core.engine.channels import Channels, Markers
+from app.core.chat.gemma4 import Markers
+from app.core.engine.channels import Channels
 from app.core.tools.base import MAX_RESULT_CHARS, Toolbox, ToolCard, ToolContext, ToolSpec, cap
 from app.core.tools.builtin import CALCULATOR, CLOCK, READ_FILE, SEARCH_HISTORY
 from app.core.tools.calculator import CalculatorError, evaluate
