@@ -10,20 +10,24 @@ response.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from app.core import tool_loop
 from app.core.chat.gemma4 import Gemma4Template, tool_response
 from app.core.chat.message import ChatMessage
+from app.core.chat.tool_grammar import call_grammar
+from app.core.engine.channels import Channels
 from app.core.engine.generation import SamplingParams
 from app.core.engine.llama_engine import LlamaEngine
 from app.core.store.conversation_store import ConversationStore
 from app.core.store.database import open_database
 from app.core.store.ref import Ref
-from app.core.tools.base import Toolbox, ToolCard
+from app.core.tools.base import Toolbox, ToolCard, ToolContext
 from app.core.tools.builtin import CALCULATOR, CLOCK
 from app.core.turn import TurnEvents, TurnRequest, TurnSaving, run_turn
 from tests.core.test_turn import StoreHere
@@ -128,3 +132,37 @@ def test_stop_while_a_tool_asks_ends_the_turn(gemma4_engine: LlamaEngine, store:
         Gemma4Template(toolbox.declarations()).render([ChatMessage("user", "Six times seven?")])
     )
     assert result.stats.prompt_evaluated == len(first_prompt)  # stopped: the model was not asked to go on
+
+
+def test_a_loop_that_keeps_calling_stops_at_its_cap_and_says_why(
+    gemma4_engine: LlamaEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Here every step follows the call grammar (the real engine, forced to call again and again).
+    monkeypatch.setattr(tool_loop, "MAX_STEPS", 2)
+    toolbox = Toolbox.of([SIX_TIMES_SEVEN])
+    assert gemma4_engine.markers is not None
+    forced = replace(SAMPLING, grammar=call_grammar(toolbox.declarations(), gemma4_engine.markers))
+    template = Gemma4Template(toolbox.declarations())
+    history = [ChatMessage("user", "Six times seven, again and again?")]
+    text: list[str] = []
+    cards: list[ToolCard] = []
+    hooks = tool_loop.LoopHooks(
+        generate=lambda tokens, channels, _step: gemma4_engine.generate(
+            tokens, forced, threading.Event(), text.append, None, channels
+        ),
+        build=lambda more: gemma4_engine.tokenize(template.render([*history, *more])),
+        context=gemma4_engine.context_tokens,
+        tokenize_more=gemma4_engine.tokenize_more,
+        room=1500,
+        answer_text=lambda: "".join(text),
+        add_text=text.append,
+        thought=lambda _piece: None,
+        card=cards.append,
+        allow=lambda _card: True,
+    )
+    gemma4_engine.forget_cache()
+    first = gemma4_engine.tokenize(template.render(history))
+    channels = lambda on_thought, on_call: Channels(gemma4_engine.markers, on_thought, on_call)  # noqa: E731
+    result = tool_loop.run_loop(first, hooks, channels, toolbox, ToolContext())
+    assert [c.result for c in result.cards] == ["42", "42"]  # two rounds ran; the third call was not run
+    assert "stopped after 2 rounds of tool calls" in result.notice
