@@ -226,6 +226,7 @@ def tool_loop(app_path: AppPath, raw: RawLoop) -> dict[str, Any]:
     """Tokens read after a tool call, against the tokens of its result (Gemma 4 only)."""
     toolbox = Toolbox.of([CALCULATOR])
     history = [ChatMessage("user", "What is 6 times 7? Use the calculator.")]
+    app_path.inference.forget_conversations()  # the first step reads its whole prompt (queued before the turn)
     result = app_path.turn(history, 64, toolbox=toolbox, tool_choice="calculate")
     first = len(raw.tokenize(Gemma4Template(toolbox.declarations()).render(history)))
     (card,) = result.cards
