@@ -124,6 +124,16 @@ class Settings:
         if not self.keep_private(option.key, str(value)):
             self._unsaved[option.key] = str(value)
 
+    def private_value(self, key: str) -> str | None:
+        """A private value that has no Option of its own (e.g. one per conversation), or None."""
+        return self._private.get(key)
+
+    def set_private_value(self, key: str, value: str) -> None:
+        """Keep a private value in the history, as `set` keeps a private Option."""
+        self._private[key] = value
+        if not self.keep_private(key, value):
+            self._unsaved[key] = value
+
     def unsaved_private(self) -> dict[str, str]:
         """Private preferences the history does not hold yet: set while it was closed, or left by an older version."""
         older = {key: str(self._qs.value(key)) for key in PRIVATE_KEYS if self._qs.contains(key)}

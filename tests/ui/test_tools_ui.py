@@ -109,3 +109,24 @@ def test_a_refused_call_is_told_to_the_model_and_the_answer_goes_on(qtbot: QtBot
     (card,) = window.model.item(window.model.rowCount() - 1).tools
     assert card.status == "refused"
     assert finished.args[0].stats.completion_tokens > 0
+
+
+def test_a_chats_choice_outlasts_a_restart(
+    qtbot: QtBot, windows: Windows, app_paths: AppPaths, tiny_gemma4_real: Path
+) -> None:
+    settings = {opts.CONTEXT_SIZE: 2048, opts.MAX_TOKENS: 8, opts.TEMPERATURE: 0.0}
+    first = windows.start(settings_with(app_paths, settings), load=tiny_gemma4_real)
+    qtbot.mouseClick(first.chat.think_button, Qt.MouseButton.LeftButton)  # before the chat exists
+    with qtbot.waitSignal(first.answer_finished, timeout=LONG):
+        assert first.send_message("Hello")
+    conversation = first.history.conversation_id
+    assert conversation is not None
+    qtbot.mouseClick(first.chat.tools_button, Qt.MouseButton.LeftButton)  # after it exists
+    first.close()
+
+    again = windows.start(settings_with(app_paths, settings), load=tiny_gemma4_real)
+    with qtbot.waitSignal(again.session.conversation_shown, timeout=LONG):
+        again.open_conversation(conversation)
+    assert again.chat.think_button.isChecked() and again.chat.tools_button.isChecked()
+    again.session.new_conversation()  # a new chat starts from the defaults
+    assert not again.chat.think_button.isChecked() and not again.chat.tools_button.isChecked()
