@@ -63,11 +63,6 @@ class Channels:
             self._end_thought()
         self._in = None
 
-    @property
-    def in_call(self) -> bool:
-        """Whether a call is being written (its text is not shown yet)."""
-        return self._in == "call"
-
     def _thought(self, text: str) -> None:
         if self._label is None:
             self._on_thought(text)

@@ -8,7 +8,6 @@ the model in plain words, and the answer goes on.
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import time
@@ -149,11 +148,6 @@ def cap(text: str, limit: int = MAX_RESULT_CHARS) -> str:
     if len(text) <= limit:
         return text
     return text[:limit] + f"\n[… {len(text) - limit:,} more characters left out]"
-
-
-def as_text(value: Any) -> str:
-    """A tool's result as the text the model reads."""
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def _ms(started: float) -> float:
