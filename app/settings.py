@@ -68,6 +68,10 @@ THINKING = Option("chat/thinking", bool, False)
 TOOLS = Option("chat/tools", bool, False)
 TOOLS_OFF = Option("tools/off", str, "")  # names of tools the model is not offered, separated by spaces
 TOOLS_ASK = Option("tools/ask", str, "read_file")  # names of tools that ask before each call
+# Images: a model's image projector (an mmproj file beside it) loads with it, and each image takes up to
+# IMAGE_TOKENS tokens (0: the projector's own default; more is finer detail and longer reading).
+IMAGES = Option("images/enabled", bool, True)
+IMAGE_TOKENS = Option("images/tokens", int, _LOAD.image_tokens, 0, 4096)
 WRAP_CODE = Option("chat/wrap_code", bool, False)  # off: code keeps its lines, and a message with long ones scrolls
 
 SETTINGS_VERSION = 1
@@ -175,6 +179,8 @@ class Settings:
             n_threads=self.get(THREADS),
             n_gpu_layers=self.get(GPU_LAYERS),
             residency=self.residency(),
+            images=self.get(IMAGES),
+            image_tokens=self.get(IMAGE_TOKENS),
         )
 
     def model_path(self) -> Path | None:

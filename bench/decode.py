@@ -44,7 +44,8 @@ from app.core.chat.prompt_builder import build_prompt
 from app.core.engine import llama_log
 from app.core.engine.generation import SamplingParams, base_model_sampling
 from app.core.engine.gguf_info import read_gguf_info
-from app.core.engine.llama_engine import DRY_BREAKERS, DRY_LAST_N, LoadOptions, default_threads, is_base_model
+from app.core.engine.llama_engine import LoadOptions, default_threads, is_base_model
+from app.core.engine.sampler_chain import DRY_BREAKERS, DRY_LAST_N
 from app.core.models.starter import ensure_starter_model
 from app.core.tools.base import Toolbox
 from app.core.tools.builtin import CALCULATOR

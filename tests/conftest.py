@@ -16,7 +16,7 @@ from app.core.paths import AppPaths
 from tests.gui_io import GUARD
 
 # The PDF and loopback-hub fixtures serve tests in several folders; pytest reads `pytest_plugins` only here.
-pytest_plugins = ["tests.fixtures.pdfs", "tests.fixtures.hub", "tests.fixtures.gemma4"]
+pytest_plugins = ["tests.fixtures.pdfs", "tests.fixtures.hub", "tests.fixtures.gemma4", "tests.fixtures.vision"]
 
 XDG_VARS = ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME")
 

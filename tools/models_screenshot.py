@@ -1,6 +1,7 @@
 """Screenshot of the model manager for the README: a catalogue entry looked up, with fit guidance.
 
     tools/screenshot.sh --models resources/models.png
+    tools/screenshot.sh --models resources/model-projector.png --projector
     TERN_SCREEN=1366x768x24 QT_SCALE_FACTOR=2 tools/screenshot.sh --models models-200.png --as-opened
 
 With --as-opened the window keeps the size and place the app gives it, and the whole
@@ -10,6 +11,10 @@ The hub is the loopback server the tests use, serving the E2B-shaped
 synthetic Gemma 4 GGUFs (built by `python -m tools.synthetic_gemma
 e2b --quant Q8_0 Q4_K_M`) under the names a real repository uses, so the fit
 guidance is computed from a real E2B-shaped header on this machine.
+
+With --projector the repository also serves an image projector with Gemma 4
+E2B's vision and audio towers (`python -m tools.synthetic_mmproj --shape e2b
+--audio`, written here on first use), so the model is offered with it.
 """
 
 from __future__ import annotations
@@ -28,7 +33,10 @@ SYNTHETIC = Path.home() / ".cache" / "tern" / "synthetic"
 REPO = "ggml-org/gemma-4-E2B-it-GGUF"
 
 
-def main(out: Path, as_opened: bool = False) -> int:
+PROJECTOR_NAME = "mmproj-gemma-4-E2B-it-f16.gguf"  # as ggml-org names it
+
+
+def main(out: Path, as_opened: bool = False, projector: bool = False) -> int:
     profile = Path(tempfile.mkdtemp(prefix="tern-screenshot-"))
     for var in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
         os.environ[var] = str(profile / var.lower())
@@ -43,6 +51,10 @@ def main(out: Path, as_opened: bool = False) -> int:
         for quant in ("Q4_K_M", "Q8_0")
         if (SYNTHETIC / f"gemma4-e2b-shaped-{quant}.gguf").exists()
     }
+    if projector and files:
+        from tools.synthetic_mmproj import matching_projector
+
+        files[PROJECTOR_NAME] = matching_projector(next(iter(files.values())), SYNTHETIC, "e2b", "e2b")
     with HubServer({REPO: files}) as hub:
         paths = AppPaths.default()
         paths.create()
@@ -72,4 +84,4 @@ def main(out: Path, as_opened: bool = False) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1]), "--as-opened" in sys.argv[2:]))
+    sys.exit(main(Path(sys.argv[1]), "--as-opened" in sys.argv[2:], "--projector" in sys.argv[2:]))

@@ -18,12 +18,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from app.core.chat.completion import MAX_ANSWER_TOKENS, CompletionFrame, PageSources
 from app.core.chat.gemma4 import Gemma4Template
-from app.core.chat.message import ChatMessage, Given, GivenMode, ToolCall
+from app.core.chat.message import ChatMessage, Given, GivenMode, ToolCall, place_images
 from app.core.chat.prompt_builder import BuiltPrompt, answer_reserve, build_prompt
 from app.core.chat.templates import ChatTemplate
 from app.core.chat.tool_grammar import call_grammar
@@ -33,7 +34,9 @@ from app.core.docs.retrieval import MIN_BUDGET_TOKENS, file_notes, notes, source
 from app.core.engine.channels import Channels
 from app.core.engine.generation import GenerationStats, SamplingParams, base_model_sampling, common_prefix
 from app.core.engine.options import EngineError
+from app.core.engine.vision import ImagePixels
 from app.core.store.conversation_store import SearchHit
+from app.core.store.image_store import StoredImage
 from app.core.store.ref import Ref
 from app.core.store.state_cache import SavedState
 from app.core.tool_loop import LoopHooks, LoopResult, run_loop
@@ -83,6 +86,7 @@ class TurnSaving:
     answer: Ref
     question: Ref | None = None  # None when regenerating: the question is saved already
     conversation_id: int | None = None  # as the caller knows it, to search its documents (None: a new chat)
+    images: tuple[StoredImage, ...] = ()  # the question's images, saved with it
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,8 @@ class TurnRequest:
     thinking: bool = False  # think before answering, where the model's format has the switch
     tool_choice: str = "auto"  # "auto", "none" (no tools offered), "required" or a tool's name (a call first)
     pick_file: Callable[[str], Path | None] | None = None  # the read-file tool's way to ask for a file
+    images: tuple[StoredImage, ...] = ()  # images of the conversation the caller has in memory (new ones)
+    pixels: Callable[[str], ImagePixels] | None = None  # an image's pixels by key, for a model that sees images
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,10 @@ class TurnStore(Protocol):
 
     def search_history(self, text: str, limit: int) -> list[SearchHit]:
         """Earlier conversations matching `text` (for the history-search tool)."""
+        ...
+
+    def image(self, key: str) -> StoredImage | None:
+        """An image sent earlier in a conversation, with its data (None when it is not kept)."""
         ...
 
     def checkpoint(self, answer: Ref, text: str) -> None:
@@ -251,6 +261,7 @@ def run_turn(
             raise EngineError("No model is loaded.")
         if request.cancel.is_set():
             raise TurnStopped
+        request = replace(request, history=_with_images(engine, request))
         grounding: Grounding | None = None
         if store is not None and conversation_id is not None and question is not None:
             budget = reading_budget(loaded.n_ctx, engine.prefill_tok_s, request.source_wait_s)
@@ -322,6 +333,26 @@ def run_turn(
         request.turn_id, stats, prompt.dropped, template_notes, notice, cited,
         looped.pending, looped.thinking, tuple(looped.cards), looped.thinking_ms,
     )  # fmt: skip
+
+
+def _with_images(engine: LlamaEngine, request: TurnRequest) -> tuple[ChatMessage, ...]:
+    """The history with its images placed in the questions' text, each offered to the model's projector.
+
+    A model without one is told where images were; the question being asked must then have none.
+    """
+    vision = engine.vision
+    if vision is None and request.history and request.history[-1].images:
+        raise EngineError(
+            "The loaded model can't see images. Load a model with an image projector "
+            "(Gemma 4 E2B or E4B with its mmproj file), or send the question without the image."
+        )
+    if vision is not None:
+        pixels = request.pixels
+        for key in {key for m in request.history for key in m.images}:
+            if pixels is None:
+                raise EngineError("This turn's images cannot be read.")
+            vision.offer(key, partial(pixels, key))
+    return tuple(place_images(request.history, seen=vision is not None))
 
 
 def _declared(request: TurnRequest) -> tuple[dict[str, Any], ...]:

@@ -33,6 +33,7 @@ from app.core.paths import AppPaths
 from app.services.documents import DocumentService
 from app.services.downloads import DownloadManager
 from app.services.history import HistoryService
+from app.services.images import ImageService
 from app.services.local_api import LocalApiService
 from app.services.memory import MemoryMonitor
 from app.services.messages import MessageBridge
@@ -54,6 +55,7 @@ class Services:
     downloads: DownloadManager
     memory: MemoryMonitor
     api: LocalApiService
+    images: ImageService
     stopped: bool | None = None  # set by `shutdown`: whether every thread stopped in time
 
     @classmethod
@@ -70,15 +72,19 @@ class Services:
         downloads = DownloadManager(paths.data / "downloads.json", load_token, paths.models, parent=parent)
         memory = MemoryMonitor(parent=parent)
         api = LocalApiService(turns, documents, history, parent)
+        images = ImageService(history, parent)
         for host in (models.host, history.host, *documents.hosts, turns.host, *downloads.hosts, memory, api.host):
             host.failure.connect(bridge.report)
-        return cls(bridge, models, history, documents, turns, downloads, memory, api)
+        for host in (images.host,):
+            host.failure.connect(bridge.report)
+        return cls(bridge, models, history, documents, turns, downloads, memory, api, images)
 
     def start(self) -> None:
         """Start every thread, in order."""
         self.models.start()
         self.history.start_thread()
         self.documents.start()
+        self.images.start()
         self.turns.start()
         self.downloads.start()  # downloads the user queued before the last quit carry on
         self.api.start()
@@ -93,6 +99,7 @@ class Services:
             "local API": self.api.shutdown(timeout_s),
             "downloads": self.downloads.shutdown(timeout_s),
             "turns": self.turns.shutdown(timeout_s),
+            "images": self.images.shutdown(timeout_s),
             "documents": self.documents.shutdown(timeout_s),
             "history": self.history.shutdown(timeout_s),
             "models": self.models.shutdown(timeout_s),

@@ -14,17 +14,23 @@ import copy
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import close_session
 from PySide6.QtCore import QObject, Signal
 
+from app.core.engine.gguf_info import GgufError, read_gguf_info
+from app.core.engine.options import LoadOptions
 from app.core.errors import UserError
-from app.core.models.download import Cancelled, DownloadJob, Progress, load_queue, run_job, save_queue
-from app.core.models.fit import Machine
-from app.core.models.hub import HubUnreachableError, fetch_model, save_token
+from app.core.models.download import MODEL, Cancelled, DownloadJob, Progress, load_queue, run_job, save_queue
+from app.core.models.fit import Machine, estimate_memory
+from app.core.models.hub import HubUnreachableError, RemoteModel, RemoteProjector, fetch_model, pairing, save_token
+from app.core.models.names import projector_preference
 from app.core.models.network import online
+from app.core.models.projectors import check_pairs
 from app.core.models.registry import InstalledModel, copy_model, inspect
+from app.core.models.vision_fit import choose_projector, projector_cost
 from app.services.worker_host import WorkerHost
 
 log = logging.getLogger("tern.downloads")
@@ -37,6 +43,16 @@ class _DownloadHost(WorkerHost):
     drain_on_shutdown = False  # a queued download resumes at the next start
 
 
+@dataclass(frozen=True)
+class _Arrived:
+    """What a finished download brought: a model (with its projector or not), or a projector for a listed one."""
+
+    model: InstalledModel | None
+    for_model: str = ""  # the model a projector-only download was for
+    projector: Path | None = None
+    refused: str = ""  # why the projector that came with a model was not kept
+
+
 class DownloadManager(QObject):
     """The download queue: add, pause, resume, cancel, retry; one job runs at a time."""
 
@@ -47,6 +63,9 @@ class DownloadManager(QObject):
     fetch_failed = Signal(str, str, bool)  # repo id, message, True when the hub could not be reached at all
     copied = Signal(object)  # InstalledModel, imported as a copy
     copy_failed = Signal(str)
+    projector_queued = Signal(str, object)  # installed model's path, the DownloadJob bringing its image projector
+    projector_installed = Signal(str, object)  # installed model's path, Path of its new image projector
+    projector_failed = Signal(str, str)  # installed model's path, why its image projector could not be had
 
     def __init__(
         self,
@@ -101,9 +120,13 @@ class DownloadManager(QObject):
 
     def add(self, job: DownloadJob) -> DownloadJob:
         """Queue a download (an identical one already queued is returned instead)."""
-        same = (job.repo_id, job.commit, job.endpoint, job.label)
+
+        def key(j: DownloadJob) -> tuple[object, ...]:
+            return (j.repo_id, j.commit, j.endpoint, j.label, j.dest_dir, tuple(f.path for f in j.files))
+
+        same = key(job)
         for existing in self.jobs:
-            if (existing.repo_id, existing.commit, existing.endpoint, existing.label) == same:
+            if key(existing) == same:
                 if existing.state in ("paused", "failed"):
                     self.resume(existing.id)
                 return existing
@@ -157,6 +180,52 @@ class DownloadManager(QObject):
             label=f"look up {repo_id}",
         )
 
+    def fetch_projector(self, model: InstalledModel, endpoint: str, options: LoadOptions) -> None:
+        """Find an installed model's image projector in the repository it came from and queue its download.
+
+        The user's explicit request to go online. Answers with `projector_queued` (then the queue's usual
+        `progress` and `changed`, and `projector_installed` when it is in place) or `projector_failed`.
+        Of several projectors, the most precise one with which the model still fits this machine is chosen.
+        """
+
+        def find() -> tuple[RemoteModel, RemoteProjector]:
+            if not model.repo_id:
+                raise UserError(
+                    f"{model.display_name} was added from a file, so Tern does not know which repository its "
+                    "image projector is in. Put the projector (an mmproj GGUF) in the same folder as the model."
+                )
+            with online(f"Find the image projector of {model.repo_id}"):
+                remote = fetch_model(model.repo_id, endpoint, self._token())
+            return remote, self._pick_projector(model, remote, options)
+
+        def queue(found: tuple[RemoteModel, RemoteProjector]) -> None:
+            remote, projector = found
+            job = DownloadJob.for_projector(remote.repo_id, remote.commit, projector.file, Path(model.path), endpoint)
+            self.projector_queued.emit(model.path, self.add(job))
+
+        self._lookups.submit(
+            find, queue, lambda exc: self.projector_failed.emit(model.path, str(exc)), label="find a projector"
+        )
+
+    def _pick_projector(self, model: InstalledModel, remote: RemoteModel, options: LoadOptions) -> RemoteProjector:
+        """On the look-up thread: the repository's projector for this model, preferred and fitting this machine."""
+        try:
+            info = read_gguf_info(model.path)
+        except GgufError as exc:
+            raise UserError(f"{model.display_name} could not be read: {exc}") from exc
+        for_it = pairing(remote.projectors, info)
+        usable = [p for p in for_it if not p.problem]
+        if not usable:
+            raise UserError(for_it[0].problem if for_it else f"{remote.repo_id} offers no image projector for it.")
+        usable.sort(key=lambda p: projector_preference(Path(model.path).name, p.name))
+        estimate = estimate_memory(info, options.n_ctx, options.residency, options.n_gpu_layers)
+        costed = [
+            (p, projector_cost(p.info, p.metadata, options.image_tokens))
+            for p in usable
+            if p.info is not None and p.metadata is not None
+        ]
+        return choose_projector(costed, estimate, Machine.detect(self._models_dir)) or usable[0]
+
     def copy_in(self, source: Path, folder: Path) -> None:
         """Import a local GGUF as a copy in `folder` (a multi-GB copy; answers with `copied` or `copy_failed`)."""
 
@@ -185,13 +254,13 @@ class DownloadManager(QObject):
         self._set(job, "downloading")
         self._downloads.submit(
             lambda: self._download(job, cancel),
-            lambda model: self._on_installed(job.id, model),
+            lambda arrived: self._on_installed(job.id, arrived),
             lambda exc: self._on_stopped(job.id) if isinstance(exc, _Stopped) else self._on_failed(job.id, str(exc)),
             label="download",
         )
 
-    def _download(self, job: DownloadJob, cancel: threading.Event) -> InstalledModel:
-        """On the downloads thread: fetch every file, verify, then check the model's header."""
+    def _download(self, job: DownloadJob, cancel: threading.Event) -> _Arrived:
+        """On the downloads thread: fetch every file, verify, then check the model's header and its projector's."""
         try:
             paths = run_job(job, cancel, lambda p: self._progress.emit(job.id, p), self._token(), self._stall_s)
         except Cancelled as exc:
@@ -199,10 +268,31 @@ class DownloadManager(QObject):
         except OSError as exc:
             log.exception("Download %s failed", job.id)
             raise UserError(f"The download could not be written: {exc.strerror or exc}.") from exc
+        parts = [p for f, p in zip(job.files, paths, strict=True) if f.role == MODEL]
+        projector = next((p for f, p in zip(job.files, paths, strict=True) if f.role != MODEL), None)
+        if not parts:  # a projector for a model already listed
+            assert projector is not None
+            try:
+                check_pairs(Path(job.for_model), projector)
+            except UserError:
+                projector.unlink(missing_ok=True)
+                raise
+            return _Arrived(None, job.for_model, projector)
         try:
-            return inspect(paths[0], paths, repo_id=job.repo_id, label=job.label)
+            model = inspect(parts[0], parts, repo_id=job.repo_id, label=job.label)
         except UserError as exc:
             raise UserError(f"The downloaded file is not a usable model: {exc}") from exc
+        if projector is None:
+            return _Arrived(model)
+        try:
+            check_pairs(parts[0], projector)
+        except UserError as exc:
+            projector.unlink(missing_ok=True)  # verified against the hub, yet not for this model: of no use here
+            return _Arrived(model, refused=str(exc))
+        model.files.append(str(projector))
+        model.size += projector.stat().st_size
+        model.projector = str(projector)
+        return _Arrived(model, projector=projector)
 
     def _set(self, job: DownloadJob, state: str, error: str = "") -> None:
         job.state, job.error = state, error
@@ -234,7 +324,7 @@ class DownloadManager(QObject):
         self.last_progress[job_id] = progress
         self.progress.emit(job_id, progress)
 
-    def _on_installed(self, job_id: str, model: InstalledModel) -> None:
+    def _on_installed(self, job_id: str, arrived: _Arrived) -> None:
         job = self._running[0] if self._running else None
         self._running = None
         self._cancelling.discard(job_id)  # too late to cancel: it is installed
@@ -242,13 +332,20 @@ class DownloadManager(QObject):
             self.jobs.remove(job)
             self._save()
             self.changed.emit("")
-        self.installed.emit(model)
+        if arrived.model is not None:
+            self.installed.emit(arrived.model)
+            if arrived.refused:
+                self.projector_failed.emit(arrived.model.path, arrived.refused)
+        elif arrived.projector is not None:
+            self.projector_installed.emit(arrived.for_model, arrived.projector)
         self._next()
 
     def _on_failed(self, job_id: str, message: str) -> None:
         job = self._finished()
         if job is not None:
             self._set(job, "failed", message)
+            if job.for_model:
+                self.projector_failed.emit(job.for_model, message)
         self._next()
 
     def _on_stopped(self, job_id: str) -> None:

@@ -235,7 +235,9 @@ class LocalApiService(QObject):
         def work(job: Job) -> None:
             pieces: list[str] = []
             job.on_piece = pieces.append
-            result = answer_chat(self._turns.engine_on_thread(), call, job, name, self._dropped)
+            result = answer_chat(
+                self._turns.engine_on_thread(), call, job, name, self._dropped, self._turns.image_reader
+            )
             self._dropped = result.dropped_messages
             if self._settings.keep_history:
                 self._keep(call, "".join(pieces), result.stats.as_dict(), name, client)

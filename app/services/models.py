@@ -83,6 +83,10 @@ class ModelService(QObject):
         """Register (or refresh) a model."""
         self._change(lambda r: r.add(model), then, label="add a model")
 
+    def attach_projector(self, path: str, projector: Path) -> None:
+        """Count an image projector Tern downloaded for a listed model among its files (the list then says "vision")."""
+        self._change(lambda r: r.attach_projector(path, projector), label="add an image projector")
+
     def touch(self, path: Path) -> None:
         """Record that a model was just loaded."""
         self._change(lambda r: r.touch(path), label="note a model's use")

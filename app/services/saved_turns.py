@@ -21,6 +21,7 @@ from app.core.errors import UserError
 from app.core.store.conversation_store import ConversationStore, SearchHit
 from app.core.store.database import open_reader, translate
 from app.core.store.errors import StoreError
+from app.core.store.image_store import ImageStore, StoredImage
 from app.core.store.ref import Ref
 from app.core.store.state_cache import SavedState, StateCache, use_states
 from app.core.turn import TurnSaving
@@ -61,7 +62,9 @@ class SavedTurns:
             saved(conversation, conversation.value, ())
             parent = next((r.value for r in reversed(saving.above) if r.value is not None), None)
             if saving.question is not None:
-                saving.question.value = parent = store.add_message(conversation.value, parent, "user", question)
+                saving.question.value = parent = store.add_message(
+                    conversation.value, parent, "user", question, images=saving.images
+                )
                 saved(saving.question, parent, tuple(store.siblings(parent)))
             saving.answer.value = store.add_message(conversation.value, parent, "assistant", "", model, complete=False)
             self._epochs = {id(saving.answer): host.epoch}  # only the latest turn's answer is still written
@@ -79,6 +82,10 @@ class SavedTurns:
         """Earlier conversations matching `text`, over a read-only connection of this thread's own."""
         found = self._reading(lambda connection: ConversationStore(connection).search(text, limit))
         return found or []
+
+    def image(self, key: str) -> StoredImage | None:
+        """An image of the history, with its data, over a read-only connection of this thread's own."""
+        return self._reading(lambda connection: ImageStore(connection).image(key))
 
     def _reading(self, use: Callable[[sqlite.Connection], T]) -> T | None:
         with self._host.handoff.reading() as key:

@@ -19,8 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal
 
-from app.core.engine.options import LoadOptions
+from app.core.engine.options import EngineError, LoadOptions
+from app.core.engine.vision import PIXELS_SIDE, ImagePixels
 from app.core.errors import UserError
+from app.core.images import ImageReader
+from app.core.models.projectors import projector_for
 from app.core.models.starter import ensure_starter_model, is_verified_starter
 from app.core.redact import log_failure
 from app.core.tools.base import ToolCard
@@ -103,6 +106,7 @@ class TurnService(QObject):
         self._current: TurnRequest | None = None
         self._answers = _Answers()  # the user's answers to a running turn's questions (allow a call, pick a file)
         self.store: TurnStore | None = None  # where turns with `saving` are saved; set before `start`
+        self._images: ImageReader | None = None  # decodes images for the model, in a child process (first use)
         self.host = _InferenceHost(self)
         self.turn_finished.connect(lambda result: self._forget(result.turn_id))
         self.turn_failed.connect(lambda turn_id, _message: self._forget(turn_id))
@@ -155,8 +159,12 @@ class TurnService(QObject):
                 self.load_progress.emit("Loading", fraction)
                 return not stopping.is_set()
 
+            options = request.options
+            if options.images and not options.projector:
+                found = projector_for(path)
+                options = replace(options, projector=str(found) if found is not None else "")
             # The starter is checked by its hash; any other file first loads in a child process.
-            loaded = self._get_engine().load(path, request.options, progress, trusted=is_verified_starter(path))
+            loaded = self._get_engine().load(path, options, progress, trusted=is_verified_starter(path))
         except UserError as exc:
             log.warning("Load failed: %s", exc)
             self.load_failed.emit(str(exc), self._get_engine().loaded)
@@ -211,6 +219,8 @@ class TurnService(QObject):
         )
         if request.toolbox is not None:
             request = replace(request, pick_file=pick_file)
+        if request.pixels is None and any(m.images for m in request.history):
+            request = replace(request, pixels=self._pixels_for(request))
         if self.host.stopping.is_set():
             request.cancel.stop(INTERRUPTED)
         try:
@@ -226,10 +236,31 @@ class TurnService(QObject):
         else:
             self.turn_finished.emit(result)
 
+    def image_reader(self) -> ImageReader:
+        """The reader that decodes images for the model, in its child process (on the inference thread)."""
+        if self._images is None:
+            self._images = ImageReader()
+        return self._images
+
+    def _pixels_for(self, request: TurnRequest) -> Callable[[str], ImagePixels]:
+        """How the turn's images reach the model: from memory or the history, decoded in the image reader's child."""
+        at_hand = {image.key: image for image in request.images}
+        store = self.store
+
+        def pixels(key: str) -> ImagePixels:
+            image = at_hand.get(key) or (store.image(key) if store is not None else None)
+            if image is None or not image.data:
+                raise EngineError("An image of this conversation is no longer in your history.")
+            return self.image_reader().pixels(image.data, PIXELS_SIDE)
+
+        return pixels
+
     def shutdown(self, timeout_s: float = 3.0) -> bool:
         """Stop the running turn (saving it), join the thread, and free the model; False if abandoned."""
         if not self.host.shutdown(timeout_s):
             return False
         if self._engine is not None:
             self._engine.unload()  # the thread has ended, so this cannot race it
+        if self._images is not None:
+            self._images.close()
         return True

@@ -18,6 +18,7 @@ from PySide6.QtCore import QAbstractListModel, QByteArray, QModelIndex, QObject,
 from app.core.chat.message import ChatMessage, Given, Role
 from app.core.docs.grounding import Source
 from app.core.engine.generation import GenerationStats
+from app.core.store.image_store import StoredImage
 from app.core.store.ref import Ref
 from app.core.tools.base import ToolCard
 
@@ -64,6 +65,9 @@ class ChatItem:
     thinking_shown: bool = False  # the thought is expanded
     tools: tuple[ToolCard, ...] = ()  # the tool calls the answer made, in order
     tools_shown: frozenset[str] = frozenset()  # ids of the expanded tool cards
+    # A question's images: their thumbnails always; their data only for images sent in this session
+    # (those of a stored chat are read from the history when needed).
+    images: tuple[StoredImage, ...] = ()
 
     @property
     def version_position(self) -> int:
@@ -255,7 +259,14 @@ class MessageListModel(QAbstractListModel):
     def history(self, upto: int | None = None) -> tuple[ChatMessage, ...]:
         """The conversation before row `upto` (default: all), as the prompt builder wants it."""
         items = self._items if upto is None else self._items[:upto]
-        return tuple(ChatMessage(i.role, i.text, given=_given(i)) for i in items)
+        return tuple(
+            ChatMessage(i.role, i.text, given=_given(i), images=tuple(image.key for image in i.images)) for i in items
+        )
+
+    def images_at_hand(self, upto: int | None = None) -> tuple[StoredImage, ...]:
+        """The images before row `upto` whose data is in memory (sent in this session)."""
+        items = self._items if upto is None else self._items[:upto]
+        return tuple(image for i in items for image in i.images if image.data)
 
 
 def _given(item: ChatItem) -> Given | None:

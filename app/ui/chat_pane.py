@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from pathlib import Path
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QStackedWidget, QVBoxLayout, QWidget
 
 from app import APP_NAME
+from app.core.store.image_store import StoredImage
+from app.services.images import ImageService
 from app.settings import WRAP_CODE
 from app.ui.chat_session import ChatSession
 from app.ui.composer import Composer
 from app.ui.conversation_view import ConversationView
 from app.ui.editing_bar import EditingBar
+from app.ui.image_tray import ImageTray
 from app.ui.notice_bar import ChatNoticeBar, NoticeBar
 from app.ui.tool_prompts import PermissionBar, ask_for_file
 
@@ -61,6 +65,8 @@ class ChatPane(QWidget):
         self.chat_notice = ChatNoticeBar()
         self.editing_bar = EditingBar()
         self.composer = Composer()
+        self.tray = ImageTray()
+        self.images: ImageService | None = None  # set by the window: reads the images given to the composer
         self.send_button = QPushButton("Send")
         self.send_button.setMinimumWidth(80)
         self.regenerate_button = QPushButton("Regenerate")
@@ -78,6 +84,8 @@ class ChatPane(QWidget):
         self.composer.submitted.connect(self.send)
         self.composer.recall_requested.connect(self._recall_last)
         self.composer.cancel_requested.connect(self.cancel_edit)
+        self.composer.images_given.connect(self.add_images)
+        self.tray.changed.connect(lambda: setattr(self.composer, "sends_empty", bool(self.tray.images)))
         self.editing_bar.cancel_requested.connect(self.cancel_edit)
         self.send_button.clicked.connect(self._send_or_stop)
         self.regenerate_button.clicked.connect(self.regenerate)
@@ -153,6 +161,7 @@ class ChatPane(QWidget):
         bottom.setSpacing(4)
         bottom.addWidget(self.permission_bar)
         bottom.addWidget(self.editing_bar)
+        bottom.addWidget(self.tray)
         bottom.addWidget(self.composer)
         bottom.addLayout(buttons)
         layout = QVBoxLayout(self)
@@ -193,18 +202,36 @@ class ChatPane(QWidget):
         if edit is not None and self._session.model.item(edit.row).id != edit.item_id:
             self._end_edit(restore_draft=False)  # cannot happen while rows are watched; never branch the wrong one
             return False
+        if self.tray.blocked:
+            self._status.setText(self.tray.blocked)
+            return False
         self._sending = True  # the edited rows leave the view now: that is not the edit going away
         try:
-            sent = self._session.send(text, replacing=edit.row if edit is not None else None)
+            sent = self._session.send(text, edit.row if edit is not None else None, self.tray.images)
         finally:
             self._sending = False
         if not sent:
             return False
+        self.tray.clear()
         self._end_edit(restore_draft=True)
         if edit is None:
             self.composer.clear()
         self.view.scroll_to_end()
         return True
+
+    def add_images(self, sources: list[Path | tuple[bytes, str]]) -> None:
+        """Read images given to the chat (dropped, pasted, attached) and put them above the composer."""
+        if self.images is None or not sources:
+            return
+        self._status.setText("Reading the image…" if len(sources) == 1 else f"Reading {len(sources)} images…")
+
+        def done(images: list[StoredImage], problems: list[str]) -> None:
+            self.tray.add(images)
+            self._status.setText("; ".join(problems) if problems else "")
+            if problems:
+                self.notice.show_warning("Not added: " + "; ".join(problems))
+
+        self.images.prepare(sources, done)
 
     def regenerate(self) -> None:
         """A new version of the last answer; the old one stays as a version."""

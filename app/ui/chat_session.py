@@ -20,6 +20,7 @@ from app import settings as opts
 from app.core.docs.grounding import Source
 from app.core.engine.generation import GenerationStats
 from app.core.store.conversation_store import OpenedConversation
+from app.core.store.image_store import StoredImage
 from app.core.store.ref import Ref
 from app.core.tools.base import ToolCard
 from app.core.turn import INTERRUPTED, STOPPED_EARLY, TurnRequest, TurnResult, TurnSaving
@@ -55,6 +56,7 @@ class ChatSession(QObject):
         self.n_ctx = 0
         self._turn_id = 0
         self._request: TurnRequest | None = None
+        self.reading_tok_s: float | None = None  # prompt tokens read per second, as the last long prompt went
         self._question: Ref | None = None  # the question of the turn in progress (None when regenerating)
         self._answer_row: int | None = None
         self._dropped = 0  # messages the last turn left out, to keep the cached prefix
@@ -107,7 +109,7 @@ class ChatSession(QObject):
         return self._settings
 
     # Turns
-    def send(self, text: str, replacing: int | None = None) -> bool:
+    def send(self, text: str, replacing: int | None = None, images: tuple[StoredImage, ...] = ()) -> bool:
         """Add the user's message and ask for an answer; False while one is being generated.
 
         With `replacing`, the message is a new version of the question at that
@@ -115,7 +117,7 @@ class ChatSession(QObject):
         history as the earlier version.
         """
         text = text.strip()
-        if not text:
+        if not text and not images:
             return False
         if self.busy:
             self.status.emit("Wait for the answer to finish, or press Stop")
@@ -124,9 +126,10 @@ class ChatSession(QObject):
             if not 0 <= replacing < self.model.rowCount() or self.model.item(replacing).role != "user":
                 self.status.emit("That message is no longer shown; your text is still in the box")
                 return False
+            images = images or self.model.item(replacing).images  # a new version keeps the question's images
             self.model.truncate(replacing)
             self._dropped = 0
-        user = ChatItem("user", text)
+        user = ChatItem("user", text, images=images)
         answer = ChatItem("assistant", streaming=True, model=self.model_name)
         row = self.model.extend([user, answer])
         self._prepare_turn(row, user.store)
@@ -237,6 +240,7 @@ class ChatSession(QObject):
             source_wait_s=self._settings.get(opts.SOURCE_WAIT_S),
             toolbox=self.options.toolbox(),
             thinking=self.options.thinking,
+            images=self.model.images_at_hand(answer_row),
         )
         self._thought_started = None
         self.busy_changed.emit(True)
@@ -256,6 +260,7 @@ class ChatSession(QObject):
                 self.model.item(row).store,
                 self._question,
                 self.history.conversation_id,
+                self.model.item(row - 1).images if self._question is not None else (),
             )
             request = self._request = replace(request, saving=saving)
         self._turns.submit(request)
@@ -369,6 +374,8 @@ class ChatSession(QObject):
             self.status.emit("The answer failed (see the note under it)")
 
     def _end_turn(self, stats: GenerationStats | None, notice: str) -> None:
+        if stats is not None and stats.prompt_evaluated >= 256 and stats.ttft_ms > 0:  # long enough to time
+            self.reading_tok_s = stats.prompt_evaluated / (stats.ttft_ms / 1000)
         self._end_thought()
         row = self._answer_row
         assert row is not None
@@ -438,6 +445,7 @@ def chat_items(opened: OpenedConversation, start: int) -> list[ChatItem]:
                 thinking=thinking,
                 thinking_ms=thinking_ms,
                 tools=tools,
+                images=tuple(opened.images[key] for key in m.images if key in opened.images),
             )
         )
     return items

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, Qt, Signal
-from PySide6.QtGui import QKeyEvent
+from pathlib import Path
+
+from PySide6.QtCore import QBuffer, QEvent, QIODevice, QMimeData, Qt, Signal
+from PySide6.QtGui import QImage, QKeyEvent
 from PySide6.QtWidgets import QPlainTextEdit, QWidget
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"})
 
 _MAX_LINES = 8
 
@@ -15,6 +19,7 @@ class Composer(QPlainTextEdit):
     submitted = Signal(str)
     recall_requested = Signal()  # Up in an empty composer: edit the last message
     cancel_requested = Signal()  # Esc while a message is being edited
+    images_given = Signal(list)  # pasted images: Paths of image files, or (encoded bytes, name)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -26,6 +31,7 @@ class Composer(QPlainTextEdit):
             "and Up in an empty box edits your last message."
         )
         self.editing = False  # while True, Esc cancels the edit instead of stopping an answer
+        self.sends_empty = False  # Enter sends without text (images are waiting)
         self.document().contentsChanged.connect(self._fit_height)
         self._fit_height()
 
@@ -65,5 +71,28 @@ class Composer(QPlainTextEdit):
     def submit(self) -> None:
         """Offer the text; the window clears the composer when it accepts it."""
         text = self.toPlainText().strip()
-        if text:
+        if text or self.sends_empty:
             self.submitted.emit(text)
+
+    def canInsertFromMimeData(self, source: QMimeData) -> bool:  # noqa: N802
+        """Images can be pasted too."""
+        return source.hasImage() or super().canInsertFromMimeData(source)
+
+    def insertFromMimeData(self, source: QMimeData) -> None:  # noqa: N802
+        """A pasted image (or image file) waits above the composer; anything else is pasted as text."""
+        files = [Path(u.toLocalFile()) for u in source.urls() if u.isLocalFile()]
+        images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+        if images and len(images) == len(files):
+            self.images_given.emit(images)
+            return
+        if source.hasImage() and not source.hasText():
+            picture = source.imageData()
+            if isinstance(picture, QImage) and not picture.isNull():
+                # In memory: a pasted picture never touches the disk. BMP costs no compression here; the
+                # image reader turns it into what Tern keeps.
+                buffer = QBuffer()
+                buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+                picture.save(buffer, "BMP")  # type: ignore[call-overload]  # the str form is the one that works
+                self.images_given.emit([(bytes(buffer.data().data()), "Pasted image")])
+                return
+        super().insertFromMimeData(source)

@@ -59,7 +59,7 @@ from app.ui.chat_model import MessageListModel, MessageRole
 from app.ui.markdown_html import COPY_SCHEME, render_markdown
 from app.ui.message_actions import actions_menu
 from app.ui.message_footer import SHOW_SOURCES_SCHEME, SOURCE_SCHEME, VERSION_SCHEME, footer_html
-from app.ui.message_header import THINKING_SCHEME, TOOL_SCHEME, header_html
+from app.ui.message_header import IMAGE_SCHEME, THINKING_SCHEME, TOOL_SCHEME, add_thumbnails, header_html
 from app.ui.message_reader import WRAP, MessageReader
 
 Index = QModelIndex | QPersistentModelIndex
@@ -89,6 +89,7 @@ class MessageDelegate(QStyledItemDelegate):
     copied = Signal(str)  # a code block that was copied, for a status message
     version_requested = Signal(int, int)  # row, step (-1: previous version, +1: next)
     source_requested = Signal(int, int)  # row, source number
+    image_requested = Signal(int, str)  # row, image key: show it larger
 
     def __init__(self, view: ConversationView) -> None:
         super().__init__(view)
@@ -137,6 +138,7 @@ class MessageDelegate(QStyledItemDelegate):
         option = doc.defaultTextOption()
         option.setWrapMode(WRAP)  # as the reader lays it out, so the text does not move when it takes over
         doc.setDefaultTextOption(option)
+        add_thumbnails(doc, item)
         doc.setHtml(header_html(item, dark) + md.html + footer_html(item, dark))
         bubble = width
         if item.role == "user":
@@ -226,10 +228,9 @@ class MessageDelegate(QStyledItemDelegate):
             painter.drawRoundedRect(box.adjusted(-3, -3, 3, 3), 10, 10)
         if not current:
             if r.wide:  # the bar the reader will show, so the text does not jump when the message is chosen
+                strip = self.scroll_strip()
                 self._paint_scroll_bar(
-                    painter,
-                    r,
-                    QRect(int(box.x()), int(box.bottom()) - self.scroll_strip(), r.bubble_width, self.scroll_strip()),
+                    painter, r, QRect(int(box.x()), int(box.bottom()) - strip, r.bubble_width, strip)
                 )
             painter.setClipRect(box)
             painter.translate(origin)
@@ -526,6 +527,8 @@ class ConversationView(QListView):
             self.model().toggle_thinking(row)  # type: ignore[attr-defined]
         elif scheme == TOOL_SCHEME and isinstance(self.model(), MessageListModel):
             self.model().toggle_tool(row, value)  # type: ignore[attr-defined]
+        elif scheme == IMAGE_SCHEME:
+            self.delegate.image_requested.emit(row, value)
 
     def copy_code(self, row: int, block: int) -> None:
         """Copy code block `block` of the message at `row`."""

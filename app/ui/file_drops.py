@@ -1,9 +1,10 @@
 """Files handed to the window: dropped on it, chosen with Attach, named on the command line, or sent by "Open with".
 
 A GGUF is imported where it lies (its header checked off the GUI thread) and
-loaded; any other file or folder is attached to the open conversation as a
-document. Documents that arrive before the history is open wait for it, and
-then start a chat of their own. Files that could not be attached are named in
+loaded; an image waits above the composer, to go with the next message; any
+other file or folder is attached to the open conversation as a document.
+Documents that arrive before the history is open wait for it, and then start
+a chat of their own. Files that could not be attached are named in
 a notice that belongs to the chat they were meant for.
 """
 
@@ -16,9 +17,17 @@ from PySide6.QtCore import QObject
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 
 from app.core.docs.doc_store import DocumentInfo
+from app.ui.composer import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:
     from app.ui.main_window import MainWindow
+
+
+def split_images(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """Image files (to send to the model) and everything else."""
+    return [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES], [
+        p for p in paths if p.suffix.lower() not in IMAGE_SUFFIXES
+    ]
 
 
 def split_models(paths: list[Path]) -> tuple[list[Path], list[Path]]:
@@ -53,17 +62,27 @@ class FileDrops(QObject):
         paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
         if paths:
             event.acceptProposedAction()
-        models, documents = split_models(paths)
+        self.give(paths)
+
+    def give(self, paths: list[Path]) -> None:
+        """A GGUF is loaded, images wait above the composer, other files and folders are attached."""
+        models, others = split_models(paths)
+        images, documents = split_images(others)
         if models:
             self._window.models.import_and_load(models[0])
+        if images:
+            self._window.chat.add_images(list(images))
         if documents:
             self._window.documents.attach(documents)
 
     def open(self, paths: list[Path]) -> None:
         """Files from the command line or "Open with": as a drop, except that documents wait for the history."""
-        models, documents = split_models(paths)
+        models, others = split_models(paths)
+        images, documents = split_images(others)
         if models:
             self._window.models.import_and_load(models[0])
+        if images:
+            self._window.chat.add_images(list(images))
         self._pending += documents
         if self._window.history.is_open:
             self.attach_pending()

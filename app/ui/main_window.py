@@ -19,6 +19,7 @@ from PySide6.QtCore import QPoint, QRect, QSettings, QSize, Qt, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragLeaveEvent, QDropEvent, QGuiApplication
 from PySide6.QtWidgets import (
     QApplication,
+    QFileDialog,
     QLabel,
     QMainWindow,
     QSplitter,
@@ -28,8 +29,10 @@ from PySide6.QtWidgets import (
 
 from app import APP_NAME
 from app import settings as opts
+from app.core.engine.options import LoadedModel
 from app.core.models.registry import InstalledModel
 from app.core.paths import AppPaths
+from app.core.store.image_store import StoredImage
 from app.services import Services
 from app.settings import Settings
 from app.ui.chat_pane import ChatPane
@@ -37,6 +40,7 @@ from app.ui.chat_session import ChatSession
 from app.ui.conversation_list import ConversationList
 from app.ui.documents_panel import DocumentChat
 from app.ui.file_drops import FileDrops
+from app.ui.image_viewer import ImageViewer
 from app.ui.local_api_panel import LocalApiController, LocalApiDialog
 from app.ui.lock_controller import LockController
 from app.ui.lock_page import LockPage
@@ -184,7 +188,11 @@ class MainWindow(QMainWindow):
         self.models.ready.connect(self.model_ready)
         self.models.failed.connect(self.model_failed)
         self.services.bridge.message.connect(self.notice.show_text)
-        self.chat.attach_requested.connect(self.documents.choose_files)
+        self.chat.attach_requested.connect(self.choose_attachments)
+        self.chat.images = self.services.images
+        self.chat.tray.view_requested.connect(self.show_image)
+        self.view.delegate.image_requested.connect(self._show_image_at)
+        self.services.turns.model_loaded.connect(self._show_vision)
         self.first_run.wanted.connect(self.chat.show_welcome)
         self.welcome.dismissed.connect(self.first_run.dismiss)
         self.welcome.import_requested.connect(self.choose_model)
@@ -192,6 +200,43 @@ class MainWindow(QMainWindow):
         self.history.error.connect(
             lambda msg: self.notice.show_text(f"Your history was not updated. {msg}", warning=True)
         )
+
+    def choose_attachments(self) -> None:
+        """Attach…: documents for the chat to answer from, and images to send with the next message."""
+        paths, _ = QFileDialog.getOpenFileNames(
+            self, "Attach documents or images", str(Path.home()), "All files (*);;Images (*.png *.jpg *.jpeg *.webp)"
+        )
+        if paths:
+            self.drops.give([Path(p) for p in paths])
+
+    def show_image(self, image: StoredImage) -> None:
+        """Open an image larger (its data read from the history first when only its thumbnail is here)."""
+
+        def show(whole: StoredImage | None) -> None:
+            viewer = ImageViewer(whole or image, self)
+            viewer.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            viewer.open()
+
+        self.services.images.whole(image, show)
+
+    def _show_image_at(self, row: int, key: str) -> None:
+        if 0 <= row < self.model.rowCount():
+            image = next((i for i in self.model.item(row).images if i.key == key), None)
+            if image is not None:
+                self.show_image(image)
+
+    def _show_vision(self, loaded: LoadedModel) -> None:
+        """Tell the image tray whether the new model sees images, and why not."""
+        if loaded.projector:
+            self.chat.tray.set_unseen("", False)
+        elif loaded.vision_note:
+            self.chat.tray.set_unseen(f"Images are off for this model: {loaded.vision_note}", False)
+        else:
+            self.chat.tray.set_unseen(
+                "The loaded model can't see images. Load a model that can, with its image projector "
+                "(an mmproj file beside it), such as Gemma 4 E2B.",
+                False,
+            )
 
     def _restore_geometry(self) -> None:
         """The saved size and place if they fit a screen now (scaling or screens may have changed), else a new one."""
@@ -304,7 +349,8 @@ class MainWindow(QMainWindow):
         """Edit preferences; reload the model when the context size or threads changed."""
         loaded = self.models.loaded
         prompt = self.settings.get(opts.SYSTEM_PROMPT)
-        dialog = SettingsDialog(self.settings, loaded.info.context_length if loaded else 0, self)
+        context = loaded.info.context_length if loaded else 0
+        dialog = SettingsDialog(self.settings, context, self, self.session.reading_tok_s)
         if not dialog.exec():
             return
         if self.settings.get(opts.SYSTEM_PROMPT) != prompt:  # for this conversation and new ones

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import html
 
+from PySide6.QtCore import QUrl
+from PySide6.QtGui import QImage, QTextDocument
+
 from app.core.tools.base import ToolCard
 from app.ui.chat_model import ChatItem
 
+IMAGE_SCHEME = "image"  # image:KEY opens a question's image larger
+THUMB_SCHEME = "thumb"  # thumb:KEY is the image's thumbnail, a resource of the message's document
+THUMB_SIDE = 160  # px, the longest side of a thumbnail in a sent message
 THINKING_SCHEME = "thinking"
 TOOL_SCHEME = "tool"
 _ONE_LINE = 80  # characters of arguments or result shown on a collapsed card
@@ -29,12 +35,36 @@ def header_html(item: ChatItem, dark: bool) -> str:
     """The thought section and the tool cards, as HTML ("" when there are none)."""
     muted = "#9aa3b2" if dark else "#6b7280"
     panel = "#1f2430" if dark else "#f3f4f6"
-    parts = []
+    parts = [_images(item)] if item.images else []
     if item.thinking:
         parts.append(_thinking(item, muted, panel))
     for card in item.tools:
         parts.append(_card(card, card.id in item.tools_shown, muted, panel))
     return "".join(parts)
+
+
+def add_thumbnails(doc: QTextDocument, item: ChatItem) -> None:
+    """Give `doc` the thumbnails its header shows, from memory (the history or the image reader made them)."""
+    for image in item.images:
+        doc.addResource(
+            QTextDocument.ResourceType.ImageResource,
+            QUrl(f"{THUMB_SCHEME}:{image.key}"),
+            QImage.fromData(image.thumbnail),
+        )
+
+
+def _images(item: ChatItem) -> str:
+    """A question's images, as thumbnails that open the image."""
+    shown = []
+    for image in item.images:
+        scale = min(1.0, THUMB_SIDE / max(image.width, image.height, 1))
+        width, height = max(1, round(image.width * scale)), max(1, round(image.height * scale))
+        title = html.escape(image.name or "image", quote=True)
+        shown.append(
+            f'<a href="{IMAGE_SCHEME}:{image.key}"><img src="{THUMB_SCHEME}:{image.key}" width="{width}" '
+            f'height="{height}" alt="{title}" title="{title}"></a> '
+        )
+    return f"<p>{''.join(shown)}</p>"
 
 
 def _thinking(item: ChatItem, muted: str, panel: str) -> str:

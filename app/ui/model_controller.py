@@ -53,6 +53,7 @@ class ModelController(QObject):
         turns.load_failed.connect(self._on_failed)
         self._services.downloads.installed.connect(self._installed)
         self._services.downloads.copied.connect(self._installed)
+        self._services.downloads.projector_installed.connect(self._projector_installed)
         self._services.memory.reading.connect(window.info_panel.show_reading)
         window.info_panel.residency_changed.connect(self._change_residency)
         embedding = self._settings.get(opts.EMBEDDING_MODEL)
@@ -123,6 +124,18 @@ class ModelController(QObject):
     def _installed(self, model: InstalledModel) -> None:
         self._services.models.add(model)
         self._window.notice.show_text(f"{model.name} is installed; load it from Tools → Models.")
+
+    def _projector_installed(self, path: str, projector: Path) -> None:
+        """A listed model's image projector arrived: count it among the model's files; offer to reload it."""
+        self._services.models.attach_projector(path, projector)
+        entry = self._services.models.get(path)
+        name = entry.display_name if entry is not None else Path(path).name
+        if self.is_loaded(path):
+            self._window.notice.show_text(
+                f"{name} can now see images; reload it to send it pictures.", action=("Reload", self.reload)
+            )
+        else:
+            self._window.notice.show_text(f"{name} can now see images.")
 
     def _change_residency(self, mode: Residency) -> None:
         if mode != self._settings.residency():

@@ -55,6 +55,15 @@ def headline(model: LoadedModel, ple_resident: int | None) -> str:
     return " · ".join(parts)
 
 
+def images_text(model: LoadedModel) -> str:
+    """E.g. "mmproj-gemma-4-E2B-it-f16.gguf · up to 280 tokens per image", or why images are off."""
+    if model.projector:
+        return f"{model.projector} · up to {model.image_tokens:,} tokens per image"
+    if model.vision_note:
+        return f"off: {model.vision_note}"
+    return "none (text only)"
+
+
 def _label() -> QLabel:
     label = QLabel("–")
     label.setWordWrap(True)
@@ -75,6 +84,7 @@ class ModelInfoPanel(QDockWidget):
         self.headline.setStyleSheet("font-weight: bold;")
         self.family, self.file, self.quant = _label(), _label(), _label()
         self.ple, self.rss, self.kv, self.buffers, self.context = _label(), _label(), _label(), _label(), _label()
+        self.images = _label()
         self.residency = residency_box()
         # Qt hands the str-based enum back as a plain str.
         self.residency.activated.connect(lambda i: self.residency_changed.emit(Residency(self.residency.itemData(i))))
@@ -92,6 +102,7 @@ class ModelInfoPanel(QDockWidget):
             ("KV cache", self.kv),
             ("Buffers", self.buffers),
             ("Context", self.context),
+            ("Images", self.images),
         ):
             form.addRow(name, widget)
             if widget is not self.residency:
@@ -119,6 +130,7 @@ class ModelInfoPanel(QDockWidget):
         if model is None:
             for label in (self.headline, self.family, self.file, self.quant, self.ple, self.kv, self.buffers):
                 label.setText("–")
+            self.images.setText("–")
             return
         info = model.info
         self.set_residency(model.residency)
@@ -134,6 +146,7 @@ class ModelInfoPanel(QDockWidget):
         )
         self.headline.setText(headline(model, None))
         self.ple.setText(f"{model.ple.value}" if info.ple_bytes else "none")
+        self.images.setText(images_text(model))
 
     def show_reading(self, reading: MemoryReading) -> None:
         """Live numbers from the memory monitor."""

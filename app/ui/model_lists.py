@@ -24,11 +24,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import settings as opts
 from app.core.models.download import DownloadJob, Progress
+from app.core.models.hub import hub_name
 from app.core.models.network import ACTIVITY, Activity
 from app.core.models.registry import InstalledModel
 from app.services.downloads import DownloadManager
 from app.services.models import ModelService
+from app.settings import Settings
 from app.ui import units
 
 
@@ -54,6 +57,13 @@ def when(timestamp: float | None) -> str:
 
 
 BUILTIN_TIP = "Built into Tern so it works offline from the first launch; it cannot be deleted."
+VISION = "vision"
+_TEXT_ONLY = ("Gemma 3 270M", "Gemma 3 1B")  # the Gemma 3 sizes without an image tower
+
+
+def may_see_images(model: InstalledModel) -> bool:
+    """True for a model of a family that sees images (Gemma 4, Gemma 3n, Gemma 3 4B and up)."""
+    return not model.builtin and model.family.startswith(("Gemma 4", "Gemma 3")) and model.family not in _TEXT_ONLY
 
 
 class InstalledTab(QWidget):
@@ -62,15 +72,23 @@ class InstalledTab(QWidget):
     load_requested = Signal(object)  # Path
     embedding_requested = Signal(object)  # Path: use this model for document search
 
+    COLUMNS = ("Model", "Family", "Images", "Size", "Parameters", "Last used", "Source")
+
     def __init__(
-        self, models: ModelService, downloads: DownloadManager, models_dir: Path, is_loaded: Callable[[str], bool]
+        self,
+        models: ModelService,
+        downloads: DownloadManager,
+        models_dir: Path,
+        is_loaded: Callable[[str], bool],
+        settings: Settings | None = None,
     ) -> None:
         super().__init__()
         self._service = models
         self._downloads = downloads
         self._models_dir = models_dir
         self._is_loaded = is_loaded
-        self.table = _table(["Model", "Family", "Size", "Parameters", "Last used", "Source"])
+        self._settings = settings
+        self.table = _table(list(self.COLUMNS))
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.load_button = QPushButton("Load")
         self.delete_button = QPushButton("Delete…")
@@ -78,6 +96,10 @@ class InstalledTab(QWidget):
         self.embedding_button = QPushButton("Use for document search")
         self.embedding_button.setToolTip(
             "Documents are then found by meaning as well as by words (EmbeddingGemma is made for this)."
+        )
+        self.projector_button = QPushButton("Get its image projector")
+        self.projector_button.setToolTip(
+            "Download the model's image projector from the repository it came from, so you can send it pictures."
         )
         self.import_button = QPushButton("Import a GGUF file…")
         self.copy_on_import = QCheckBox("Copy it into Tern's models folder")
@@ -87,6 +109,7 @@ class InstalledTab(QWidget):
         buttons = QHBoxLayout()
         for b in (self.load_button, self.delete_button, self.reveal_button, self.embedding_button):
             buttons.addWidget(b)
+        buttons.addWidget(self.projector_button)
         buttons.addStretch(1)
         buttons.addWidget(self.copy_on_import)
         buttons.addWidget(self.import_button)
@@ -100,9 +123,13 @@ class InstalledTab(QWidget):
         self.reveal_button.clicked.connect(self._reveal)
         self.embedding_button.clicked.connect(self._use_for_embeddings)
         self.import_button.clicked.connect(self.choose_import)
+        self.projector_button.clicked.connect(self._get_projector)
         self.table.itemSelectionChanged.connect(self._selection_changed)
         downloads.copied.connect(self._copied)
         downloads.copy_failed.connect(self.status.setText)
+        downloads.projector_queued.connect(self._projector_queued)
+        downloads.projector_installed.connect(self._projector_installed)
+        downloads.projector_failed.connect(self._projector_failed)
         models.changed.connect(self._show)
         self._show(models.installed)
 
@@ -122,16 +149,26 @@ class InstalledTab(QWidget):
                 source = "built-in"
             else:
                 source = "imported" if m.imported else (f"{m.repo_id} {m.label}".strip() or "Tern")
-            cells = [m.display_name, m.family, units.size(m.size), params, when(m.last_used), source]
+            images = VISION if m.sees_images else ""
+            cells = [m.display_name, m.family, images, units.size(m.size), params, when(m.last_used), source]
+            tip = f"{m.path}\n{BUILTIN_TIP}" if m.builtin else m.path
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                item.setToolTip(f"{m.path}\n{BUILTIN_TIP}" if m.builtin else m.path)
+                item.setToolTip(self._images_tip(m) if self.COLUMNS[col] == "Images" else tip)
                 self.table.setItem(row, col, item)
         for col in range(1, self.table.columnCount() - 1):  # the name stretches, the rest fit their text
             self.table.resizeColumnToContents(col)
         if chosen is not None:
             self.select(chosen.path)
         self._selection_changed()
+
+    @staticmethod
+    def _images_tip(m: InstalledModel) -> str:
+        if m.sees_images:
+            return f"Sees images through {Path(m.projector).name}, beside the model."
+        if may_see_images(m):
+            return "Its image projector is not beside it: “Get its image projector” fetches it."
+        return "Text only."
 
     def select(self, path: str) -> None:
         """Highlight the model at `path`, if listed."""
@@ -153,6 +190,35 @@ class InstalledTab(QWidget):
             b.setEnabled(model is not None)
         self.delete_button.setEnabled(model is not None and not model.builtin)
         self.delete_button.setToolTip(BUILTIN_TIP if model is not None and model.builtin else "")
+        wanting = model is not None and may_see_images(model) and not model.sees_images
+        self.projector_button.setVisible(wanting and self._settings is not None)
+
+    def _get_projector(self) -> None:
+        """Look the selected model's image projector up in its repository and queue it (the user's request)."""
+        model = self.selected()
+        if model is None or self._settings is None:
+            return
+        endpoint = str(self._settings.get(opts.HUB_ENDPOINT))
+        self.status.setText(f"Looking for the image projector of {model.display_name} on {hub_name(endpoint)}…")
+        self.projector_button.setEnabled(False)
+        self._downloads.fetch_projector(model, endpoint, self._settings.load_options())
+
+    def _named(self, path: str) -> str:
+        model = next((m for m in self._models if m.path == path), None)
+        return model.display_name if model is not None else Path(path).name
+
+    def _projector_queued(self, path: str, job: DownloadJob) -> None:
+        self.projector_button.setEnabled(True)
+        self.status.setText(
+            f"Downloading the image projector of {self._named(path)} ({units.size(job.total)}); see Downloads."
+        )
+
+    def _projector_installed(self, path: str, projector: Path) -> None:
+        self.status.setText(f"{self._named(path)} can now see images ({projector.name}).")
+
+    def _projector_failed(self, path: str, message: str) -> None:
+        self.projector_button.setEnabled(True)
+        self.status.setText(f"No image projector for {self._named(path)}: {message}")
 
     def _load(self) -> None:
         model = self.selected()
@@ -277,7 +343,8 @@ class DownloadsTab(QWidget):
         jobs = self._downloads.jobs
         self.table.setRowCount(len(jobs))
         for row, job in enumerate(jobs):
-            name = QTableWidgetItem(f"{job.repo_id} {job.label}")
+            extra = " + image projector" if job.projector is not None and not job.for_model else ""
+            name = QTableWidgetItem(f"{job.repo_id} {job.label}{extra}")
             name.setData(Qt.ItemDataRole.UserRole, job.id)
             self.table.setItem(row, 0, name)
             bar = QProgressBar()

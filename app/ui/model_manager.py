@@ -15,6 +15,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
+    QCheckBox,
     QComboBox,
     QDialog,
     QFormLayout,
@@ -40,8 +41,9 @@ from app import settings as opts
 from app.core.models import network
 from app.core.models.catalog import CatalogEntry, load_catalog
 from app.core.models.download import DownloadJob
-from app.core.models.fit import Machine, Verdict, estimate_memory, for_file, judge, recommend
-from app.core.models.hub import HubError, QuantOption, RemoteModel, parse_repo_ref
+from app.core.models.fit import Machine, MemoryEstimate, Verdict, estimate_memory, for_file, judge, recommend
+from app.core.models.hub import HubError, QuantOption, RemoteModel, RemoteProjector, parse_repo_ref
+from app.core.models.vision_fit import ProjectorCost, choose_projector, projector_cost, projector_note, with_projector
 from app.services.downloads import DownloadManager
 from app.services.local_api import LocalApiService
 from app.services.models import ModelService
@@ -53,21 +55,54 @@ from app.ui.model_lists import DownloadsTab, InstalledTab, NetworkTab
 VERDICT_LABELS = {Verdict.FITS: "Fits", Verdict.TIGHT: "Tight", Verdict.WONT_FIT: "Won't fit"}
 
 
-def fit_guidance(
-    remote: RemoteModel, options: list[QuantOption], n_ctx: int, settings: Settings, machine: Machine
-) -> tuple[list[tuple[str, str]], int | None]:
-    """(verdict label, explanation) per option, and the index of the recommended one (best quality that fits)."""
+def estimates(
+    remote: RemoteModel, options: list[QuantOption], n_ctx: int, settings: Settings
+) -> list[MemoryEstimate] | None:
+    """What each option needs on this machine's settings (None when the hub gave no header to work from)."""
     if remote.header is None:
-        return [("Unknown", "Its size could not be read from the hub.")] * len(options), None
+        return None
     base = estimate_memory(remote.header, n_ctx, settings.residency(), settings.get(opts.GPU_LAYERS))
-    estimates = [for_file(base, remote.header.file_size, o.size) for o in options]
+    return [for_file(base, remote.header.file_size, o.size) for o in options]
+
+
+def fit_guidance(
+    remote: RemoteModel,
+    options: list[QuantOption],
+    n_ctx: int,
+    settings: Settings,
+    machine: Machine,
+    projector: ProjectorCost | None = None,
+) -> tuple[list[tuple[str, str]], int | None]:
+    """(verdict label, explanation) per option, and the index of the recommended one (best quality that fits).
+
+    With `projector`, each option is weighed with that image projector loaded and one image read.
+    """
+    found = estimates(remote, options, n_ctx, settings)
+    if found is None:
+        return [("Unknown", "Its size could not be read from the hub.")] * len(options), None
+    if projector is not None:
+        found = [with_projector(e, projector) for e in found]
     rows = []
-    for estimate in estimates:
+    for estimate in found:
         verdict, why = judge(estimate, machine)
         details = "\n".join(f"{label}: {units.size(n)}" for label, n in estimate.breakdown())
+        if projector is not None:
+            details += "\n\n" + projector_note(projector, n_ctx)
         rows.append((VERDICT_LABELS[verdict], f"{why}\n\n{details}"))
-    best = recommend(list(enumerate(estimates)), machine, best_first=True)
+    best = recommend(list(enumerate(found)), machine, best_first=True)
     return rows, best
+
+
+def projector_offer(projector: RemoteProjector) -> str:
+    """The check box's words: "Also get the image projector (mmproj-….gguf, 940 MB), to send it pictures"."""
+    return f"Also get the image projector ({projector.name}, {units.size(projector.size)}), to send it pictures"
+
+
+def cost_of(projector: RemoteProjector, settings: Settings) -> ProjectorCost | None:
+    """What a listed projector costs at the image detail in the settings (None when its header was not read)."""
+    if projector.info is None or projector.metadata is None:
+        return None
+    return projector_cost(projector.info, projector.metadata, settings.get(opts.IMAGE_TOKENS))
 
 
 VERDICT_COLOURS = {"Fits": "#15803d", "Tight": "#b45309", "Won't fit": "#b91c1c"}
@@ -91,9 +126,11 @@ class DiscoverTab(QWidget):
         self.entries = QListWidget()
         self.entries.setSpacing(3)
         for entry in self.catalog:
-            item = QListWidgetItem(
-                f"{entry.name}\n{entry.family} · {'embedding' if entry.kind == 'embedding' else 'chat'}"
-            )
+            kind = "embedding" if entry.kind == "embedding" else "chat"
+            images = ""
+            if entry.sees_images:
+                images = " · sees images" if entry.images_in_tern else " · sees images (not in Tern yet)"
+            item = QListWidgetItem(f"{entry.name}\n{entry.family} · {kind}{images}")
             item.setData(Qt.ItemDataRole.UserRole, entry.id)
             self.entries.addItem(item)
         self.title = QLabel()
@@ -123,6 +160,19 @@ class DiscoverTab(QWidget):
         self.options.verticalHeader().hide()
         self.options.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.options.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.with_projector = QCheckBox()
+        self.with_projector.setChecked(True)
+        self.with_projector.setToolTip(
+            "A vision model sees images through a separate projector file from the same repository. "
+            "It is saved next to the model, checked like the model, and shown in the download's progress."
+        )
+        self.projector = QComboBox()  # when the repository offers several
+        self.projector.setAccessibleName("Image projector")
+        self.projector.setToolTip("Full precision (F16, BF16) reads images best; Q8_0 takes less memory.")
+        self.projector_note = QLabel()
+        self.projector_note.setWordWrap(True)
+        for widget in (self.with_projector, self.projector, self.projector_note):
+            widget.hide()  # until a look-up finds a projector
 
         detail = QWidget()
         form = QVBoxLayout(detail)
@@ -145,6 +195,11 @@ class DiscoverTab(QWidget):
         row.addWidget(self.import_instead, 0, Qt.AlignmentFlag.AlignTop)
         form.addLayout(row)
         form.addWidget(self.options, 1)
+        row = QHBoxLayout()
+        row.addWidget(self.with_projector, 1)
+        row.addWidget(self.projector)
+        form.addLayout(row)
+        form.addWidget(self.projector_note)
         split = QSplitter()
         split.addWidget(self.entries)
         split.addWidget(detail)
@@ -158,6 +213,8 @@ class DiscoverTab(QWidget):
         self.repo.returnPressed.connect(self.look_up_repo)
         self.source.currentIndexChanged.connect(lambda _i: self.repo.setText(self.source.currentData() or ""))
         self.context.valueChanged.connect(lambda _v: self._show_options())
+        self.with_projector.toggled.connect(lambda _on: self._show_options())
+        self.projector.currentIndexChanged.connect(lambda _i: self._projector_chosen())
         downloads.fetched.connect(self._on_fetched)
         downloads.fetch_failed.connect(self._on_fetch_failed)
         self.entries.setCurrentRow(0)
@@ -167,7 +224,14 @@ class DiscoverTab(QWidget):
             return
         entry = self._entry = self.catalog[row]
         self.title.setText(entry.name)
-        self.description.setText(f"{entry.use}\n\nLicence: {entry.licence}.")
+        images = ""
+        if entry.sees_images:
+            images = (
+                "\n\nIt sees images: download its image projector with it to send it pictures."
+                if entry.images_in_tern
+                else "\n\nIt sees images, but through a kind of image projector this version of Tern cannot load yet."
+            )
+        self.description.setText(f"{entry.use}{images}\n\nLicence: {entry.licence}.")
         self.source.blockSignals(True)
         self.source.clear()
         for s in entry.sources:
@@ -175,6 +239,7 @@ class DiscoverTab(QWidget):
         self.source.blockSignals(False)
         self.repo.setText(entry.sources[0].repo)
         self._remote = None
+        self._show_projectors()
         self._show_options()
 
     def look_up_repo(self) -> None:
@@ -196,11 +261,13 @@ class DiscoverTab(QWidget):
             return
         self._remote, self._machine = remote, machine
         gated = " It is gated: the hub needs your token and accepted licence to download." if remote.gated else ""
+        usable = [p for p in remote.projectors if not p.problem]
+        images = f", {len(usable)} image projector{'s' if len(usable) != 1 else ''}" if usable else ""
+        files = f"{len(remote.options)} model file{'s' if len(remote.options) != 1 else ''}"
         self.status.setText(
-            f"{repo_id}: {len(remote.options)} model files"
-            + (f", licence {remote.license}" if remote.license else "")
-            + f".{gated}"
+            f"{repo_id}: {files}{images}" + (f", licence {remote.license}" if remote.license else "") + f".{gated}"
         )
+        self._show_projectors()
         self._show_options()
 
     def _on_fetch_failed(self, repo_id: str, message: str, unreachable: bool) -> None:
@@ -209,17 +276,66 @@ class DiscoverTab(QWidget):
             self.status.setText(message)
             self.import_instead.setVisible(unreachable)
 
+    def _ranked(self) -> list[QuantOption]:
+        remote, entry = self._remote, self._entry
+        options = remote.options if remote else []
+        return sorted(options, key=lambda o: (entry.quality(o.label), -o.size)) if entry is not None else options
+
+    def _show_projectors(self) -> None:
+        """Offer the looked-up repository's image projectors: the most precise one with which the model fits."""
+        remote = self._remote
+        projectors = remote.projectors if remote is not None else []
+        usable = [p for p in projectors if not p.problem]
+        self.projector.blockSignals(True)
+        self.projector.clear()
+        for p in usable:
+            self.projector.addItem(f"{p.label} · {units.size(p.size)}", p.file.path)
+        if remote is not None and usable and self._machine is not None:
+            found = estimates(remote, self._ranked(), self.context.value(), self._settings)
+            if found:  # weighed with the option Tern would recommend without images
+                best = recommend(list(enumerate(found)), self._machine, best_first=True)
+                costed = [(i, c) for i, p in enumerate(usable) if (c := cost_of(p, self._settings)) is not None]
+                choice = choose_projector(costed, found[best if best is not None else -1], self._machine)
+                self.projector.setCurrentIndex(choice if choice is not None else 0)
+        self.projector.blockSignals(False)
+        self.with_projector.setVisible(bool(usable))
+        self.projector.setVisible(len(usable) > 1)
+        if usable:
+            self._projector_chosen(show=False)
+        elif projectors:  # made for this model, but not a kind Tern can load
+            self.projector_note.setText(f"No images with this model yet: {projectors[0].problem}")
+        self.projector_note.setVisible(bool(projectors))
+
+    def _projector_chosen(self, show: bool = True) -> None:
+        chosen = self.chosen_projector()
+        if chosen is None:
+            return
+        self.with_projector.setText(projector_offer(chosen))
+        cost = cost_of(chosen, self._settings)
+        self.projector_note.setText(projector_note(cost, self.context.value()) if cost is not None else "")
+        if show:
+            self._show_options()
+
+    def chosen_projector(self) -> RemoteProjector | None:
+        """The image projector picked for the looked-up repository, whether or not its box is ticked."""
+        remote = self._remote
+        if remote is None or self.projector.count() == 0:
+            return None
+        path = self.projector.currentData()
+        return next((p for p in remote.projectors if p.file.path == path), None)
+
     def _show_options(self) -> None:
         remote = self._remote
-        options = remote.options if remote else []
-        entry = self._entry
-        if entry is not None:
-            options = sorted(options, key=lambda o: (entry.quality(o.label), -o.size))
+        options = self._ranked()
         self.options.setRowCount(len(options))
         verdicts: list[tuple[str, str]] = []
         best = None
+        projector = self.chosen_projector() if self.with_projector.isChecked() else None
+        cost = cost_of(projector, self._settings) if projector is not None else None
+        if cost is not None:
+            self.projector_note.setText(projector_note(cost, self.context.value()))
         if remote is not None and self._machine is not None:
-            verdicts, best = fit_guidance(remote, options, self.context.value(), self._settings, self._machine)
+            verdicts, best = fit_guidance(remote, options, self.context.value(), self._settings, self._machine, cost)
         for row, option in enumerate(options):
             verdict, explanation = verdicts[row]
             why = explanation.split("\n\n")[0]
@@ -239,11 +355,19 @@ class DiscoverTab(QWidget):
         self.options.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
 
     def download(self, option: QuantOption) -> DownloadJob | None:
-        """Queue `option` of the looked-up repository."""
+        """Queue `option` of the looked-up repository, with the chosen image projector when its box is ticked."""
         if self._remote is None:
             return None
         remote = self._remote
-        job = DownloadJob.for_option(remote.repo_id, remote.commit, option, self._models_dir, remote.endpoint)
+        projector = self.chosen_projector() if self.with_projector.isChecked() else None
+        job = DownloadJob.for_option(
+            remote.repo_id,
+            remote.commit,
+            option,
+            self._models_dir,
+            remote.endpoint,
+            projector.file if projector is not None else None,
+        )
         return self._downloads.add(job)
 
 
@@ -319,7 +443,7 @@ class ModelManager(QDialog):
             room = screen.availableGeometry()
             self.resize(min(980, int(room.width() * 0.9)), min(620, int(room.height() * 0.85)))
         self.discover = DiscoverTab(downloads, settings, models_dir)
-        self.installed = InstalledTab(models, downloads, models_dir, is_loaded)
+        self.installed = InstalledTab(models, downloads, models_dir, is_loaded, settings)
         self.downloads = DownloadsTab(downloads)
         self.network = NetworkTab(InboundLog(api) if api is not None else None)
         self.hub = HubSettings(settings, downloads)

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 from app import settings as opts
 from app.core.engine.options import Residency
 from app.settings import Option, Settings
+from app.ui.image_settings import ImagesGroup
 from app.ui.model_info_panel import residency_box
 from app.ui.tools_settings import ToolsGroup
 
@@ -97,7 +98,13 @@ def _group(title: str, form: QFormLayout) -> QGroupBox:
 class SettingsDialog(QDialog):
     """Edits the preferences; `reload_needed` says whether the model must be reloaded."""
 
-    def __init__(self, settings: Settings, training_context: int = 0, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        training_context: int = 0,
+        parent: QWidget | None = None,
+        reading_tok_s: float | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self._settings = settings
@@ -128,6 +135,8 @@ class SettingsDialog(QDialog):
         self.source_wait.setValue(settings.get(opts.SOURCE_WAIT_S))
         self.tools_group = ToolsGroup()
         self.tools_group.load(settings)
+        self.images_group = ImagesGroup(reading_tok_s)
+        self.images_group.load(settings)
 
         answers, documents, model = QFormLayout(), QFormLayout(), QFormLayout()
         labels = [
@@ -146,7 +155,7 @@ class SettingsDialog(QDialog):
         widest = max(label.sizeHint().width() for label in labels)
         for label in labels:  # both groups' fields start at one edge
             label.setMinimumWidth(widest)
-        hint = QLabel("Changing the context size, threads, GPU layers or model memory reloads the model.")
+        hint = QLabel("Changing the context size, threads, GPU layers, model memory or images reloads the model.")
         hint.setWordWrap(True)
         hint.setStyleSheet("color: palette(mid);")
 
@@ -156,6 +165,7 @@ class SettingsDialog(QDialog):
         column.addWidget(_group("Answers", answers))
         column.addWidget(_group("Documents", documents))
         column.addWidget(self.tools_group)
+        column.addWidget(self.images_group)
         column.addWidget(_group("Model", model))
         column.addWidget(hint)
         column.addStretch(1)
@@ -232,6 +242,7 @@ class SettingsDialog(QDialog):
         self.gpu_layers.setValue(opts.GPU_LAYERS.default)
         self.source_wait.setValue(opts.SOURCE_WAIT_S.default)
         self.tools_group.defaults()
+        self.images_group.defaults()
         self.residency.setCurrentIndex(self.residency.findData(Residency(opts.RESIDENCY.default)))
 
     def accept(self) -> None:
@@ -242,6 +253,7 @@ class SettingsDialog(QDialog):
             or self.threads.value() != s.get(opts.THREADS)
             or self.residency.currentData() != s.residency()
             or self.gpu_layers.value() != s.get(opts.GPU_LAYERS)
+            or self.images_group.changed(s)
         )
         s.set(opts.GPU_LAYERS, self.gpu_layers.value())
         s.set(opts.RESIDENCY, Residency(self.residency.currentData()).value)
@@ -255,5 +267,6 @@ class SettingsDialog(QDialog):
         s.set(opts.THREADS, self.threads.value())
         s.set(opts.SOURCE_WAIT_S, self.source_wait.value())
         self.tools_group.store(s)
+        self.images_group.store(s)
         s.sync()
         super().accept()

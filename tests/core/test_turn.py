@@ -25,6 +25,7 @@ from app.core.engine.generation import SamplingParams
 from app.core.engine.llama_engine import LlamaEngine
 from app.core.store.conversation_store import ConversationStore, SearchHit
 from app.core.store.database import open_database
+from app.core.store.image_store import StoredImage
 from app.core.store.ref import Ref
 from app.core.store.state_cache import SavedState, StateCache
 from app.core.turn import (
@@ -68,7 +69,9 @@ class StoreHere:
         saved(saving.conversation, saving.conversation.value, ())
         parent = next((r.value for r in reversed(saving.above) if r.value is not None), None)
         if saving.question is not None:
-            saving.question.value = parent = self.store.add_message(saving.conversation.value, parent, "user", question)
+            saving.question.value = parent = self.store.add_message(
+                saving.conversation.value, parent, "user", question, images=saving.images
+            )
             saved(saving.question, parent, tuple(self.store.siblings(parent)))
         saving.answer.value = self.store.add_message(
             saving.conversation.value, parent, "assistant", "", model, complete=False
@@ -81,6 +84,10 @@ class StoreHere:
 
     def search_history(self, text: str, limit: int) -> list[SearchHit]:
         return self.store.search(text, limit)
+
+    def image(self, key: str) -> StoredImage | None:
+        self.calls.append("image")
+        return self.store.images.image(key)
 
     def checkpoint(self, answer: Ref, text: str) -> None:
         self.calls.append("checkpoint")

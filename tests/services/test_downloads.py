@@ -7,15 +7,20 @@ from pathlib import Path
 
 from pytestqt.qtbot import QtBot
 
+from app.core.engine.options import LoadOptions
 from app.core.models.download import DownloadJob, load_queue
 from app.core.models.hub import fetch_model
 from app.core.models.network import online
 from app.core.models.registry import InstalledModel
 from app.services.downloads import DownloadManager
-from tests.fixtures.hub import GATED_NAME, GATED_REPO
+from tests.fixtures.hub import GATED_NAME, GATED_REPO, PROJECTOR_NAME, VISION_REPO
 from tests.fixtures.hub_server import Fault, HubServer
 
 LONG = 30_000
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def make_job(server: HubServer, dest: Path) -> DownloadJob:
@@ -97,5 +102,49 @@ def test_a_failed_download_says_why_and_can_be_retried(qtbot: QtBot, hub_server:
         qtbot.waitUntil(lambda: load_queue(tmp_path / "downloads.json")[0].state == "failed", timeout=5000)
         with qtbot.waitSignal(m.installed, timeout=LONG):
             m.resume(job.id)
+    finally:
+        m.shutdown()
+
+
+def test_a_model_comes_with_its_projector_and_a_missing_one_is_fetched(
+    qtbot: QtBot, hub_server: HubServer, tmp_path: Path
+) -> None:
+    with online("test: list files"):
+        remote = fetch_model(VISION_REPO, hub_server.endpoint)
+    m = manager(hub_server, tmp_path / "downloads.json")
+    try:
+        job = DownloadJob.for_option(
+            VISION_REPO,
+            remote.commit,
+            remote.options[0],
+            tmp_path / "models",
+            hub_server.endpoint,
+            remote.projectors[0].file,
+        )
+        with qtbot.waitSignal(m.installed, timeout=LONG) as done:
+            m.add(job)
+        model: InstalledModel = done.args[0]
+        projector = Path(model.path).parent / PROJECTOR_NAME
+        assert model.projector == str(projector) and model.sees_images
+        assert model.files == [model.path, str(projector)]  # deleting the model deletes its projector too
+        assert model.size == Path(model.path).stat().st_size + projector.stat().st_size
+
+        projector.unlink()  # gone: the model manager offers to fetch it again
+        model.repo_id, model.projector = VISION_REPO, ""
+        with qtbot.waitSignal(m.projector_installed, timeout=LONG) as arrived:
+            m.fetch_projector(model, hub_server.endpoint, LoadOptions(n_ctx=2048))
+        assert arrived.args == [model.path, projector]  # the most precise, fitting, next to the model
+        assert sha256(projector) == hub_server.blob(VISION_REPO, PROJECTOR_NAME).sha256
+        assert m.jobs == []
+
+        model.repo_id = ""  # a file the user added: Tern does not know where it came from
+        with qtbot.waitSignal(m.projector_failed, timeout=LONG) as failed:
+            m.fetch_projector(model, hub_server.endpoint, LoadOptions())
+        assert failed.args[0] == model.path and "does not know which repository" in failed.args[1]
+
+        model.repo_id = GATED_REPO  # a repository without projectors
+        with qtbot.waitSignal(m.projector_failed, timeout=LONG) as failed:
+            m.fetch_projector(model, hub_server.endpoint, LoadOptions())
+        assert failed.args[1] == f"{GATED_REPO} offers no image projector for it."
     finally:
         m.shutdown()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,17 @@ def test_panel_shows_effective_and_ple(qtbot: QtBot, gemma4: LoadedModel) -> Non
     assert "29.6%" in panel.ple.text()  # 3.1 MB of the 10.5 MB table
     assert panel.rss.text() == "n/a on this platform"
     assert headline(gemma4, None).endswith("paged in: n/a")
+
+
+def test_panel_says_whether_the_model_sees_images(qtbot: QtBot, gemma4: LoadedModel) -> None:
+    panel = ModelInfoPanel()
+    qtbot.addWidget(panel)
+    panel.show_model(gemma4)
+    assert panel.images.text() == "none (text only)"
+    panel.show_model(replace(gemma4, projector="mmproj-tiny-gemma-4-it-f16.gguf", image_tokens=280))
+    assert panel.images.text() == "mmproj-tiny-gemma-4-it-f16.gguf · up to 280 tokens per image"
+    refused = "This image projector is for a model whose embeddings are 640 wide; the loaded model's are 64."
+    panel.show_model(replace(gemma4, vision_note=refused))
+    assert panel.images.text() == f"off: {refused}"
+    panel.show_model(None)
+    assert panel.images.text() == "–"

@@ -16,8 +16,10 @@ from pytestqt.qtbot import QtBot
 from app import settings as opts
 from app.core.models import registry
 from app.core.paths import AppPaths
+from app.ui import units
 from app.ui.main_window import MainWindow
-from tests.fixtures.hub import PUBLIC_REPO, STARTER_NAME
+from app.ui.model_lists import InstalledTab
+from tests.fixtures.hub import PROJECTOR_NAME, PROJECTOR_Q8_NAME, PUBLIC_REPO, STARTER_NAME, VISION_REPO
 from tests.fixtures.hub_server import Fault, HubServer
 from tests.ui.windows import Windows, settings_with
 
@@ -53,17 +55,74 @@ def test_look_up_download_and_load_a_model(qtbot: QtBot, window: MainWindow, hub
     installed = manager.installed
     qtbot.waitUntil(lambda: installed.table.rowCount() == 1, timeout=5000)
     assert installed.table.item(0, 1).text().startswith("Gemma 3")
-    assert PUBLIC_REPO in installed.table.item(0, 5).text()
+    assert installed.table.item(0, column(installed, "Images")).text() == ""  # a text-only model
+    assert PUBLIC_REPO in installed.table.item(0, column(installed, "Source")).text()
 
     installed.table.selectRow(0)
     with qtbot.waitSignal(window.model_ready, timeout=LONG) as ready:
         qtbot.mouseClick(installed.load_button, Qt.MouseButton.LeftButton)
     assert ready.args[0].info.path == Path(window.paths.models) / PUBLIC_REPO / STARTER_NAME
-    qtbot.waitUntil(lambda: installed.table.item(0, 4).text().startswith("today"), timeout=5000)
+    last_used = column(installed, "Last used")
+    qtbot.waitUntil(lambda: installed.table.item(0, last_used).text().startswith("today"), timeout=5000)
 
     manager.network.refresh()
     reasons = [manager.network.table.item(r, 1).text() for r in range(manager.network.table.rowCount())]
     assert f"List the files of {PUBLIC_REPO}" in reasons and f"Download {PUBLIC_REPO} Q4_K_M" in reasons
+
+
+def column(tab: InstalledTab, name: str) -> int:
+    return tab.COLUMNS.index(name)
+
+
+def test_a_vision_model_comes_with_its_projector(qtbot: QtBot, window: MainWindow, hub_server: HubServer) -> None:
+    manager = window.open_models()
+    discover = manager.discover
+    assert not discover.with_projector.isVisible()  # nothing looked up yet
+    discover.repo.setText(VISION_REPO)
+    with qtbot.waitSignal(window.downloads.fetched, timeout=LONG):
+        qtbot.mouseClick(discover.look_up, Qt.MouseButton.LeftButton)
+    assert "1 model file, 2 image projectors" in discover.status.text()
+    box = discover.with_projector
+    assert box.isVisible() and box.isChecked()
+    size = units.size(hub_server.blob(VISION_REPO, PROJECTOR_NAME).size)
+    assert box.text() == f"Also get the image projector ({PROJECTOR_NAME}, {size}), to send it pictures"
+    assert discover.projector.count() == 2 and discover.projector.itemText(0).startswith("F16")
+    assert "Each image uses up to 280 tokens of the 2,048-token context." in discover.projector_note.text()
+    fit = discover.options.item(0, 2).toolTip()
+    assert "Image projector, with one image" in fit and "280 tokens" in fit
+    discover.projector.setCurrentIndex(1)  # the user picks the Q8_0 one
+    assert PROJECTOR_Q8_NAME in box.text()
+    discover.projector.setCurrentIndex(0)
+
+    with qtbot.waitSignal(window.downloads.installed, timeout=LONG) as done:
+        qtbot.mouseClick(discover.options.cellWidget(0, 3), Qt.MouseButton.LeftButton)
+        rows = manager.downloads.table
+        assert rows.item(0, 0).text().endswith("Q8_0 + image projector")  # one download, one progress bar
+    model = Path(done.args[0].path)
+    projector = model.parent / PROJECTOR_NAME
+    assert projector.exists() and model.parent == Path(window.paths.models) / VISION_REPO
+    installed = manager.installed
+    manager.tabs.setCurrentWidget(installed)
+    images = column(installed, "Images")
+    qtbot.waitUntil(lambda: installed.table.rowCount() == 1, timeout=5000)
+    qtbot.waitUntil(lambda: installed.table.item(0, images).text() == "vision", timeout=5000)
+    assert PROJECTOR_NAME in installed.table.item(0, images).toolTip()
+
+    projector.unlink()  # lost: the list says so, and offers to fetch it again
+    installed.refresh()
+    qtbot.waitUntil(lambda: installed.table.item(0, images).text() == "", timeout=5000)
+    installed.table.selectRow(0)
+    assert installed.projector_button.isVisible()
+    with qtbot.waitSignal(window.downloads.projector_installed, timeout=LONG):
+        qtbot.mouseClick(installed.projector_button, Qt.MouseButton.LeftButton)
+    assert projector.exists()
+    qtbot.waitUntil(lambda: installed.table.item(0, images).text() == "vision", timeout=5000)
+    assert f"{done.args[0].name} can now see images" in installed.status.text()
+    entry = window.services.models.get(model)
+    assert entry is not None and str(projector) in entry.files  # deleting the model takes it along
+    manager.network.refresh()
+    reasons = {manager.network.table.item(r, 1).text() for r in range(manager.network.table.rowCount())}
+    assert f"Find the image projector of {VISION_REPO}" in reasons
 
 
 def test_a_gated_repo_explains_what_to_do(qtbot: QtBot, window: MainWindow) -> None:
@@ -167,7 +226,7 @@ def test_the_starter_is_listed_as_built_in_and_a_copy_of_it_is_not_added(
     installed = window.open_models().installed
     qtbot.waitUntil(lambda: installed.table.rowCount() == 1, timeout=LONG)
     assert installed.table.item(0, 0).text() == "Gemma 3 270M (starter)"
-    assert installed.table.item(0, 5).text() == "built-in"
+    assert installed.table.item(0, column(installed, "Source")).text() == "built-in"
     installed.table.selectRow(0)
     assert installed.load_button.isEnabled() and not installed.delete_button.isEnabled()
     assert "cannot be deleted" in installed.delete_button.toolTip()

@@ -11,14 +11,19 @@ as it is, with no chat format.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from app.core.api.jobs import Job
 from app.core.api.protocol import ApiError, ChatCall, CompletionCall
 from app.core.chat.gemma4 import Gemma4Template
+from app.core.chat.message import ChatMessage
 from app.core.chat.prompt_builder import PromptTooLongError
+from app.core.engine.vision import PIXELS_SIDE, ImagePixels
 from app.core.errors import UserError
+from app.core.images import ImageError, ImageReader
+from app.core.store.image_store import StoredImage
 from app.core.turn import TurnEvents, TurnRequest, TurnResult, TurnStopped, run_turn
 
 if TYPE_CHECKING:
@@ -33,8 +38,18 @@ def no_model() -> ApiError:
     return ApiError(503, "No model is loaded in Tern. Open Tern and load a model, then retry.", code="model_not_loaded")
 
 
-def answer_chat(engine: LlamaEngine, call: ChatCall, job: Job, model_name: str, previous_dropped: int) -> TurnResult:
-    """Run the chat turn, streaming into `job`; raises ApiError (the job is then failed by the queue)."""
+def answer_chat(
+    engine: LlamaEngine,
+    call: ChatCall,
+    job: Job,
+    model_name: str,
+    previous_dropped: int,
+    reader: Callable[[], ImageReader] | None = None,
+) -> TurnResult:
+    """Run the chat turn, streaming into `job`; raises ApiError (the job is then failed by the queue).
+
+    `reader` gives the image reader that prepares the request's images (in its child process).
+    """
     if engine.loaded is None:
         raise no_model()
     uses_tools = (bool(call.tools) and call.tool_choice != "none") or any(m.role == "tool" for m in call.messages)
@@ -45,9 +60,10 @@ def answer_chat(engine: LlamaEngine, call: ChatCall, job: Job, model_name: str, 
             param="tools",
             code="unsupported_parameter",
         )
+    messages, images, pixels = _images(engine, call, reader)
     request = TurnRequest(
         turn_id=next(_turn_ids),
-        history=call.messages,
+        history=messages,
         system_prompt=call.system,
         sampling=call.sampling,
         previous_dropped=previous_dropped,
@@ -55,6 +71,8 @@ def answer_chat(engine: LlamaEngine, call: ChatCall, job: Job, model_name: str, 
         cancel=job.cancel,
         tools=call.tools,
         tool_choice=call.tool_choice,
+        images=images,
+        pixels=pixels,
     )
     try:
         result = run_turn(engine, request, TurnEvents(text=job.piece))
@@ -66,6 +84,37 @@ def answer_chat(engine: LlamaEngine, call: ChatCall, job: Job, model_name: str, 
         raise ApiError(500, str(exc), kind="server_error") from None
     job.finish(result.stats, result.pending)
     return result
+
+
+def _images(
+    engine: LlamaEngine, call: ChatCall, reader: Callable[[], ImageReader] | None
+) -> tuple[tuple[ChatMessage, ...], tuple[StoredImage, ...], Callable[[str], ImagePixels] | None]:
+    """The request's messages with their images prepared (metadata stripped, checked in the reader's child)."""
+    if not call.images:
+        return call.messages, (), None
+    if engine.vision is None or reader is None:
+        raise ApiError(
+            400,
+            "The loaded model can't see images; load a model with its image projector (mmproj file) in Tern.",
+            param="messages",
+            code="unsupported_content",
+        )
+    prepared: dict[int, list[StoredImage]] = {}
+    for index, data, name in call.images:
+        try:
+            prepared.setdefault(index, []).append(StoredImage.of(reader().prepare(data, name)))
+        except ImageError as exc:
+            raise ApiError(400, f"{name}: {exc}", param="messages", code="invalid_image") from None
+    messages = tuple(
+        replace(m, images=tuple(image.key for image in prepared[i])) if i in prepared else m
+        for i, m in enumerate(call.messages)
+    )
+    at_hand = {image.key: image for images in prepared.values() for image in images}
+
+    def pixels(key: str) -> ImagePixels:
+        return reader().pixels(at_hand[key].data, PIXELS_SIDE)
+
+    return messages, tuple(at_hand.values()), pixels
 
 
 def answer_completion(engine: LlamaEngine, call: CompletionCall, job: Job) -> None:

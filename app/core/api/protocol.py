@@ -23,6 +23,7 @@ from typing import Any
 from app.core.chat.message import ChatMessage, ToolCall
 from app.core.chat.tool_calls import arguments_of
 from app.core.engine.generation import GenerationStats, SamplingParams, StopReason
+from app.core.images import ImageError, read_data_url
 
 MAX_MESSAGES = 2048
 MAX_TEXT_CHARS = 2_000_000  # one message, prompt or input: far more than any context window holds
@@ -30,6 +31,7 @@ MAX_STOPS = 4  # as OpenAI
 MAX_STOP_CHARS = 200
 MAX_EMBEDDING_INPUTS = 256
 MAX_TOOLS = 128
+MAX_IMAGES = 16  # per request: each one is hundreds of tokens of context
 _TOOL_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 MAX_TOKENS_CAP = 1 << 20  # "no limit": the engine stops where the context is full
 
@@ -120,6 +122,8 @@ class ChatCall:
     max_tokens_given: bool = False
     tools: tuple[dict[str, Any], ...] = ()  # declarations, as sent
     tool_choice: str = "auto"  # "auto", "none", "required" or a tool's name
+    # Images of user messages, as sent (decoded bytes of their data: URLs): (message index, bytes, name).
+    images: tuple[tuple[int, bytes, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -259,8 +263,8 @@ def _sampling(data: dict[str, Any], defaults: SamplingParams) -> tuple[SamplingP
     return replace(defaults, **chosen), limit is not None
 
 
-def _content(value: Any, param: str) -> str:
-    """A message's text: a string, or a list of text parts."""
+def _content(value: Any, param: str, images: list[bytes] | None = None) -> str:
+    """A message's text: a string, or a list of text parts; with `images`, image parts are taken there."""
     if value is None:
         return ""
     if isinstance(value, str):
@@ -274,14 +278,32 @@ def _content(value: Any, param: str) -> str:
         kind = part.get("type")
         if kind == "text":
             parts.append(_text(part.get("text"), f"{param}[{i}].text"))
+        elif kind in ("image_url", "input_image") and images is not None:
+            images.append(_image(part, f"{param}[{i}]"))
         elif kind in ("image_url", "input_image", "input_audio", "file"):
-            raise _invalid(f"'{param}[{i}]' is {kind}: only text is supported.", param, "unsupported_content")
+            raise _invalid(f"'{param}[{i}]' is {kind}: only text is supported here.", param, "unsupported_content")
         else:
             raise _invalid(f"'{param}[{i}]' has an unknown type {kind!r}.", param)
     text = "\n".join(parts)
     if len(text) > MAX_TEXT_CHARS:
         raise _invalid(f"'{param}' is longer than {MAX_TEXT_CHARS:,} characters.", param)
     return text
+
+
+def _image(part: dict[str, Any], param: str) -> bytes:
+    """An image part's bytes, from its data: URL (OpenAI's image_url, or the Responses API's input_image).
+
+    Tern never fetches an image: a web or file URL is refused with a sentence saying so.
+    """
+    ref = part.get("image_url")
+    url = ref.get("url") if isinstance(ref, dict) else ref
+    if not isinstance(url, str):
+        raise _invalid(f"'{param}.image_url' must hold a 'url' string.", param)
+    try:
+        data, _mime = read_data_url(url)
+    except ImageError as exc:
+        raise _invalid(f"'{param}': {exc}", param, "unsupported_content") from None
+    return data
 
 
 def parse_chat(data: dict[str, Any], defaults: SamplingParams) -> ChatCall:
@@ -294,6 +316,7 @@ def parse_chat(data: dict[str, Any], defaults: SamplingParams) -> ChatCall:
         raise _invalid(f"'messages' holds at most {MAX_MESSAGES} messages.", "messages")
     system: list[str] = []
     messages: list[ChatMessage] = []
+    images: list[tuple[int, bytes, str]] = []
     for i, m in enumerate(raw):
         where = f"messages[{i}]"
         if not isinstance(m, dict):
@@ -313,7 +336,7 @@ def parse_chat(data: dict[str, Any], defaults: SamplingParams) -> ChatCall:
             raise _invalid(
                 f"'{where}.role' must be system, developer, user, assistant or tool; it is {role!r}.", "messages"
             )
-        text = _content(m.get("content"), f"{where}.content")
+        text = "" if _ROLES[role] == "user" else _content(m.get("content"), f"{where}.content")
         if _ROLES[role] == "system":
             if messages:
                 raise _invalid(f"'{where}': system messages must come before the conversation.", "messages")
@@ -323,6 +346,11 @@ def parse_chat(data: dict[str, Any], defaults: SamplingParams) -> ChatCall:
             calls = _calls(m.get("tool_calls"), where)
             messages.append(ChatMessage("assistant", text, thinking=_text(thinking, where), tool_calls=calls))
         else:
+            sent: list[bytes] = []
+            text = _content(m.get("content"), f"{where}.content", sent)
+            if len(images) + len(sent) > MAX_IMAGES:
+                raise _invalid(f"A request holds at most {MAX_IMAGES} images.", "messages", "unsupported_content")
+            images += [(len(messages), data, f"image {len(images) + n + 1}") for n, data in enumerate(sent)]
             messages.append(ChatMessage("user", text))
     if not messages or messages[-1].role not in ("user", "tool"):
         raise _invalid("The last message must be the user's, or a tool's result.", "messages")
@@ -338,6 +366,7 @@ def parse_chat(data: dict[str, Any], defaults: SamplingParams) -> ChatCall:
         given,
         tools,
         choice,
+        tuple(images),
     )
 
 

@@ -14,14 +14,13 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import llama_cpp
-import llama_cpp._internals as llama_internals
 import llama_cpp.llama_cpp as llama_lib
 
 from app.core.chat.completion import CompletionFrame, is_base_model_file
 from app.core.chat.gemma4 import MARKER_TEXTS, Gemma4Template, Markers
+from app.core.chat.message import IMAGE_PLACEHOLDER
 from app.core.chat.templates import ChatTemplate, select_template
 from app.core.engine import backends, llama_log
 from app.core.engine.backends import BackendError
@@ -33,7 +32,7 @@ from app.core.engine.generation import (
     StopSequenceFilter,
     common_prefix,
 )
-from app.core.engine.gguf_info import PLE_TENSOR, GgufInfo, read_gguf_info
+from app.core.engine.gguf_info import PLE_TENSOR, GgufError, GgufInfo, read_gguf_info
 from app.core.engine.model_params import LAZY_OFF, LAZY_ON, extra_model_params
 from app.core.engine.options import (
     EngineError,
@@ -46,108 +45,18 @@ from app.core.engine.options import (
 )
 from app.core.engine.parked import PARK_MIN_TOKENS, ParkedStates
 from app.core.engine.probe import ModelChecks
+from app.core.engine.projector_info import ProjectorInfo, read_projector_info
 from app.core.engine.prompt_tokens import PromptTokenizer
 from app.core.engine.residency import drop_resident, drop_resident_ranges, evict_from_page_cache
+from app.core.engine.sampler_chain import TernLlama
+from app.core.engine.vision import Vision
 from app.core.models.starter import is_starter
 
 log = logging.getLogger("tern.engine")
 _REPACKED = re.compile(r"repack tensor (\S+) with")
 _NO_ABORT = llama_lib.ggml_abort_callback()  # a NULL callback
-# llama.cpp's default DRY sequence breakers: a repeat is not followed across a line, a colon or a quote.
-DRY_BREAKERS = ("\n", ":", '"', "*")
-DRY_LAST_N = 2048  # tokens of history DRY compares against (0 would turn it off)
 PREFILL_SAMPLE_TOKENS = 256  # prompts read at least this long measure the reading speed
 PARK_MIN_GAIN = 32  # a parked cache goes back in when it spares reading at least this many more tokens
-
-
-class _Llama(llama_cpp.Llama):
-    """`llama_cpp.Llama` with Tern's sampler chain: penalties, DRY, then the usual truncation and pick.
-
-    `Llama.generate` builds its chain through `_init_sampler` and has no parameter for DRY,
-    so the chain is built here from `sampling`, which the engine sets before each generation.
-    """
-
-    sampling = SamplingParams()
-    on_read: Callable[[int, int], None] | None = None  # prompt tokens read so far, of how many
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._dry_made: dict[tuple[float, float, int], Any] = {}  # DRY samplers to clone, by their settings
-        super().__init__(*args, **kwargs)
-
-    def dry_sampler(self, sampling: SamplingParams) -> Any:
-        """A new DRY sampler for `sampling`, with no history.
-
-        Making one scans the whole vocabulary for the sequence breakers (~50 ms for Gemma's 262k tokens,
-        on every turn of a base model); it is made once per model and setting, and cloned after that.
-        """
-        key = (sampling.dry_multiplier, sampling.dry_base, sampling.dry_allowed_length)
-        made = self._dry_made.get(key)
-        if made is None:
-            breakers = (ctypes.c_char_p * len(DRY_BREAKERS))(*(b.encode() for b in DRY_BREAKERS))
-            made = self._dry_made[key] = llama_lib.llama_sampler_init_dry(
-                self._model.vocab, *key, DRY_LAST_N, breakers, len(DRY_BREAKERS)
-            )
-        return llama_lib.llama_sampler_clone(made)
-
-    def close_dry_samplers(self) -> None:
-        """Free the DRY samplers kept for cloning."""
-        for made in self._dry_made.values():
-            llama_lib.llama_sampler_free(made)
-        self._dry_made.clear()
-
-    def close(self) -> None:
-        """Free the DRY samplers kept for cloning, then the model."""
-        self.close_dry_samplers()
-        super().close()
-
-    def _init_sampler(self, **_generate_args: Any) -> llama_internals.LlamaSampler:  # type: ignore[override]
-        return build_sampler(self, self.sampling)
-
-    def eval(self, tokens: Sequence[int]) -> None:
-        """Evaluate `tokens` batch by batch, reporting progress through `on_read` when there is more than one."""
-        report = self.on_read
-        if report is None or len(tokens) <= self.n_batch:
-            super().eval(tokens)
-            return
-        report(0, len(tokens))
-        for start in range(0, len(tokens), self.n_batch):
-            batch = tokens[start : start + self.n_batch]
-            super().eval(batch)
-            report(start + len(batch), len(tokens))
-
-
-def build_sampler(llm: _Llama, sampling: SamplingParams) -> llama_internals.LlamaSampler:
-    """The sampler chain for `sampling`, in llama-server's order: penalties, DRY, top-k, top-p, min-p, temperature."""
-    chain = llama_internals.LlamaSampler()  # type: ignore[no-untyped-call]
-    if sampling.grammar:
-        grammar = llama_lib.llama_sampler_init_grammar(llm._model.vocab, sampling.grammar.encode(), b"root")
-        if not grammar:
-            raise EngineError("The answer's grammar could not be read by llama.cpp.")
-        llama_lib.llama_sampler_chain_add(chain.sampler, grammar)
-    chain.add_penalties(
-        n_vocab=llm.n_vocab(),
-        penalty_last_n=llm.last_n_tokens_size,
-        penalty_repeat=sampling.repeat_penalty,
-        penalty_freq=sampling.frequency_penalty,
-        penalty_present=sampling.presence_penalty,
-    )
-    if sampling.dry_multiplier > 0:
-        dry = llm.dry_sampler(sampling)
-        # Text the answer should not copy counts as already said. Only DRY reads it: fed to the
-        # whole chain, the repeat penalty would also punish every word of the question.
-        if sampling.dry_history:
-            for token in llm.tokenize(sampling.dry_history.encode("utf-8"), add_bos=False, special=False):
-                llama_lib.llama_sampler_accept(dry, token)
-        llama_lib.llama_sampler_chain_add(chain.sampler, dry)
-    if sampling.temperature <= 0:
-        chain.add_greedy()  # type: ignore[no-untyped-call]
-    else:
-        chain.add_top_k(sampling.top_k)
-        chain.add_top_p(sampling.top_p, 1)
-        chain.add_min_p(sampling.min_p, 1)
-        chain.add_temp(sampling.temperature)
-        chain.add_dist(llm._seed)
-    return chain
 
 
 def find_markers(llm: llama_cpp.Llama) -> Markers | None:
@@ -176,7 +85,7 @@ class LlamaEngine:
     def __init__(self, checks: ModelChecks | None = None) -> None:
         llama_log.install()
         self._checks = checks  # when given, files not seen before first load in a child process
-        self._llm: _Llama | None = None
+        self._llm: TernLlama | None = None
         self._tokenizer: PromptTokenizer | None = None
         self._loaded: LoadedModel | None = None
         self.template: ChatTemplate | None = None
@@ -188,6 +97,7 @@ class LlamaEngine:
         self._piece = ctypes.create_string_buffer(64)
         self.parked = ParkedStates()  # caches of other conversations, put aside in RAM (see parked.py)
         self.markers: Markers | None = None  # Gemma 4's thought and tool-call tokens (see channels.py)
+        self.vision: Vision | None = None  # the model's image projector, when one is loaded (see vision.py)
 
     @property
     def loaded(self) -> LoadedModel | None:
@@ -217,6 +127,9 @@ class LlamaEngine:
             )
         n_ctx = min(options.n_ctx, info.context_length) if info.context_length else options.n_ctx
         n_threads = options.n_threads or default_threads()
+        projector, image_tokens, vision_note = self._check_projector(info, options)
+        # An image is read in one batch (its tokens attend to each other): the batch must hold the largest.
+        n_batch = max(options.n_batch, image_tokens)
         self.unload()
         ple = info.ple_tensor
         lazy_mode = None
@@ -245,10 +158,11 @@ class LlamaEngine:
                 llama_log.capture() as load_log,
                 extra_model_params(on_progress, lazy_mode, cpu_tensors, flash_attn_auto=True) as keep_alive,
             ):
-                llm = _Llama(
+                llm = TernLlama(
                     model_path=str(info.path),
                     n_ctx=n_ctx,
-                    n_batch=options.n_batch,
+                    n_batch=n_batch,
+                    n_ubatch=n_batch,
                     n_threads=n_threads,
                     n_threads_batch=n_threads,
                     n_gpu_layers=options.n_gpu_layers,
@@ -281,9 +195,17 @@ class LlamaEngine:
                     self.markers = find_markers(llm)
             placement = self._place_ple(info, options.residency, load_log)
             self._release_repacked_sources(info, load_log)
+            if projector is not None:
+                try:
+                    self.vision = Vision(llm, projector, n_threads, image_tokens, options.n_gpu_layers > 0)
+                except EngineError as exc:  # the model itself is fine: it answers, without images
+                    vision_note, image_tokens = str(exc), 0
         except OSError as exc:
             self.unload()
             raise EngineError(f"Setting up '{info.path.name}' failed: {exc}") from exc
+        except EngineError:
+            self.unload()
+            raise
         self._loaded = LoadedModel(
             info,
             n_ctx,
@@ -295,6 +217,9 @@ class LlamaEngine:
             tuple(llama_log.buffer_sizes(load_log)),
             self.template.note,
             flash_attn=any("Flash Attention enabled" in line for line in load_log),
+            projector=self.vision.path.name if self.vision is not None else "",
+            image_tokens=image_tokens if self.vision is not None else 0,
+            vision_note=vision_note,
         )
         log.info(
             "Loaded %s: n_ctx=%d threads=%d template=%s flash attention %s PLE %s buffers %s",
@@ -307,6 +232,24 @@ class LlamaEngine:
             self._loaded.buffers,
         )
         return self._loaded
+
+    def _check_projector(self, info: GgufInfo, options: LoadOptions) -> tuple[ProjectorInfo | None, int, str]:
+        """The image projector to load with the model, the most tokens an image may take, and why there is
+        none when one was asked for. A projector libmtmd might choke on is refused before it sees it."""
+        if not options.projector:
+            return None, 0, ""
+        try:
+            projector = read_projector_info(options.projector)
+            projector.check_pairing(
+                int(info.metadata.get(f"{info.architecture}.embedding_length") or 0), info.architecture
+            )
+            if self._checks is not None:  # even with the starter: the projector is the user's file
+                self._checks.vet_projector(info.path, projector.path)
+        except (GgufError, EngineError) as exc:
+            log.warning("Image projector %s not loaded: %s", options.projector, exc)
+            return None, 0, str(exc)
+        wanted = options.image_tokens or projector.default_tokens
+        return projector, min(max(wanted, projector.min_tokens), projector.max_tokens), ""
 
     def _token_bytes(self, vocab: object, token: int) -> bytes:
         """A token's text as bytes (llama-cpp-python's own helper truncates pieces over 32 bytes)."""
@@ -351,6 +294,9 @@ class LlamaEngine:
 
     def unload(self) -> None:
         """Free the model and its context."""
+        if self.vision is not None:
+            self.vision.close()
+            self.vision = None
         if self._llm is not None:
             self._llm.close()
         self._llm = None
@@ -361,7 +307,7 @@ class LlamaEngine:
         self.template = None
         self.prefill_tok_s = None  # another model reads at another speed
 
-    def _require(self) -> _Llama:
+    def _require(self) -> TernLlama:
         if self._llm is None:
             raise EngineError("No model is loaded.")
         return self._llm
@@ -373,6 +319,8 @@ class LlamaEngine:
         """
         self._require()
         assert self._tokenizer is not None
+        if self.vision is not None and IMAGE_PLACEHOLDER.search(text):
+            return self.vision.tokenize(text, self._tokenizer, self.tokenize_more)
         return self._tokenizer(text)
 
     def tokenize_more(self, text: str) -> list[int]:
@@ -506,8 +454,10 @@ class LlamaEngine:
         llama_lib.llama_set_abort_callback(llm._ctx.ctx, self._abort, None)
         llm.sampling = sampling
         llm.on_read = on_read
-        stream = llm.generate(tokens)  # the sampler chain comes from llm.sampling (see _Llama)
+        stream = llm.generate(tokens)  # the sampler chain comes from llm.sampling (see TernLlama)
         try:
+            if self.vision is not None:
+                self.vision.read_images(llm, tokens, self.reused(tokens), on_read)
             for token in stream:
                 received += 1
                 if cancel.is_set():

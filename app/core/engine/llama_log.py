@@ -57,6 +57,14 @@ def install() -> None:
     llama_lib.llama_log_set(_on_log, ctypes.c_void_p(0))
 
 
+def install_mtmd() -> None:
+    """Take over libmtmd's log output too (it loads only when an image projector does)."""
+    import llama_cpp.mtmd_cpp as mtmd
+
+    mtmd.mtmd_log_set(_on_log, ctypes.c_void_p(0))
+    mtmd.mtmd_helper_log_set(_on_log, ctypes.c_void_p(0))
+
+
 def last_error_lines(n: int = 5) -> list[str]:
     """The latest lines that look like errors, newest last."""
     with _lock:

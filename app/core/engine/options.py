@@ -55,6 +55,9 @@ class LoadOptions:
     n_gpu_layers: int = 0
     n_batch: int = 512
     residency: Residency = Residency.PLE_ON_DISK
+    images: bool = True  # look for the model's image projector (an mmproj file beside it) and load it too
+    projector: str = ""  # the image projector (mmproj GGUF) to load with the model; "" to look for one
+    image_tokens: int = 0  # with a projector: the most tokens an image may take (0: the projector's own limit)
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,9 @@ class LoadedModel:
     buffers: tuple[tuple[str, float], ...] = ()  # ("CPU_Mapped model", MiB) as llama.cpp logged them
     template_note: str = ""  # why the file's own chat template is not used, when it is not
     flash_attn: bool = False  # llama.cpp chose flash attention ("auto": where the layers' device runs it)
+    projector: str = ""  # the image projector loaded with it (file name), "" when the model sees no images
+    image_tokens: int = 0  # with a projector: the most tokens one image takes
+    vision_note: str = ""  # why a projector that was asked for is not loaded
 
     def buffer_mib(self, kind: str) -> float:
         """Total MiB of the buffers whose label ends with `kind` ("model", "KV", "compute")."""

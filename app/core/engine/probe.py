@@ -8,6 +8,11 @@ same way (a small context, PLE read lazily) and runs one token through it. A
 child that aborts, hangs past its time limit or dies of memory gives the user
 a plain "damaged or not supported" message instead of taking the window down.
 
+An image projector (mmproj) is vetted the same way, once per model it is paired
+with: its header is checked here first (projector_info.py), then the child
+loads it in libmtmd beside the model's vocabulary and encodes a small image
+(projector_probe.py).
+
 The verdict is kept in a small JSON file, keyed by the file's size, modification
 time and the hash of its first MiB, and by the llama.cpp build: opening a known
 file again costs nothing. A timeout is not kept (the disk may just have been busy).
@@ -21,11 +26,15 @@ import logging
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.core.engine.options import EngineError
+from app.core.engine.gguf_info import GgufError, read_metadata
+from app.core.engine.options import EngineError, default_threads
+from app.core.engine.projector_info import read_projector_info
+from app.core.engine.projector_probe import probe_projector
 from app.core.sandbox import Sandbox, SandboxError
 
 log = logging.getLogger("tern.engine")
@@ -35,6 +44,7 @@ PROBE_CONTEXT = 256
 PROBE_REPACKS = False  # weights stay in the mapped file: the child's memory is the page cache's to take back
 BASE_TIMEOUT_S = 60.0
 TIMEOUT_S_PER_GB = 20.0  # reading a cold file at 50 MB/s
+PROJECTOR_TIMEOUT_S_PER_GB = 60.0  # read in full, warmed up and run once, on the CPU
 _HASHED_BYTES = 1 << 20
 PROBE_TEXT = "Hello, world! 0123 ✓ éß Ω 漢字 🙂\n<start_of_turn>user\nHi<end_of_turn>\n"
 
@@ -75,16 +85,38 @@ class ModelChecks:
     def vet(self, path: Path, lazy_ple: bool, embedding: bool = False) -> None:
         """Raise ModelRejectedError unless `path` has loaded (now or before) in a child process."""
         key = identity(path)
-        with self._lock:
-            if self._verdicts is None:
-                self._verdicts = self._read_cache()
-            known = self._verdicts.get(key)
-        if known is not None:
-            verdict = Verdict(bool(known["ok"]), str(known.get("reason", "")))
-        else:
-            verdict = self._probe(key, path, lazy_ple, embedding)
+        verdict = self._known(key)
+        if verdict is None:
+            timeout = BASE_TIMEOUT_S + TIMEOUT_S_PER_GB * path.stat().st_size / 1e9
+            verdict = self._probe(key, path.name, timeout, probe_load, str(path), lazy_ple, embedding)
         if not verdict.ok:
             raise ModelRejectedError(f"{path.name} is damaged or not supported: {verdict.reason}.")
+
+    def vet_projector(self, model_path: Path, projector_path: Path) -> None:
+        """Raise ModelRejectedError unless the image projector has served `model_path` (now or before) in a child.
+
+        Its header is checked first, and its pairing with the model, so a file that would take
+        libmtmd down is named and refused without starting a child at all.
+        """
+        try:
+            info = read_projector_info(projector_path)
+            meta = read_metadata(model_path)
+            arch = str(meta.get("general.architecture", ""))
+            width = meta.get(f"{arch}.embedding_length")
+            info.check_pairing(width if isinstance(width, int) else 0, arch)
+        except GgufError as exc:  # ProjectorError included
+            raise ModelRejectedError(str(exc)) from exc
+        key = f"projector:{identity(model_path)}|{identity(projector_path)}"
+        verdict = self._known(key)
+        if verdict is None:
+            timeout = BASE_TIMEOUT_S + PROJECTOR_TIMEOUT_S_PER_GB * info.n_bytes / 1e9
+            args = (str(model_path), str(projector_path), default_threads(), info.n_embd_text)
+            verdict = self._probe(key, projector_path.name, timeout, probe_projector, *args)
+        if not verdict.ok:
+            raise ModelRejectedError(
+                f"The image projector {projector_path.name} is damaged or does not work with {model_path.name}: "
+                f"{verdict.reason}."
+            )
 
     @property
     def restarts(self) -> int:
@@ -95,11 +127,17 @@ class ModelChecks:
         """Stop the child process, if one is running."""
         self._sandbox.close()
 
-    def _probe(self, key: str, path: Path, lazy_ple: bool, embedding: bool) -> Verdict:
-        timeout = BASE_TIMEOUT_S + TIMEOUT_S_PER_GB * path.stat().st_size / 1e9
+    def _known(self, key: str) -> Verdict | None:
+        with self._lock:
+            if self._verdicts is None:
+                self._verdicts = self._read_cache()
+            known = self._verdicts.get(key)
+        return None if known is None else Verdict(bool(known["ok"]), str(known.get("reason", "")))
+
+    def _probe(self, key: str, name: str, timeout: float, fn: Callable[..., str | None], *args: Any) -> Verdict:
         keep = True
         try:
-            problem = self._sandbox.call(probe_load, str(path), lazy_ple, embedding, timeout=timeout)
+            problem = self._sandbox.call(fn, *args, timeout=timeout)
         except SandboxError as exc:
             problem = _reason(exc)
             keep = exc.kind != "timeout"
@@ -107,7 +145,7 @@ class ModelChecks:
             if not self._keep_child:
                 self._sandbox.close()  # the child holds the model's mappings until it goes
         verdict = Verdict(problem is None, problem or "")
-        log.info("First load of %s in a child process: %s", path.name, "ok" if verdict.ok else verdict.reason)
+        log.info("First load of %s in a child process: %s", name, "ok" if verdict.ok else verdict.reason)
         if keep:
             self._remember(key, verdict)
         return verdict

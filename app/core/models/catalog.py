@@ -4,7 +4,9 @@ It names repositories and a quality order of quantizations; exact files,
 sizes and checksums come from the hub when the user browses. The models the
 welcome page may offer also carry a `first_choice`: one quantization with its
 download size and the memory it needs, worked out ahead, so the page can say
-what fits this computer before anything goes online.
+what fits this computer before anything goes online. A model that sees images
+names the type of image projector it needs, so the list can tell whether this
+version of Tern can load it (projector_info.SUPPORTED).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 from dataclasses import dataclass
 from importlib import resources
 
+from app.core.engine.projector_info import SUPPORTED
 from app.core.models.fit import Machine, MemoryEstimate, Verdict, judge, recommend
 
 
@@ -28,6 +31,7 @@ class FirstChoice:
     download_bytes: int
     ram_bytes: int
     context: int
+    note: str = ""  # where the figures come from, when not from the published file
 
     def estimate(self) -> MemoryEstimate:
         """The numbers as a memory estimate that fit.judge can weigh against a machine."""
@@ -65,6 +69,17 @@ class CatalogEntry:
     quality_order: tuple[str, ...]  # best first
     sources: tuple[Source, ...]
     first_choice: FirstChoice | None = None  # offered on the welcome page (chat models only)
+    projector: str = ""  # the type of image projector it sees images through ("gemma4v", …); "" for none
+
+    @property
+    def sees_images(self) -> bool:
+        """True for a model that takes images (through a projector its repositories ship)."""
+        return bool(self.projector)
+
+    @property
+    def images_in_tern(self) -> bool:
+        """True when this version of Tern can load that kind of projector."""
+        return self.projector in SUPPORTED
 
     def quality(self, label: str) -> int:
         """Rank of a quantization label (lower is better; unknown ones last)."""
@@ -86,6 +101,7 @@ def load_catalog() -> list[CatalogEntry]:
             tuple(m["quality_order"]),
             tuple(Source(s["repo"], s["note"]) for s in m["sources"]),
             FirstChoice(**m["first_choice"]) if "first_choice" in m else None,
+            m.get("projector", ""),
         )
         for m in data["models"]
     ]

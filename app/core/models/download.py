@@ -31,7 +31,8 @@ from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_st
 from app.core import units
 from app.core.errors import UserError
 from app.core.models import network
-from app.core.models.hub import DEFAULT_ENDPOINT, QuantOption, hub_name, safe_path, translate
+from app.core.models.hub import DEFAULT_ENDPOINT, QuantOption, RemoteFile, hub_name, safe_path, translate
+from app.core.models.names import quant_label
 
 CHUNK = 256 * 1024
 DISK_MARGIN = 200 * 1024 * 1024  # left free after a download, for the rest of the system
@@ -52,6 +53,9 @@ class Cancelled(Exception):  # noqa: N818 (a request, not an error)
     """The user paused or cancelled."""
 
 
+MODEL, PROJECTOR = "model", "projector"
+
+
 @dataclass
 class JobFile:
     """One file of a download."""
@@ -60,6 +64,13 @@ class JobFile:
     size: int
     sha256: str | None
     verified: bool = False  # its .part matched size and sha256
+    role: str = MODEL  # MODEL (a part of the model) or PROJECTOR (its image projector)
+    save_as: str = ""  # where it goes inside the job's folder, when not at its repository path
+
+    @classmethod
+    def of(cls, remote: RemoteFile, role: str = MODEL, save_as: str = "") -> JobFile:
+        """A file of a repository listing."""
+        return cls(remote.path, remote.size, remote.sha256, role=role, save_as=save_as)
 
 
 @dataclass
@@ -76,14 +87,38 @@ class DownloadJob:
     state: str = "queued"  # queued, downloading, paused, failed, done
     error: str = ""
     added: float = field(default_factory=time.time)
+    for_model: str = ""  # a projector-only job: the installed model (its path) the projector is for
 
     @classmethod
     def for_option(
-        cls, repo_id: str, commit: str, option: QuantOption, models_dir: Path, endpoint: str = DEFAULT_ENDPOINT
+        cls,
+        repo_id: str,
+        commit: str,
+        option: QuantOption,
+        models_dir: Path,
+        endpoint: str = DEFAULT_ENDPOINT,
+        projector: RemoteFile | None = None,
     ) -> DownloadJob:
-        """A job for a quantization option, into `models_dir/<org>/<name>/`."""
-        files = [JobFile(f.path, f.size, f.sha256) for f in option.files]
+        """A job for a quantization option, into `models_dir/<org>/<name>/`, with its image projector if given.
+
+        The projector is saved next to the model's first file, where `projectors.projector_for` looks.
+        """
+        files = [JobFile.of(f) for f in option.files]
+        if projector is not None:
+            folder = option.first.rpartition("/")[0]
+            name = projector.path.rsplit("/", 1)[-1]
+            files.append(JobFile.of(projector, PROJECTOR, f"{folder}/{name}" if folder else name))
         return cls(repo_id, commit, option.label, files, str(models_dir / repo_id), endpoint)
+
+    @classmethod
+    def for_projector(
+        cls, repo_id: str, commit: str, projector: RemoteFile, model_path: Path, endpoint: str = DEFAULT_ENDPOINT
+    ) -> DownloadJob:
+        """A job for an installed model's missing image projector, saved into the model's folder."""
+        name = projector.path.rsplit("/", 1)[-1]
+        label = f"image projector {quant_label(name)}"
+        files = [JobFile.of(projector, PROJECTOR, name)]
+        return cls(repo_id, commit, label, files, str(model_path.parent), endpoint, for_model=str(model_path))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DownloadJob:
@@ -100,12 +135,18 @@ class DownloadJob:
         """Bytes of all files."""
         return sum(f.size for f in self.files)
 
+    @property
+    def projector(self) -> JobFile | None:
+        """The image projector this job brings, if any."""
+        return next((f for f in self.files if f.role == PROJECTOR), None)
+
     def target(self, f: JobFile) -> Path:
         """Where a file ends up: always inside `dest_dir`, whatever the queue file or a listing says."""
         folder = Path(self.dest_dir).resolve()
-        path = (folder / f.path).resolve()
-        if not safe_path(f.path) or not path.is_relative_to(folder):
-            raise DownloadError(f"The file name “{f.path}” would be stored outside the model's folder; refused.")
+        where = f.save_as or f.path
+        path = (folder / where).resolve()
+        if not safe_path(where) or not path.is_relative_to(folder):
+            raise DownloadError(f"The file name “{where}” would be stored outside the model's folder; refused.")
         return path
 
     def part(self, f: JobFile) -> Path:

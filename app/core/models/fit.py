@@ -193,11 +193,14 @@ class MemoryEstimate:
     # where llama.cpp pre-faults it (no lazy PLE). Clean file pages the kernel can
     # reclaim under pressure, so judge() goes by total_ram.
     load_ram: int = 0
+    projector: int = 0  # an image projector in RAM: its weights and one image's working buffers (vision_fit)
 
     @property
     def total_ram(self) -> int:
         """Resident memory during a chat."""
-        return self.weights_ram + self.ple_paged + self.kv_cache + self.compute_resident + self.overhead
+        return (
+            self.weights_ram + self.ple_paged + self.kv_cache + self.compute_resident + self.overhead + self.projector
+        )
 
     @property
     def peak_ram(self) -> int:
@@ -211,6 +214,7 @@ class MemoryEstimate:
             ("Conversation memory (KV cache)", self.kv_cache),
             ("Working buffers", self.compute_resident),
             ("Per-layer embeddings read from disk", self.ple_paged),
+            ("Image projector, with one image", self.projector),
             ("App and runtime", self.overhead),
             ("Per-layer embeddings left on disk", self.ple_disk),
             ("Graphics memory", self.vram),

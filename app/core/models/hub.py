@@ -1,4 +1,5 @@
-"""What a Hugging Face repository offers: its GGUF files grouped by quantization, with sizes and checksums.
+"""What a Hugging Face repository offers: its GGUF files grouped by quantization, with sizes and checksums,
+and the image projectors (mmproj GGUFs) made for its models, each described from its first bytes.
 
 All hub I/O goes through huggingface_hub (`HfApi` for listings); every call
 here must run inside `network.online(...)`, which only a user's action enters.
@@ -9,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import httpx2
@@ -34,17 +37,17 @@ from huggingface_hub.utils import (  # type: ignore[attr-defined]
 )
 
 from app import APP_NAME
-from app.core.engine.gguf_info import GgufError, GgufInfo, HeaderTruncatedError, read_gguf_header
+from app.core.engine.gguf_info import GgufError, GgufInfo, HeaderTruncatedError, read_gguf_header, read_metadata
+from app.core.engine.projector_info import ProjectorInfo, read_projector_info
 from app.core.errors import UserError
 from app.core.models import network
+from app.core.models.names import SPLIT, is_projector_name, projector_preference, quant_label
+from app.core.models.projectors import text_shape
 
 log = logging.getLogger("tern.hub")
 DEFAULT_ENDPOINT = "https://huggingface.co"
 TOKEN_ACCOUNT = "huggingface-token"  # the keychain entry of the user's hub access token
-_SPLIT = re.compile(r"^(?P<stem>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$")
-# Quantization names as they appear in file names: Q4_K_M, IQ4_XS, Q8_0, BF16, F16, QAT "q4_0" …
-_QUANT = re.compile(r"(?i)(?:^|[-_.])((?:UD-)?I?Q\d(?:_[A-Z0-9]+)*|BF16|F16|F32|MXFP4(?:_MOE)?)(?=[-_.]|$)")
-_SKIP = ("mmproj", "imatrix")
+_SKIP = ("imatrix",)  # importance matrices for quantizing, not models
 
 
 class HubError(UserError):
@@ -79,6 +82,32 @@ class QuantOption:
 
 
 @dataclass(frozen=True)
+class RemoteProjector:
+    """An image projector (mmproj GGUF) a repository offers for its models."""
+
+    file: RemoteFile
+    metadata: dict[str, Any] | None = None  # its GGUF metadata (shape, type); None when it could not be read
+    # What projector_info makes of its header (its `path` names a stand-in, long gone); None when refused.
+    info: ProjectorInfo | None = None
+    problem: str = ""  # why Tern cannot use it (projector_info's words), "" when it can or it was not read
+
+    @property
+    def label(self) -> str:
+        """Its precision as the file name says it, e.g. "F16"."""
+        return quant_label(self.file.path)
+
+    @property
+    def name(self) -> str:
+        """The file name."""
+        return self.file.path.rsplit("/", 1)[-1]
+
+    @property
+    def size(self) -> int:
+        """Bytes to download."""
+        return self.file.size
+
+
+@dataclass(frozen=True)
 class RemoteModel:
     """A repository as listed by the hub."""
 
@@ -89,6 +118,7 @@ class RemoteModel:
     options: list[QuantOption] = field(default_factory=list)
     header: GgufInfo | None = None  # one option's GGUF header: the model's shape, for fit estimates
     endpoint: str = DEFAULT_ENDPOINT  # the hub (or mirror) it was listed from
+    projectors: list[RemoteProjector] = field(default_factory=list)  # image projectors, preferred first
 
 
 def parse_repo_ref(text: str) -> str:
@@ -116,15 +146,6 @@ def safe_path(path: str) -> bool:
     return bool(path) and not path.startswith("/") and "\\" not in path and ".." not in parts and "" not in parts
 
 
-def quant_label(filename: str) -> str:
-    """The quantization named in a GGUF file name, e.g. "Q4_K_M" (or the file name without .gguf)."""
-    name = filename.rsplit("/", 1)[-1]
-    match = _SPLIT.match(name)
-    stem = match.group("stem") if match else name.removesuffix(".gguf")
-    found = _QUANT.findall(stem)
-    return found[-1].upper() if found else stem
-
-
 def group_options(files: list[RemoteFile]) -> list[QuantOption]:
     """GGUF files as download options; the parts of a split model form one option, projectors are left out."""
     singles: list[QuantOption] = []
@@ -132,9 +153,9 @@ def group_options(files: list[RemoteFile]) -> list[QuantOption]:
     counts: dict[tuple[str, str], int] = {}
     for f in files:
         name = f.path.rsplit("/", 1)[-1]
-        if not name.endswith(".gguf") or any(s in name.lower() for s in _SKIP):
+        if not name.endswith(".gguf") or is_projector_name(name) or any(s in name.lower() for s in _SKIP):
             continue
-        match = _SPLIT.match(name)
+        match = SPLIT.match(name)
         if match is None:
             singles.append(QuantOption(quant_label(f.path), (f,)))
             continue
@@ -211,7 +232,7 @@ def unreachable(exc: Exception) -> HubUnreachableError:
 
 
 def fetch_model(repo_id: str, endpoint: str = DEFAULT_ENDPOINT, token: str | None = None) -> RemoteModel:
-    """List a repository's GGUF options with sizes and sha256; needs `network.online`."""
+    """List a repository's GGUF options and image projectors with sizes and sha256; needs `network.online`."""
     network.install()
     try:
         from huggingface_hub import HfApi  # most of huggingface_hub, which start-up does not need
@@ -234,30 +255,69 @@ def fetch_model(repo_id: str, endpoint: str = DEFAULT_ENDPOINT, token: str | Non
             header = fetch_header(repo_id, commit, options[0].files[0], endpoint, token)
         except HubError as exc:  # the listing is still useful without fit estimates
             log.warning("No GGUF header for %s: %s", repo_id, exc)
-    return RemoteModel(repo_id, commit, bool(info.gated), license_name, options, header, endpoint)
+    projectors = []
+    if options:  # a repository of projectors alone offers nothing to pair them with
+        described = [
+            RemoteProjector(f) if info.gated else describe_projector(repo_id, commit, f, endpoint, token)
+            for f in files
+            if is_projector_name(f.path)
+        ]
+        key = options[0].first
+        projectors = sorted(pairing(described, header), key=lambda p: projector_preference(key, p.name))
+    return RemoteModel(repo_id, commit, bool(info.gated), license_name, options, header, endpoint, projectors)
+
+
+def pairing(projectors: list[RemoteProjector], header: GgufInfo | None) -> list[RemoteProjector]:
+    """The image projectors made for a model of this header (all that cannot be checked, when it is unknown).
+
+    One Tern cannot use stays listed when it is for this model, so the user learns why images are not offered.
+    """
+    arch, width = text_shape(header.metadata) if header is not None else ("", 0)
+    kept = []
+    for projector in projectors:
+        if projector.info is not None:
+            try:
+                if width:
+                    projector.info.check_pairing(width, arch)
+            except GgufError:
+                continue
+        elif projector.metadata is not None:
+            fed = projector.metadata.get("clip.vision.projection_dim")
+            if projector.metadata.get("clip.has_vision_encoder") is not True or (width and fed != width):
+                continue  # no image encoder in it, or made for a model of another width
+        kept.append(projector)
+    return kept
 
 
 HEADER_BYTES = (8_000_000, 32_000_000, 96_000_000)  # Gemma's 262k-token vocabulary makes ~6.5 MB
+PROJECTOR_HEADER_BYTES = 1_000_000  # a projector's metadata has no vocabulary: a few KB
+
+
+def _read_start(
+    repo_id: str, commit: str, remote: RemoteFile, endpoint: str, token: str | None, data: bytearray, limit: int
+) -> None:
+    """Extend `data` with the file's bytes up to `limit` (a ranged GET; a server that ignores Range is cut off)."""
+    url = hf_hub_url(repo_id, remote.path, revision=commit or None, endpoint=endpoint)
+    headers = {**build_hf_headers(token=token or False), "Range": f"bytes={len(data)}-{limit - 1}"}
+    try:
+        with get_session().stream("GET", url, headers=headers, timeout=20) as response:
+            hf_raise_for_status(response)
+            if response.status_code == 200:  # Range ignored: this is the file from its start
+                data.clear()
+            for chunk in response.iter_bytes():
+                data += chunk
+                if len(data) >= limit:  # a server that ignores Range must not send us the whole model
+                    break
+    except (HfHubHTTPError, OfflineModeIsEnabled, httpx2.TransportError) as exc:
+        raise translate(exc, repo_id) from exc
 
 
 def fetch_header(repo_id: str, commit: str, remote: RemoteFile, endpoint: str, token: str | None) -> GgufInfo | None:
     """The GGUF header of a remote file from its first few MB (None if the file is not a usable GGUF)."""
-    url = hf_hub_url(repo_id, remote.path, revision=commit or None, endpoint=endpoint)
     data = bytearray()
     for limit in HEADER_BYTES:
         limit = min(limit, remote.size)
-        headers = {**build_hf_headers(token=token or False), "Range": f"bytes={len(data)}-{limit - 1}"}
-        try:
-            with get_session().stream("GET", url, headers=headers, timeout=20) as response:
-                hf_raise_for_status(response)
-                if response.status_code == 200:  # Range ignored: this is the file from its start
-                    data.clear()
-                for chunk in response.iter_bytes():
-                    data += chunk
-                    if len(data) >= limit:  # a server that ignores Range must not send us the whole model
-                        break
-        except (HfHubHTTPError, OfflineModeIsEnabled, httpx2.TransportError) as exc:
-            raise translate(exc, repo_id) from exc
+        _read_start(repo_id, commit, remote, endpoint, token, data, limit)
         try:
             return read_gguf_header(bytes(data[:limit]), remote.path, remote.size)
         except HeaderTruncatedError:
@@ -266,6 +326,35 @@ def fetch_header(repo_id: str, commit: str, remote: RemoteFile, endpoint: str, t
         except GgufError:
             return None
     return None
+
+
+def describe_projector(
+    repo_id: str, commit: str, remote: RemoteFile, endpoint: str, token: str | None
+) -> RemoteProjector:
+    """A remote image projector, described from its first bytes (undescribed when they cannot be had or read).
+
+    projector_info vets files on disk, so the header goes into a sparse stand-in of the projector's full size,
+    named as the projector is (its messages name the file): the header's view of the tensors is then exact.
+    """
+    data = bytearray()
+    try:
+        _read_start(repo_id, commit, remote, endpoint, token, data, min(PROJECTOR_HEADER_BYTES, remote.size))
+    except HubError as exc:  # the listing stays useful: the projector is offered without an estimate
+        log.warning("No header for %s of %s: %s", remote.path, repo_id, exc)
+        return RemoteProjector(remote)
+    with tempfile.TemporaryDirectory(prefix="tern-mmproj-") as folder:
+        stand_in = Path(folder) / remote.path.rsplit("/", 1)[-1]
+        with stand_in.open("wb") as f:
+            f.write(bytes(data))
+            f.truncate(remote.size)
+        try:
+            metadata = read_metadata(stand_in)
+        except GgufError as exc:
+            return RemoteProjector(remote, problem=str(exc))
+        try:
+            return RemoteProjector(remote, metadata, read_projector_info(stand_in))
+        except GgufError as exc:
+            return RemoteProjector(remote, metadata, problem=str(exc))
 
 
 def load_token() -> str | None:

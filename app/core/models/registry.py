@@ -23,6 +23,7 @@ from typing import Any
 
 from app.core.engine.gguf_info import GgufError, read_gguf_info
 from app.core.errors import UserError
+from app.core.models.projectors import projector_for
 from app.core.models.starter import STARTER_DISPLAY_NAME, is_verified_starter
 
 log = logging.getLogger("tern.models")
@@ -46,14 +47,23 @@ class InstalledModel:
     last_used: float | None = None
     builtin: bool = False  # the starter that ships with Tern: listed, never deleted
     fingerprint: str = ""  # `fingerprint(path)`; "" in entries written before it existed
+    # The image projector beside it (`projector_for`), looked for each time the list is read, never saved:
+    # the user may add or delete one behind Tern's back.
+    projector: str = ""
 
     @property
     def display_name(self) -> str:
         """The name the user knows it by."""
         return STARTER_DISPLAY_NAME if self.builtin else self.name
 
+    @property
+    def sees_images(self) -> bool:
+        """True when a usable image projector lies beside it."""
+        return bool(self.projector)
+
 
 _FINGERPRINT_SPAN = 1 << 20
+_NOT_SAVED = frozenset({"projector"})  # found again each time the list is read
 
 
 def fingerprint(path: Path) -> str:
@@ -159,15 +169,19 @@ class ModelRegistry:
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".models-", suffix=".json")
+        saved = [{k: v for k, v in asdict(m).items() if k not in _NOT_SAVED} for m in self._models.values()]
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"models": [asdict(m) for m in self._models.values()]}, f, indent=1)
+            json.dump({"models": saved}, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
 
     def models(self) -> list[InstalledModel]:
-        """Installed models whose file still exists, most recently used first."""
+        """Installed models whose file still exists, most recently used first, each with its image projector."""
         live = [m for m in self._models.values() if Path(m.path).exists()]
+        for m in live:
+            found = None if m.builtin else projector_for(Path(m.path))  # the starter is text-only
+            m.projector = str(found) if found is not None else ""
         return sorted(live, key=lambda m: (m.last_used or 0, m.added), reverse=True)
 
     def get(self, path: Path | str) -> InstalledModel | None:
@@ -220,6 +234,17 @@ class ModelRegistry:
         self._models[model.path] = model
         self._save()
 
+    def attach_projector(self, path: Path | str, projector: Path) -> InstalledModel | None:
+        """Count a projector Tern downloaded for a model among its files (so deleting the model deletes it)."""
+        model = self._models.get(str(path))
+        if model is None:
+            return None
+        if str(projector) not in model.files:
+            model.files.append(str(projector))
+            model.size += projector.stat().st_size
+            self._save()
+        return model
+
     def touch(self, path: Path | str) -> None:
         """Record that a model was just loaded."""
         model = self._models.get(str(path))
@@ -230,7 +255,9 @@ class ModelRegistry:
     def remove(self, path: Path | str) -> list[Path]:
         """Delete a model's files (unless imported in place), then forget it; returns what was deleted.
 
-        Raises OSError when a file cannot be deleted, and UserError for the built-in starter; the entry then stays.
+        A file another listed model also counts as its own (an image projector two quantizations of a
+        model share) stays. Raises OSError when a file cannot be deleted, and UserError for the built-in
+        starter; the entry then stays.
         """
         model = self._models.get(str(path))
         if model is None:
@@ -239,9 +266,10 @@ class ModelRegistry:
             raise UserError(f"{STARTER_DISPLAY_NAME} is built into Tern and cannot be deleted.")
         deleted = []
         if not model.imported:
+            shared = {f for other in self._models.values() if other is not model for f in other.files}
             for name in model.files:
                 file = Path(name)
-                if file.exists():
+                if name not in shared and file.exists():
                     file.unlink()
                     deleted.append(file)
         del self._models[str(path)]

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from app.core.store.database import Connection
+from app.core.store.image_store import ImageStore, StoredImage
 from app.core.store.transaction import transaction
 
 HIGHLIGHT_START, HIGHLIGHT_END = "\x02", "\x03"  # snippet markers; the UI turns them into bold
@@ -44,6 +46,7 @@ class StoredMessage:
     stats: dict[str, Any] | None
     complete: bool
     created_at: float
+    images: tuple[str, ...] = ()  # keys of the images sent with it (image_store.py), in order
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class OpenedConversation:
     title: str
     system_prompt: str
     branch: list[BranchEntry]
+    images: dict[str, StoredImage] = field(default_factory=dict)  # the branch's images, thumbnails only
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,11 @@ class ConversationStore:
     def use(self, conn: Connection) -> None:
         """Go on with another connection to the same history (after its key changed)."""
         self._db = conn
+
+    @property
+    def images(self) -> ImageStore:
+        """The images sent with questions, over the same connection."""
+        return ImageStore(self._db)
 
     # Conversations
     def create_conversation(
@@ -203,8 +212,9 @@ class ConversationStore:
         stats: dict[str, Any] | None = None,
         complete: bool = True,
         created_at: float | None = None,
+        images: Sequence[StoredImage] = (),
     ) -> int:
-        """Append a message under `parent_id` and make it the conversation's current leaf."""
+        """Append a message (with the images sent with it) under `parent_id`; it becomes the current leaf."""
         now = time.time() if created_at is None else created_at
         with transaction(self._db):
             cur = self._db.execute(
@@ -222,6 +232,8 @@ class ConversationStore:
                 ),
             )
             message_id = _row_id(cur)
+            if images:
+                self.images.attach(message_id, images)
             self._db.execute(
                 "UPDATE conversations SET current_leaf = ?, updated_at = ?, "
                 "title = CASE WHEN title = '' AND ? = 'user' THEN ? ELSE title END WHERE id = ?",
@@ -254,7 +266,9 @@ class ConversationStore:
             f"FROM up JOIN messages m ON m.id = up.n ORDER BY up.depth DESC",
             (leaf_id,),
         ).fetchall()
-        return [_message(r) for r in rows]
+        path = [_message(r) for r in rows]
+        keys = self.images.keys_of(m.id for m in path)
+        return [replace(m, images=keys[m.id]) if m.id in keys else m for m in path]
 
     def current_path(self, conversation_id: int) -> list[StoredMessage]:
         """The branch the conversation shows."""
@@ -295,7 +309,9 @@ class ConversationStore:
             self._db.execute("UPDATE conversations SET current_leaf = ? WHERE id = ?", (leaf, conversation_id))
         else:
             leaf = meta["current_leaf"]
-        return OpenedConversation(conversation_id, meta["title"], meta["system_prompt"], self.branch(leaf))
+        branch = self.branch(leaf)
+        images = self.images.thumbnails(key for entry in branch for key in entry.message.images)
+        return OpenedConversation(conversation_id, meta["title"], meta["system_prompt"], branch, images)
 
     def newest_leaf(self, message_id: int) -> int:
         """Follow the newest child down from `message_id` to a leaf."""
@@ -335,16 +351,18 @@ class ConversationStore:
         return hits[:limit]
 
     def export_json(self, conversation_id: int) -> dict[str, Any]:
-        """The conversation's shown branch as plain data."""
+        """The conversation's shown branch as plain data, images included (base64)."""
         meta = self.conversation(conversation_id)
-        return {
-            "title": meta["title"],
-            "system_prompt": meta["system_prompt"],
-            "messages": [
-                {"role": m.role, "content": m.content, "model": m.model, "stats": m.stats, "created_at": m.created_at}
-                for m in self.current_path(conversation_id)
-            ],
-        }
+        messages = []
+        for m in self.current_path(conversation_id):
+            item: dict[str, Any] = {
+                "role": m.role, "content": m.content, "model": m.model, "stats": m.stats, "created_at": m.created_at,
+            }  # fmt: skip
+            stored = [self.images.image(key) for key in m.images]
+            if m.images:
+                item["images"] = [image.as_json() for image in stored if image is not None]
+            messages.append(item)
+        return {"title": meta["title"], "system_prompt": meta["system_prompt"], "messages": messages}
 
     def export_markdown(self, conversation_id: int) -> str:
         """The conversation's shown branch as Markdown."""
@@ -354,7 +372,11 @@ class ConversationStore:
             parts.append(f"> System prompt: {data['system_prompt']}\n")
         for m in data["messages"]:
             who = "You" if m["role"] == "user" else (m["model"] or "Assistant")
-            parts.append(f"## {who}\n\n{m['content']}\n")
+            shown = "".join(
+                f"![{image['name'] or 'image'}](data:{image['mime']};base64,{image['data']})\n\n"
+                for image in m.get("images", ())
+            )
+            parts.append(f"## {who}\n\n{shown}{m['content']}\n")
         return "\n".join(parts)
 
     def import_json(self, data: dict[str, Any]) -> int:
@@ -370,5 +392,6 @@ class ConversationStore:
                 m.get("model"),
                 m.get("stats"),
                 created_at=m.get("created_at"),
+                images=[StoredImage.from_json(image) for image in m.get("images", ())],
             )
         return conversation_id

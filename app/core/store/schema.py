@@ -134,6 +134,30 @@ MIGRATIONS: list[str] = [
     INSERT INTO chunks_fts(chunks_fts) VALUES ('delete-all');
     INSERT INTO chunks_fts(rowid, text) SELECT id, tern_index_words(text) FROM chunks;
     """,
+    # 5: images sent with questions, kept once each by their SHA-256 (already stripped of metadata),
+    # with a thumbnail for display; an image goes when the last message holding it does.
+    """
+    CREATE TABLE images (
+        key TEXT PRIMARY KEY,
+        mime TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        data BLOB NOT NULL,
+        thumbnail BLOB NOT NULL,
+        added_at REAL NOT NULL
+    );
+    CREATE TABLE message_images (
+        message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        ord INTEGER NOT NULL,
+        key TEXT NOT NULL REFERENCES images(key),
+        PRIMARY KEY (message_id, ord)
+    );
+    CREATE INDEX message_images_by_key ON message_images(key);
+    CREATE TRIGGER message_images_ad AFTER DELETE ON message_images BEGIN
+        DELETE FROM images WHERE key = old.key AND NOT EXISTS (SELECT 1 FROM message_images WHERE key = old.key);
+    END;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

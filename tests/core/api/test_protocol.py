@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -107,6 +108,14 @@ def test_without_a_limit_the_answer_may_run_to_the_end_of_the_context() -> None:
         ({"messages": [{"role": "user", "content": 5}]}, "must be a string or a list of content parts"),
         (
             {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+            "does not fetch images",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"detail": "low"}}]}]},
+            "must hold a 'url' string",
+        ),
+        (
+            {"messages": [{"role": "system", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
             "only text is supported",
         ),
         (
@@ -201,3 +210,14 @@ def test_answers_have_openais_shape() -> None:
     chunk = protocol.usage_chunk("chatcmpl-1", "gemma", stats, chat=True)
     assert chunk["choices"] == [] and chunk["usage"]["total_tokens"] == 129
     json.dumps(answer)  # plain JSON all the way down
+
+
+def test_image_parts_of_user_messages_are_taken_from_their_data_urls() -> None:
+    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 20
+    url = "data:image/png;base64," + base64.b64encode(png).decode()
+    parts = [{"type": "text", "text": "What is it?"}, {"type": "image_url", "image_url": {"url": url}}]
+    call = parse_chat(chat(messages=[{"role": "user", "content": parts}]), DEFAULTS)
+    assert call.messages[0].content == "What is it?"
+    assert call.images == ((0, png, "image 1"),)
+    many = [{"type": "image_url", "image_url": url}] * (protocol.MAX_IMAGES + 1)
+    assert "at most" in refused(parse_chat, chat(messages=[{"role": "user", "content": many}]), DEFAULTS).message

@@ -23,6 +23,7 @@ from app.core.api.protocol import ApiError, ChatCall, CompletionCall, EmbeddingC
 from app.core.api.server import MAX_BODY_BYTES, ApiConfig, ApiServer, RequestRecord
 from app.core.engine.generation import SamplingParams
 from app.core.engine.llama_engine import LlamaEngine
+from app.core.images import ImageReader
 
 KEY = "tern-test-key"
 MODEL = "starter"
@@ -31,8 +32,9 @@ MODEL = "starter"
 class EngineBackend:
     """One thread owns the engine and runs API jobs, one at a time, as the inference thread does."""
 
-    def __init__(self, engine: LlamaEngine, capacity: int = 8) -> None:
+    def __init__(self, engine: LlamaEngine, capacity: int = 8, images: ImageReader | None = None) -> None:
         self.engine = engine
+        self.images = images  # prepares a request's images, as the turn service's reader does
         self._work: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self.queue = ApiQueue(self._work.put, capacity)
         self.busy = threading.Event()  # set while a job runs
@@ -62,7 +64,8 @@ class EngineBackend:
         return [MODEL]
 
     def start_chat(self, call: ChatCall, client: str) -> tuple[Job, str]:
-        job = Job(lambda j: answer_chat(self.engine, call, j, MODEL, 0), client)
+        reader = (lambda: self.images) if self.images is not None else None
+        job = Job(lambda j: answer_chat(self.engine, call, j, MODEL, 0, reader), client)
         self.queue.enqueue(job)
         return job, MODEL
 

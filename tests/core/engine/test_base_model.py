@@ -13,7 +13,8 @@ from app.core.chat.message import ChatMessage
 from app.core.chat.templates import GemmaTurnTemplate, JinjaChatTemplate
 from app.core.engine.generation import SamplingParams, base_model_sampling
 from app.core.engine.gguf_info import GgufInfo, read_gguf_info
-from app.core.engine.llama_engine import LlamaEngine, LoadOptions, build_sampler, is_base_model
+from app.core.engine.llama_engine import LlamaEngine, LoadOptions, is_base_model
+from app.core.engine.sampler_chain import build_sampler
 from tools.synthetic_gemma import TINY_GEMMA4, write_gemma
 
 

@@ -30,8 +30,8 @@ from app.core.models.hub import (
     group_options,
     hub_name,
     parse_repo_ref,
-    quant_label,
 )
+from app.core.models.names import quant_label
 from app.core.models.network import ACTIVITY, NoAnswer, online, why_no_answer
 from app.core.models.registry import inspect
 from tests.fixtures.hub import GATED_NAME, GATED_REPO, PUBLIC_REPO, SPLIT_NAMES, SPLIT_REPO, STARTER_NAME

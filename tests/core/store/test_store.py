@@ -10,11 +10,10 @@ import stat
 from pathlib import Path
 
 import pytest
-from sqlcipher3 import dbapi2 as sqlite
 
 from app.core.docs.doc_store import DocumentStore
 from app.core.store.conversation_store import HIGHLIGHT_END, HIGHLIGHT_START, ConversationStore, auto_title, fts_query
-from app.core.store.database import apply_key, open_database
+from app.core.store.database import apply_key, connect, open_database
 from app.core.store.errors import StoreError, WrongKeyError
 from app.core.store.schema import SCHEMA_VERSION, migrate
 
@@ -79,7 +78,7 @@ def test_migrates_from_every_earlier_version(tmp_path: Path, key: bytes) -> None
         db = tmp_path / f"v{version}.db"
         db.touch(mode=0o600)  # version 0: a file that was created but never initialised
         if version:
-            old = sqlite.connect(str(db), isolation_level=None)
+            old = connect(str(db), isolation_level=None)  # with the SQL functions the triggers call
             apply_key(old, key)
             migrate(old, target=version)  # exactly the schema that version shipped
             old.execute("INSERT INTO conversations (title, created_at, updated_at) VALUES ('kept', 1, 1)")

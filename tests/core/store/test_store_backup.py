@@ -14,7 +14,7 @@ from sqlcipher3 import dbapi2 as sqlcipher
 
 from app.core.store.backup import BackupInfo, delete_history, read_backup, restore_backup, write_backup
 from app.core.store.conversation_store import ConversationStore
-from app.core.store.database import open_database
+from app.core.store.database import connect, open_database
 from app.core.store.errors import CorruptStoreError, StoreError, WrongKeyError
 from app.core.store.key_change import change_secret, resolve_key
 from app.core.store.keys import _SCRYPT, file_salt
@@ -203,7 +203,7 @@ def test_restore_folds_an_unclosed_wal_into_the_old_history_it_keeps(tmp_path: P
 def test_restore_into_a_new_place_and_from_older_schemas(tmp_path: Path, key: bytes) -> None:
     for version in range(SCHEMA_VERSION):
         old = tmp_path / f"v{version}.db"
-        conn = sqlcipher.connect(str(old), isolation_level=None)
+        conn = connect(str(old), isolation_level=None)  # with the SQL functions the triggers call
         conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
         migrate(conn, target=version)
         backup = tmp_path / f"v{version}.backup"
