@@ -8,7 +8,7 @@ the projector to its E2B-shaped synthetic one (written here with `tools.syntheti
 when missing). Everything runs through the app's turn pipeline (`run_turn`), with the
 image prepared by the image reader's child process, as in the chat.
 
-- encode: one image (a 1024 × 768 photo-like picture) at three detail settings (tokens
+- encode: one image (a 2048 × 1536 photo-like picture) at three detail settings (tokens
   per image): the projector's encoding and the text model's reading of its tokens, in ms.
 - turns: a conversation of two questions, the first with the image, and the same two
   questions without it; each from an empty cache, `--repeat` times. Every answer goes
@@ -16,8 +16,10 @@ image prepared by the image reader's child process, as in the chat.
   The ratio that matters is the follow-up's TTFT with the image over without it (the
   image must not be encoded or read again).
 - memory: peak RSS of a child process that loads the model and answers one question,
-  without the projector, and with it (answering about the image); the difference is
-  set against the projector's file size plus the compute buffer libmtmd reported.
+  without the projector, and with it (answering about the image), and its RSS once
+  the answer is done; the differences are set against the projector's file size plus
+  the compute buffer libmtmd reported. (The peak is usually the model's load, which
+  the projector, loaded after it, does not raise.) `--memory-only` measures just this.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
+import psutil
 from PIL import Image
 
 from app.core.chat.message import ChatMessage
@@ -54,7 +57,7 @@ DETAILS = (70, 280, 1120)
 CONTEXT = 4096
 
 
-def photo(width: int = 1024, height: int = 768) -> bytes:
+def photo(width: int = 2048, height: int = 1536) -> bytes:
     """A picture with smooth gradients and some texture, as PNG (no file)."""
     y, x = np.mgrid[0:height, 0:width]
     rng = np.random.default_rng(7)
@@ -164,7 +167,9 @@ def rss_child(model: Path, projector: Path | None, threads: int) -> None:
         Chat(engine, reader, image).ask(QUESTIONS[0])
     compute = sum(mib for label, mib in engine.vision.buffers if label.endswith("compute")) if engine.vision else 0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"peak_rss_mib": round(peak / 2**20, 1), "projector_compute_mib": compute}))
+    now = psutil.Process().memory_info().rss  # after the answer: what the projector and the image keep
+    print(json.dumps({"peak_rss_mib": round(peak / 2**20, 1), "rss_after_mib": round(now / 2**20, 1),
+                      "projector_compute_mib": compute}))  # fmt: skip
 
 
 def main() -> None:
@@ -173,6 +178,7 @@ def main() -> None:
     parser.add_argument("--projector", type=Path)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--memory-only", action="store_true", help="only the peak and steady RSS, with and without")
     parser.add_argument("--rss-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
@@ -183,6 +189,9 @@ def main() -> None:
             f"{args.model} is missing: python -m tools.synthetic_gemma e2b --quant Q4_K_M --out {args.model.parent}"
         )
     projector = args.projector or ensure_projector(args.model)
+    if args.memory_only:
+        print(json.dumps({"model": args.model.name, "projector": projector.name, **memory(args, projector)}, indent=1))
+        return
     with ImageReader() as reader:
         image = StoredImage.of(reader.prepare(photo(), "photo.png"))
         encode = encode_times(args.model, projector, args.threads, reader, image)
@@ -199,17 +208,13 @@ def main() -> None:
         assert loaded is not None
         image_tokens = loaded.image_tokens
         engine.unload()
-    without_rss = peak_rss(args.model, None, args.threads)
-    with_rss = peak_rss(args.model, projector, args.threads)
-    added = with_rss["peak_rss_mib"] - without_rss["peak_rss_mib"]
-    allowance = projector.stat().st_size / 2**20 + with_rss["projector_compute_mib"]
     first_ratio = statistics.median(r["with_image"][0]["ttft_ms"] / r["without_image"][0]["ttft_ms"] for r in runs)
     print(json.dumps({
         "model": args.model.name,
         "projector": projector.name,
         "projector_mib": round(projector.stat().st_size / 2**20, 1),
         "threads": args.threads,
-        "image": "1024 x 768 PNG",
+        "image": "2048 x 1536 PNG",
         "default_image_tokens": image_tokens,
         "encode": encode,
         "runs": runs,
@@ -220,10 +225,27 @@ def main() -> None:
         "follow_up_ttft_ms_without_image": statistics.median(r["without_image"][1]["ttft_ms"] for r in runs),
         "follow_up_ratio": statistics.median(r["follow_up_ratio"] for r in runs),
         "follow_up_goal": 1.3,
-        "peak_rss_mib": {"without_projector": without_rss["peak_rss_mib"], "with_projector": with_rss["peak_rss_mib"],
-                         "added": round(added, 1), "projector_file_plus_compute": round(allowance, 1),
-                         "added_over_allowance": round(added / allowance, 3)},
+        **memory(args, projector),
     }, indent=1))  # fmt: skip
+
+
+def memory(args: argparse.Namespace, projector: Path) -> dict[str, Any]:
+    """Peak and steady RSS of a child without the projector and with it, against the projector's allowance."""
+    without = peak_rss(args.model, None, args.threads)
+    with_it = peak_rss(args.model, projector, args.threads)
+    allowance = projector.stat().st_size / 2**20 + with_it["projector_compute_mib"]
+    added_peak = with_it["peak_rss_mib"] - without["peak_rss_mib"]
+    added_after = with_it["rss_after_mib"] - without["rss_after_mib"]
+    return {
+        "rss_mib": {"peak_without_projector": without["peak_rss_mib"], "peak_with_projector": with_it["peak_rss_mib"],
+                    "after_without_projector": without["rss_after_mib"],
+                    "after_with_projector": with_it["rss_after_mib"],
+                    "projector_file_plus_compute": round(allowance, 1),
+                    "projector_compute": with_it["projector_compute_mib"],
+                    "added_to_peak": round(added_peak, 1), "added_after": round(added_after, 1),
+                    "added_to_peak_over_allowance": round(added_peak / allowance, 3),
+                    "added_after_over_allowance": round(added_after / allowance, 3)},
+    }  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ def test_ruff_is_clean() -> None:
 def test_mypy_is_clean() -> None:
     result = subprocess.run(
         # The synthetic models stand in for real ones in tests and benchmarks, so they are typed as strictly as core.
-        [sys.executable, "-m", "mypy", "app", "tools/synthetic_gemma.py"],
+        [sys.executable, "-m", "mypy", "app", "tools/synthetic_gemma.py", "tools/synthetic_mmproj.py"],
         cwd=ROOT,
         capture_output=True,
         text=True,

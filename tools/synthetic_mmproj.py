@@ -3,8 +3,9 @@
 For tests (tiny projectors, well under a megabyte) and benchmarks (the real
 Gemma 4 E2B vision tower's dimensions). Tensor names, shapes and metadata keys
 follow llama.cpp's converter (conversion/gemma.py: `Gemma3VisionModel`,
-`Gemma4VisionAudioModel`) and what libmtmd's loader reads (tools/mtmd/clip.cpp:
-`load_hparams`, `load_tensors`, the gemma4v/siglip/gemma4a graph builders), so
+`Gemma4VisionAudioModel`, `Gemma3nVisionAudioModel`) and what libmtmd's loader
+reads (tools/mtmd/clip.cpp: `load_hparams`, `load_tensors`, the gemma4v, siglip,
+gemma4a and mobilenetv5 graph builders), so
 a file written here is one libmtmd loads and runs. Shapes below are in numpy
 order (slowest dimension first); ggml lists them the other way round.
 
@@ -84,7 +85,12 @@ AUDIO_SHAPES = {
     # 128 mel bins, output_proj_dims 1536; the converter sets intermediate_size to 4 x hidden_size.
     "e2b": AudioShape(n_mel=128, channels=(128, 32), n_embd=1024, n_layer=12, n_head=8, n_ff=4096, n_out=1536),
 }
-KIND_FOR_ARCH = {"gemma4": "gemma4v", "gemma3": "gemma3"}
+KIND_FOR_ARCH = {"gemma4": "gemma4v", "gemma3": "gemma3", "gemma3n": "gemma3nv"}
+# A tiny MobileNetV5 (Gemma 3n): a 512 px image, a stride-2 stem, then four stages that each halve the map
+# (256 -> 128 -> 64 -> 32 -> 16) with edge-residual, inverted-residual and multi-query attention blocks; the
+# fusion adapter joins the ends of stages 2 and 3 at 32 x 32 and pools to 16 x 16: 256 tokens, as the real one.
+GEMMA3NV_IMAGE = 512
+GEMMA3NV_TOKENS = 256
 
 
 @dataclass(frozen=True)
@@ -211,6 +217,91 @@ def _gemma3_tensors(s: VisionShape, n_text: int) -> list[Tensor]:
     ]
 
 
+def _gemma3nv_keys(n_text: int) -> list[Key]:
+    return [
+        Key("general.type", GGUFValueType.STRING, "mmproj"),
+        Key("general.name", GGUFValueType.STRING, "synthetic gemma3nv projector"),
+        Key("clip.has_vision_encoder", GGUFValueType.BOOL, True),
+        Key("clip.vision.projector_type", GGUFValueType.STRING, "gemma3nv"),
+        _u32("clip.vision.image_size", GEMMA3NV_IMAGE),
+        _u32("clip.vision.patch_size", GEMMA3NV_IMAGE // GEMMA3NV_TOKENS),  # as the converter derives it
+        # the converter's placeholders: MobileNetV5 reads neither the block count nor the head count
+        *_common_keys("vision", n_text, 4 * n_text, 128, 8, n_text),
+        Key("clip.vision.image_mean", GGUFValueType.ARRAY, [0.0, 0.0, 0.0], GGUFValueType.FLOAT32),
+        Key("clip.vision.image_std", GGUFValueType.ARRAY, [1.0, 1.0, 1.0], GGUFValueType.FLOAT32),
+    ]
+
+
+def _conv(name: str, out: int, inp: int, k: int, fill: str = "random") -> Tensor:
+    return Tensor(name, (out, inp, k, k), fill)
+
+
+def _inverted(b: str, inp: int, wide: int, out: int, k_start: int = 3, strided: bool = False) -> list[Tensor]:
+    """A universal inverted residual block: depthwise, expansion, [strided depthwise], projection."""
+    parts = [
+        _conv(b + "dw_start.conv.weight", inp, 1, k_start),
+        Tensor(b + "dw_start.bn.weight", (inp,), "ones"),
+        _conv(b + "pw_exp.conv.weight", wide, inp, 1),
+        Tensor(b + "pw_exp.bn.weight", (wide,), "ones"),
+    ]
+    if strided:
+        parts += [_conv(b + "dw_mid.conv.weight", wide, 1, 3), Tensor(b + "dw_mid.bn.weight", (wide,), "ones")]
+    return [
+        *parts,
+        _conv(b + "pw_proj.conv.weight", out, wide, 1),
+        Tensor(b + "pw_proj.bn.weight", (out,), "ones"),
+        Tensor(b + "layer_scale.gamma", (1, out, 1, 1), "ones"),
+    ]
+
+
+def _attention(b: str, ch: int, d_head: int) -> list[Tensor]:
+    """A multi-query attention block whose keys and values are pooled by strided depthwise convolutions."""
+    return [
+        Tensor(b + "norm.weight", (ch,), "ones"),
+        _conv(b + "attn.query.proj.weight", 2 * d_head, ch, 1),
+        _conv(b + "attn.key.down_conv.weight", ch, 1, 3),
+        Tensor(b + "attn.key.norm.weight", (ch,), "ones"),
+        _conv(b + "attn.key.proj.weight", d_head, ch, 1),
+        _conv(b + "attn.value.down_conv.weight", ch, 1, 3),
+        Tensor(b + "attn.value.norm.weight", (ch,), "ones"),
+        _conv(b + "attn.value.proj.weight", d_head, ch, 1),
+        _conv(b + "attn.output.proj.weight", ch, 2 * d_head, 1),
+        Tensor(b + "layer_scale.gamma", (1, ch, 1, 1), "ones"),
+    ]
+
+
+def _gemma3nv_tensors(n_text: int) -> list[Tensor]:
+    edge = []
+    for i in range(2):
+        b = f"v.blk.0.{i}."
+        edge += [
+            _conv(b + "conv_exp.weight", 16, 8, 3),
+            Tensor(b + "bn1.weight", (16,), "ones"),
+            _conv(b + "conv_pwl.weight", 8, 16, 1),
+            Tensor(b + "bn2.weight", (8,), "ones"),
+        ]
+    return [
+        _conv("v.conv_stem.conv.weight", 8, 3, 3, "random32"),
+        Tensor("v.conv_stem.conv.bias", (1, 8, 1, 1), "random32"),
+        Tensor("v.conv_stem.bn.weight", (8,), "ones"),
+        *edge,
+        *_inverted("v.blk.1.0.", 8, 16, 12, strided=True),
+        *_inverted("v.blk.1.1.", 12, 24, 12, k_start=5),
+        *_inverted("v.blk.2.0.", 12, 32, 16, strided=True),
+        *_attention("v.blk.2.1.", 16, 8),
+        *_inverted("v.blk.3.0.", 16, 32, 16, strided=True),
+        *_attention("v.blk.3.1.", 16, 8),
+        _conv("v.msfa.ffn.pw_exp.conv.weight", 64, 32, 1),
+        Tensor("v.msfa.ffn.pw_exp.bn.weight", (64,), "ones"),
+        _conv("v.msfa.ffn.pw_proj.conv.weight", n_text, 64, 1),
+        Tensor("v.msfa.ffn.pw_proj.bn.weight", (n_text,), "ones"),
+        Tensor("v.msfa.norm.weight", (n_text,), "ones"),
+        Tensor("mm.soft_emb_norm.weight", (n_text,), "ones"),
+        # libmtmd 0.3.36 sizes its output by this projection's input width: Gemma 3n's is square
+        Tensor("mm.input_projection.weight", (n_text, n_text)),
+    ]
+
+
 def _audio_keys(a: AudioShape, n_text: int) -> list[Key]:
     return [
         Key("clip.has_audio_encoder", GGUFValueType.BOOL, True),
@@ -268,10 +359,15 @@ def _audio_tensors(a: AudioShape, n_text: int) -> list[Tensor]:
 
 
 def plan(kind: str, n_embd_text: int, shape: str = "tiny", audio: str | None = None) -> tuple[list[Key], list[Tensor]]:
-    """The metadata and tensors of a projector of `kind` ("gemma4v" or "gemma3") feeding `n_embd_text`.
+    """The metadata and tensors of a projector of `kind` ("gemma4v", "gemma3", "gemma3nv") feeding `n_embd_text`.
 
     `audio` names an audio shape ("tiny", "e2b") to add a Gemma 4 audio encoder, as E2B/E4B projectors have.
+    Gemma 3n's ("gemma3nv") comes in one tiny shape only.
     """
+    if kind == "gemma3nv":
+        if shape != "tiny" or audio is not None:
+            raise ValueError("a gemma3nv projector comes only in the tiny shape, without audio")
+        return _gemma3nv_keys(n_embd_text), _gemma3nv_tensors(n_embd_text)
     try:
         s = SHAPES[kind][shape]
     except KeyError:
@@ -331,7 +427,7 @@ def write_plan(path: Path, keys: Sequence[Key], tensors: Sequence[Tensor], seed:
 def write_projector(
     path: Path, kind: str, n_embd_text: int, shape: str = "tiny", audio: str | None = None, seed: int = 0
 ) -> Path:
-    """Write a random-weight projector of `kind` ("gemma4v", "gemma3") that feeds a model `n_embd_text` wide."""
+    """Write a random-weight projector of `kind` ("gemma4v", "gemma3", "gemma3nv") for a model `n_embd_text` wide."""
     keys, tensors = plan(kind, n_embd_text, shape, audio)
     return write_plan(path, keys, tensors, seed)
 

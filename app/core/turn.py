@@ -29,6 +29,7 @@ from app.core.chat.prompt_builder import BuiltPrompt, answer_reserve, build_prom
 from app.core.chat.templates import ChatTemplate
 from app.core.chat.tool_grammar import call_grammar
 from app.core.docs.grounding import ChatSources, Grounding, Source, cited_sources
+from app.core.docs.page_images import earlier_pages, for_model, page_keys
 from app.core.docs.placement import SourceStyle, place
 from app.core.docs.retrieval import MIN_BUDGET_TOKENS, file_notes, notes, source_budget
 from app.core.engine.channels import Channels
@@ -261,13 +262,14 @@ def run_turn(
             raise EngineError("No model is loaded.")
         if request.cancel.is_set():
             raise TurnStopped
-        request = replace(request, history=_with_images(engine, request))
         grounding: Grounding | None = None
         if store is not None and conversation_id is not None and question is not None:
             budget = reading_budget(loaded.n_ctx, engine.prefill_tok_s, request.source_wait_s)
             grounding = store.ground(conversation_id, question.content, budget)
             if grounding is not None and grounding.mode == "none":
                 grounding = None
+        history, grounding = _with_images(engine, request, grounding, store)
+        request = replace(request, history=history)
         sampling = request.sampling
         if isinstance(template, CompletionFrame):
             not_to_copy = template.not_to_copy(request.system_prompt)
@@ -335,10 +337,14 @@ def run_turn(
     )  # fmt: skip
 
 
-def _with_images(engine: LlamaEngine, request: TurnRequest) -> tuple[ChatMessage, ...]:
-    """The history with its images placed in the questions' text, each offered to the model's projector.
+def _with_images(
+    engine: LlamaEngine, request: TurnRequest, grounding: Grounding | None, store: TurnStore | None
+) -> tuple[tuple[ChatMessage, ...], Grounding | None]:
+    """The history with its images placed in the questions' text, and the grounding as the model can take its
+    scanned pages; each image (a question's, or a page's) offered to the model's projector.
 
-    A model without one is told where images were; the question being asked must then have none.
+    A model without one is told where images were, and its sources leave scanned pages out (the user is told
+    which); the question being asked must then have no image.
     """
     vision = engine.vision
     if vision is None and request.history and request.history[-1].images:
@@ -346,13 +352,28 @@ def _with_images(engine: LlamaEngine, request: TurnRequest) -> tuple[ChatMessage
             "The loaded model can't see images. Load a model with an image projector "
             "(Gemma 4 E2B or E4B with its mmproj file), or send the question without the image."
         )
+    loaded = engine.loaded
+    assert loaded is not None
+    if grounding is not None:
+        budget = reading_budget(loaded.n_ctx, engine.prefill_tok_s, request.source_wait_s)
+        grounding = for_model(grounding, loaded.image_tokens if vision is not None else None, budget)
+    kept: dict[str, bool] = {}
+
+    def shown(key: str) -> bool:  # a page an earlier answer was given goes with its document
+        if key not in kept:
+            kept[key] = vision is not None and (store is None or store.image(key) is not None)
+        return kept[key]
+
+    history = earlier_pages(request.history, shown)
     if vision is not None:
         pixels = request.pixels
-        for key in {key for m in request.history for key in m.images}:
-            if pixels is None:
-                raise EngineError("This turn's images cannot be read.")
-            vision.offer(key, partial(pixels, key))
-    return tuple(place_images(request.history, seen=vision is not None))
+        keys = {key for m in history for key in m.images}
+        keys |= {key for m in history if m.given is not None for key in page_keys(m.given.sources)}
+        keys |= set(page_keys(grounding.sources)) if grounding is not None else set()
+        if keys and pixels is None:
+            raise EngineError("This turn's images cannot be read.")
+        vision.offer({key: partial(pixels, key) for key in keys} if pixels is not None else {})
+    return tuple(place_images(history, seen=vision is not None)), grounding
 
 
 def _declared(request: TurnRequest) -> tuple[dict[str, Any], ...]:

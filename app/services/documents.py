@@ -30,7 +30,9 @@ from app.core.docs.doc_store import DocumentInfo, DocumentStore, Passage
 from app.core.docs.embedder import Embedder, EmbedderSlot
 from app.core.docs.extract import classify, iter_files
 from app.core.docs.ingest import IngestCancelledError, IngestError, ingest
+from app.core.docs.page_images import render_pages
 from app.core.engine.probe import ModelChecks
+from app.core.images import ImageReader
 from app.services.history import HistoryService
 from app.services.worker_host import WorkerHost
 
@@ -54,10 +56,23 @@ class _IndexHost(WorkerHost):
     def __init__(self, parent: QObject) -> None:
         super().__init__("documents", parent)
         self.cancel = threading.Event()  # kills the reader child
+        self._pages: ImageReader | None = None  # renders scanned pages, in its child process (first use)
+
+    def page_reader(self) -> ImageReader:
+        """The reader that renders scanned PDF pages (on this thread)."""
+        if self._pages is None:
+            self._pages = ImageReader()
+        return self._pages
 
     def about_to_stop(self) -> None:
         """Stop the file being read now."""
         self.cancel.set()
+
+    def thread_stopping(self) -> None:
+        """Stop the page renderer's child on the thread that used it."""
+        if self._pages is not None:
+            self._pages.close()
+            self._pages = None
 
 
 class _EmbeddingHost(WorkerHost):
@@ -236,7 +251,16 @@ class DocumentService(QObject):
         try:
             result = ingest(path, cancel=self._index.cancel)
             self.state_changed.emit(doc, "indexing", "")
-            vectors = self._embed_chunks([c.text for c in result.chunks])  # None without a model
+            rendered = render_pages(self._index.page_reader(), path, result, self._index.cancel.is_set)
+            chunks = rendered.chunks
+            if rendered.left_out:
+                log.info("%s: %d scanned pages could not be kept as images", path.name, len(rendered.left_out))
+            texts = [c.text for c in chunks if c.image_key is None]
+            text_vectors = self._embed_chunks(texts)  # None without a model
+            vectors = None
+            if text_vectors is not None:  # a scanned page has no text to embed
+                found = iter(text_vectors)
+                vectors = [next(found) if c.image_key is None else None for c in chunks]
         except IngestCancelledError:
             return  # still unfinished in the store: read again at the next start
         except IngestError as exc:
@@ -252,7 +276,7 @@ class DocumentService(QObject):
         def save() -> None:
             docs = DocumentStore(store.require().connection)
             docs.set_state(doc, "indexing", pages=result.pages)
-            docs.replace_chunks(doc, result.chunks, vectors)
+            docs.replace_chunks(doc, chunks, vectors, rendered.images)
             self.state_changed.emit(doc, "ready", "")
 
         store.submit(save, failed=self._history_failed, label="store a document's passages")

@@ -219,7 +219,7 @@ class TurnService(QObject):
         )
         if request.toolbox is not None:
             request = replace(request, pick_file=pick_file)
-        if request.pixels is None and any(m.images for m in request.history):
+        if request.pixels is None:  # a question's images, and scanned pages of its documents
             request = replace(request, pixels=self._pixels_for(request))
         if self.host.stopping.is_set():
             request.cancel.stop(INTERRUPTED)

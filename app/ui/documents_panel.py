@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 
 from app.core.docs.doc_store import DocumentInfo, Passage
 from app.core.docs.grounding import Source
-from app.core.docs.retrieval import as_clause, failure_sentence
+from app.core.docs.retrieval import as_clause, failure_sentence, page_ranges
 from app.services.documents import DocumentService
 from app.services.history import HistoryService
 from app.ui.chat_session import ChatSession
@@ -48,6 +48,19 @@ STATE_LABELS = {
     "ready": "Ready",
     "failed": "Failed",
 }
+
+
+def scans_note(document: DocumentInfo) -> str:
+    """What the panel says of a document's scanned pages ("" when it has none)."""
+    if not document.scanned:
+        return ""
+    pages = page_ranges(document.scanned)
+    one = len(document.scanned) == 1
+    return (
+        f"{pages[0].upper()}{pages[1:]} of {document.name} {'is a scan' if one else 'are scans'} with no text: "
+        f"a model that sees images reads {'it' if one else 'them'} as {'a picture' if one else 'pictures'}, "
+        f"and other models leave {'it' if one else 'them'} out."
+    )
 
 
 class DropOverlay(QLabel):
@@ -118,6 +131,8 @@ class DocumentsPanel(QDockWidget):
         self.table.setRowCount(len(documents))
         for row, d in enumerate(documents):
             state = STATE_LABELS.get(d.state, d.state)
+            if d.state == "ready" and d.scanned:
+                state = f"{state} · {page_ranges(d.scanned)} scanned"
             cells = [
                 d.name,
                 state if d.state != "failed" else f"Failed: {as_clause(d.error)}",
@@ -126,7 +141,7 @@ class DocumentsPanel(QDockWidget):
             ]
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                item.setToolTip(d.path if col == 0 else text)
+                item.setToolTip(d.path if col == 0 else scans_note(d) if col == 1 and d.scanned else text)
                 self.table.setItem(row, col, item)
 
     def show_progress(
@@ -188,7 +203,8 @@ class SourceDialog(QDialog):
         after = neighbours[at + 1 : at + 2] if at >= 0 else []
         muted = 'style="color:#6b7280;"'
         parts += [f"<p {muted}>…{html.escape(p.text[-600:])}</p>" for p in before]
-        parts.append(f'<p style="background-color:#fef9c3; color:#111827;">{html.escape(source.text)}</p>')
+        shown = source.text if source.image_key is None else "This page has no text: the model read it as a picture."
+        parts.append(f'<p style="background-color:#fef9c3; color:#111827;">{html.escape(shown)}</p>')
         parts += [f"<p {muted}>{html.escape(p.text[:600])}…</p>" for p in after]
         self.text.setHtml("".join(parts))
 

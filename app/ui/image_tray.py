@@ -41,11 +41,13 @@ class _Thumb(QWidget):
         label = image.name or "image"
         picture.setToolTip(f"{label} — {image.width} × {image.height} px. Click to view.")
         picture.setAccessibleName(f"Image {label}")
+        picture.setAccessibleDescription("Opens the image larger. It is sent with your next message.")
         picture.clicked.connect(lambda: tray.view_requested.emit(image))
         remove = QToolButton(self)
         remove.setText("✕")
         remove.setToolTip("Remove this image")
         remove.setAccessibleName(f"Remove image {label}")
+        remove.setAccessibleDescription("Takes the image out; it is not sent.")
         remove.clicked.connect(lambda: tray.remove(image.key))
         self.remove_button = remove
         layout = QHBoxLayout(self)
@@ -74,6 +76,10 @@ class ImageTray(QWidget):
         self.note.setTextFormat(Qt.TextFormat.PlainText)
         self.projector_button = QPushButton("Get the image projector…")
         self.projector_button.clicked.connect(self.projector_requested)
+        self.projector_button.setAccessibleName("Get the image projector")
+        self.projector_button.setAccessibleDescription(
+            "Downloads the loaded model's image projector from the repository it came from, so it can see images"
+        )
         notes = QHBoxLayout()
         notes.setContentsMargins(0, 0, 0, 0)
         notes.addWidget(self.note, 1)

@@ -47,6 +47,7 @@ from app.ui.lock_page import LockPage
 from app.ui.menus import build_menus
 from app.ui.model_controller import ModelController
 from app.ui.model_info_panel import ModelInfoPanel
+from app.ui.model_lists import may_see_images
 from app.ui.model_manager import ModelManager
 from app.ui.privacy_dialog import PrivacyDialog
 from app.ui.settings_dialog import SettingsDialog
@@ -191,6 +192,7 @@ class MainWindow(QMainWindow):
         self.chat.attach_requested.connect(self.choose_attachments)
         self.chat.images = self.services.images
         self.chat.tray.view_requested.connect(self.show_image)
+        self.chat.tray.projector_requested.connect(self.get_projector)
         self.view.delegate.image_requested.connect(self._show_image_at)
         self.services.turns.model_loaded.connect(self._show_vision)
         self.first_run.wanted.connect(self.chat.show_welcome)
@@ -226,17 +228,36 @@ class MainWindow(QMainWindow):
                 self.show_image(image)
 
     def _show_vision(self, loaded: LoadedModel) -> None:
-        """Tell the image tray whether the new model sees images, and why not."""
+        """Tell the image tray whether the new model sees images, and why not; offer its projector if it has one."""
+        installed = self.services.models.get(loaded.info.path)
+        offer = installed is not None and bool(installed.repo_id) and may_see_images(installed)
         if loaded.projector:
             self.chat.tray.set_unseen("", False)
         elif loaded.vision_note:
             self.chat.tray.set_unseen(f"Images are off for this model: {loaded.vision_note}", False)
+        elif offer:
+            self.chat.tray.set_unseen(
+                f"{self.models.display_name(loaded)} sees images with its image projector, which is not here yet.",
+                True,
+            )
+        elif not self.settings.get(opts.IMAGES):
+            self.chat.tray.set_unseen("Images are turned off in Settings → Images.", False)
         else:
             self.chat.tray.set_unseen(
                 "The loaded model can't see images. Load a model that can, with its image projector "
                 "(an mmproj file beside it), such as Gemma 4 E2B.",
                 False,
             )
+
+    def get_projector(self) -> None:
+        """The tray's "Get the image projector…": look it up in the loaded model's repository and download it."""
+        loaded = self.models.loaded
+        installed = self.services.models.get(loaded.info.path) if loaded is not None else None
+        if installed is None:
+            return
+        self.stats_label.setText(f"Looking for the image projector of {installed.display_name}…")
+        endpoint = str(self.settings.get(opts.HUB_ENDPOINT))
+        self.downloads.fetch_projector(installed, endpoint, self.settings.load_options())
 
     def _restore_geometry(self) -> None:
         """The saved size and place if they fit a screen now (scaling or screens may have changed), else a new one."""

@@ -305,7 +305,13 @@ class WelcomePage(QScrollArea):
         if option is None:
             self._failed(f"{repo_id} offers no model file {APP_NAME} can use now; try Tools → Models.")
             return
-        job = DownloadJob.for_option(remote.repo_id, remote.commit, option, self._models_dir, remote.endpoint)
+        # A model that sees images comes with its image projector (the repository's preferred one), as in Discover.
+        projector = next((p.file for p in remote.projectors if p.info is not None and not p.problem), None)
+        if not self._settings.get(opts.IMAGES):
+            projector = None
+        job = DownloadJob.for_option(
+            remote.repo_id, remote.commit, option, self._models_dir, remote.endpoint, projector=projector
+        )
         self.job = self._downloads.add(job)
         self._expecting = (job.repo_id, job.label)
         self._follow_job()

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from app.core.chat.message import ChatMessage
-from app.core.engine.llama_engine import LlamaEngine, LoadOptions
+from app.core.engine.llama_engine import LlamaEngine
 from app.core.engine.options import EngineError
 from app.core.engine.vision import PIXELS_SIDE
 from app.core.images import ImageReader
@@ -36,21 +36,6 @@ def store(tmp_path: Path) -> Iterator[StoreHere]:
     conn = open_database(tmp_path / "h.db", secrets.token_bytes(32))
     yield StoreHere(ConversationStore(conn))
     conn.close()
-
-
-@pytest.fixture(scope="module")
-def reader() -> Iterator[ImageReader]:
-    images = ImageReader()
-    yield images
-    images.close()
-
-
-@pytest.fixture(scope="module")
-def seeing(tiny_gemma4_real: Path, gemma4_projector: Path) -> Iterator[LlamaEngine]:
-    engine = LlamaEngine()
-    engine.load(tiny_gemma4_real, LoadOptions(n_ctx=2048, n_threads=2, projector=str(gemma4_projector)))
-    yield engine
-    engine.unload()
 
 
 def pixels_from(store: StoreHere, reader: ImageReader, at_hand: dict[str, StoredImage], key: str) -> object:

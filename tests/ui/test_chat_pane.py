@@ -25,8 +25,8 @@ def test_attach_button_attaches_and_the_skipped_files_notice_stays_with_its_chat
 ) -> None:
     notes = tmp_path / "notes.md"
     notes.write_text("# Ferry\n\nThe ferry leaves at nine from the north pier.\n")
-    scan = tmp_path / "scan.png"
-    scan.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    scan = tmp_path / "scan.tif"  # a format neither the document nor the image reader takes
+    scan.write_bytes(b"II*\x00" + b"\0" * 64)
     w = windows.start(settings_with(app_paths, {}))
     chosen: list[str] = []
 
@@ -42,7 +42,7 @@ def test_attach_button_attaches_and_the_skipped_files_notice_stays_with_its_chat
     qtbot.waitUntil(lambda: panel.table.rowCount() == 1 and panel.table.item(0, 1).text() == "Ready", timeout=LONG)
     notice = w.chat.chat_notice
     qtbot.waitUntil(notice.isVisible, timeout=LONG)
-    assert "Not attached: scan.png" in notice.label.text() and "notes.md" not in notice.label.text()
+    assert "Not attached: scan.tif" in notice.label.text() and "notes.md" not in notice.label.text()
     first = w.history.conversation_id
     assert first is not None
 
@@ -51,7 +51,7 @@ def test_attach_button_attaches_and_the_skipped_files_notice_stays_with_its_chat
 
     with qtbot.waitSignal(w.session.conversation_shown, timeout=LONG):
         w.open_conversation(first)
-    assert notice.isVisible() and "scan.png" in notice.label.text()  # back with its chat
+    assert notice.isVisible() and "scan.tif" in notice.label.text()  # back with its chat
 
     qtbot.mouseClick(notice.dismiss_button, Qt.MouseButton.LeftButton)
     assert not notice.isVisible()

@@ -16,6 +16,7 @@ from app import settings as opts
 from app.core.docs.doc_store import DocumentStore
 from app.core.paths import AppPaths
 from app.ui.main_window import MainWindow
+from tests.core.docs.test_scanned_pages import SCAN, write_mixed_pdf
 from tests.fixtures.pdfs import MakePdf
 from tests.ui.windows import Windows, click_anchor, settings_with, settle
 
@@ -172,3 +173,28 @@ def test_files_that_fail_are_said_to_have_failed_with_their_reason(
     assert "Could not read damaged.pdf: it is damaged or not a PDF." in notice
     assert "Not read yet" not in notice and "Still being read" not in notice
     assert w.model.item(1).notice == notice  # shown under the answer
+
+
+def test_scanned_pages_are_named_in_the_panel_and_under_an_answer_from_a_model_that_cannot_see(
+    qtbot: QtBot, make_window: MakeWindow, tmp_path: Path, qapp: object
+) -> None:
+    pdf = write_mixed_pdf(
+        tmp_path / "mixed.pdf", ["The lighthouse keeper's name was Edda.", SCAN, SCAN, "She kept it for forty years."]
+    )
+    w = make_window()
+    panel = w.documents.panel
+    drop(w, [pdf])
+    qtbot.waitUntil(
+        lambda: panel.table.rowCount() == 1 and panel.table.item(0, 1).text().startswith("Ready"), timeout=LONG
+    )
+    state = panel.table.item(0, 1)
+    assert state.text() == "Ready · pages 2–3 scanned"
+    assert state.toolTip().startswith("Pages 2–3 of mixed.pdf are scans with no text")
+
+    with qtbot.waitSignal(w.answer_finished, timeout=LONG) as finished:
+        assert w.send_message("What was the lighthouse keeper's name?")
+    settle(qtbot, w)
+    notice = finished.args[0].notice
+    assert "Pages 2–3 of mixed.pdf are scans: they need a model that sees images." in notice
+    assert w.model.item(1).notice == notice
+    assert [s.citation() for s in w.model.item(1).sources] == ["mixed.pdf, page 1", "mixed.pdf, page 4"]

@@ -98,3 +98,23 @@ def test_the_dialog_fits_the_screen(qtbot: QtBot, app_paths: AppPaths) -> None:
     room = dialog.screen().availableGeometry().size()
     assert dialog.width() <= room.width() and dialog.height() <= room.height()
     assert dialog.minimumSizeHint().height() < 384  # the form scrolls: it fits 1366×768 at 200 %
+
+
+def test_image_detail_shows_its_cost_and_reloads_the_model(qtbot: QtBot, app_paths: AppPaths) -> None:
+    s = Settings(app_paths.settings_file)
+    dialog = SettingsDialog(s, training_context=8192, reading_tok_s=140.0)
+    qtbot.addWidget(dialog)
+    group = dialog.images_group
+    assert group.enabled.isChecked() and group.detail.currentData() == 0  # the projector's own default
+    group.detail.setCurrentIndex(group.detail.findData(560))
+    assert "560 tokens" in group.cost.text() and "about 4.0 s" in group.cost.text()  # 560 / 140 tokens a second
+    dialog.accept()
+    assert dialog.reload_needed
+    assert s.load_options().image_tokens == 560 and s.load_options().images
+    again = SettingsDialog(s)
+    qtbot.addWidget(again)
+    again.images_group.enabled.setChecked(False)
+    assert not again.images_group.detail.isEnabled()
+    assert "shows here once" in again.images_group.cost.text()  # no reading speed measured yet
+    again.accept()
+    assert again.reload_needed and not s.load_options().images

@@ -75,7 +75,7 @@ def _block(question: str, answer: str | None) -> str:
 
 
 def _sources_block(sources: Sequence[Source]) -> str:
-    lines = [f"[{s.number}] {s.citation()}: {' '.join(s.text.split())}" for s in sources]
+    lines = [f"[{s.number}] {s.citation()}: {' '.join(s.body().split())}" for s in sources]
     return f"{SOURCES}\n" + "\n".join(lines) + "\n\n"
 
 

@@ -16,6 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 TOKENS_PER_PIECE = 1.17
+# What a scanned page, read as an image, is counted as until a model is chosen: Gemma 4's own image
+# budget. The turn counts it again at the loaded model's real cost (page_images.for_model).
+PAGE_IMAGE_TOKENS = 280
 _PIECE = re.compile(r"\d|[^\W\d]+|[^\w\s]", re.UNICODE)
 # Runs the calibration does not hold for: letters with no break (a DNA sequence, a language
 # written without spaces) and base64 or hex. Each is counted at one token per UTF-8 byte,
@@ -44,6 +47,7 @@ class Chunk:
     line_end: int | None
     tokens: int
     overlap: int = 0  # of `tokens`, those repeated from the chunk before (the same section's)
+    image_key: str | None = None  # a scanned page read as an image (its text is empty): the image's key
 
 
 @dataclass(frozen=True)

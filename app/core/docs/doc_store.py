@@ -12,12 +12,13 @@ import math
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
 from app.core.docs.chunking import Chunk
 from app.core.store.database import Connection
+from app.core.store.image_store import ImageStore, StoredImage
 from app.core.store.index_words import index_words
 from app.core.store.transaction import transaction
 
@@ -68,6 +69,7 @@ class DocumentInfo:
     pages: int | None
     chunk_count: int
     token_count: int
+    scanned: tuple[int, ...] = ()  # pages with no text layer, kept as images (1-based, in order)
 
 
 @dataclass(frozen=True)
@@ -84,9 +86,14 @@ class Passage:
     line_end: int | None
     score: float  # lower is better: negated relevance from `search`, negated similarity from `nearest`
     position: int | None = None  # the chunk's place in its document: 0, 1, … (None when not known)
+    image_key: str | None = None  # a scanned page kept as an image (its text is empty)
 
 
-_DOC_COLUMNS = "id, conversation_id, path, name, kind, size, mtime, state, error, pages, chunk_count, token_count"
+_DOC_COLUMNS = (
+    "id, conversation_id, path, name, kind, size, mtime, state, error, pages, chunk_count, token_count, "
+    "(SELECT group_concat(page) FROM (SELECT page FROM chunks "
+    "WHERE document_id = documents.id AND image_key IS NOT NULL ORDER BY ord))"
+)
 _PASSAGE_COLUMNS = "c.id, d.id, d.name, c.text, c.page, c.heading, c.line_start, c.line_end"
 
 
@@ -216,16 +223,24 @@ class DocumentStore:
         )
 
     def replace_chunks(
-        self, document_id: int, chunks: Sequence[Chunk], vectors: Sequence[bytes | None] | None = None
+        self,
+        document_id: int,
+        chunks: Sequence[Chunk],
+        vectors: Sequence[bytes | None] | None = None,
+        images: Sequence[StoredImage] = (),
     ) -> None:
-        """Store a document's chunks (replacing older ones) and mark it ready, in one transaction."""
+        """Store a document's chunks (replacing older ones) and mark it ready, in one transaction.
+
+        `images`: the scanned pages that chunks hold by `image_key`, kept in the encrypted store with them.
+        """
         with transaction(self._db):
-            self._db.execute("DELETE FROM chunks WHERE document_id = ?", (document_id,))
+            self._db.execute("DELETE FROM chunks WHERE document_id = ?", (document_id,))  # their images may go
+            ImageStore(self._db).keep(images)
             self._db.executemany(
-                "INSERT INTO chunks (document_id, ord, text, page, heading, line_start, line_end, token_count, vector) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO chunks (document_id, ord, text, page, heading, line_start, line_end, token_count, vector, "
+                "image_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (document_id, i, c.text, c.page, c.heading, c.line_start, c.line_end, c.tokens, vector)
+                    (document_id, i, c.text, c.page, c.heading, c.line_start, c.line_end, c.tokens, vector, c.image_key)
                     for i, (c, vector) in enumerate(zip(chunks, vectors or [None] * len(chunks), strict=True))
                 ],
             )
@@ -239,14 +254,14 @@ class DocumentStore:
         rows = self._db.execute(
             f"SELECT {_DOC_COLUMNS} FROM documents WHERE conversation_id = ? ORDER BY id", (conversation_id,)
         ).fetchall()
-        return [DocumentInfo(*r) for r in rows]
+        return [_info(r) for r in rows]
 
     def unfinished(self) -> list[DocumentInfo]:
         """Documents whose indexing had not finished (to resume after a restart)."""
         rows = self._db.execute(
             f"SELECT {_DOC_COLUMNS} FROM documents WHERE state IN ('queued', 'extracting', 'indexing') ORDER BY id"
         ).fetchall()
-        return [DocumentInfo(*r) for r in rows]
+        return [_info(r) for r in rows]
 
     def remove(self, document_id: int) -> None:
         """Detach a document; its chunks and index entries go with it."""
@@ -255,9 +270,20 @@ class DocumentStore:
     def chunks(self, document_id: int) -> list[Passage]:
         """All chunks of a document, in order (whole-document answers)."""
         rows = self._db.execute(
-            f"SELECT {_PASSAGE_COLUMNS}, 0.0, c.ord "
+            f"SELECT {_PASSAGE_COLUMNS}, 0.0, c.ord, c.image_key "
             "FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.id = ? ORDER BY c.ord",
             (document_id,),
+        ).fetchall()
+        return [Passage(*r) for r in rows]
+
+    def page_images(self, conversation_id: int) -> list[Passage]:
+        """The scanned pages of the conversation's ready documents, in document and page order: words can't
+        find them, so they are given whole when they fit."""
+        rows = self._db.execute(
+            f"SELECT {_PASSAGE_COLUMNS}, 0.0, c.ord, c.image_key "
+            "FROM chunks c JOIN documents d ON d.id = c.document_id "
+            "WHERE d.conversation_id = ? AND d.state = 'ready' AND c.image_key IS NOT NULL ORDER BY d.id, c.ord",
+            (conversation_id,),
         ).fetchall()
         return [Passage(*r) for r in rows]
 
@@ -269,8 +295,8 @@ class DocumentStore:
         if not wanted:
             return []
         rows = self._db.execute(
-            f"SELECT {_PASSAGE_COLUMNS}, 0.0, c.ord FROM chunks c JOIN documents d ON d.id = c.document_id "
-            "WHERE (c.document_id, c.ord) IN "
+            f"SELECT {_PASSAGE_COLUMNS}, 0.0, c.ord, c.image_key FROM chunks c JOIN documents d "
+            "ON d.id = c.document_id WHERE (c.document_id, c.ord) IN "
             "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))",
             (json.dumps(wanted),),
         ).fetchall()
@@ -386,3 +412,9 @@ def nearest(store: DocumentStore, conversation_id: int, query: Any, limit: int =
 
 def _passage(row: Any, score: float) -> Passage:
     return Passage(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], score, row[9])
+
+
+def _info(row: Any) -> DocumentInfo:
+    """A documents row, with its scanned pages ("3,4,7") as numbers."""
+    pages = tuple(int(p) for p in str(row[12]).split(",")) if row[12] else ()
+    return replace(DocumentInfo(*row[:12]), scanned=pages)

@@ -37,7 +37,8 @@ BOMB_MIN_PART = 10 * MB
 # Sections stay small enough to quote and to chunk later; a single huge line still makes one section.
 LINES_PER_SECTION = 80
 CHARS_PER_SECTION = 16_000
-# Below this many visible characters per page on average, a PDF is a scan with at most stray text.
+# A page with fewer visible characters than this and something drawn on it (a scan, a photo, a chart) has no
+# text layer worth the name: it is kept as a picture of the page, for a model that sees images.
 MIN_CHARS_PER_PAGE = 16
 
 _CONTROL = re.compile(f"[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f\\ufffe\\uffff{ZERO_WIDTH}]")
@@ -96,6 +97,7 @@ class Extracted:
     sections: list[Section]
     pages: int | None = None
     title: str | None = None
+    scanned: tuple[int, ...] = ()  # a PDF's pages with no text layer but something drawn (1-based, in order)
 
 
 class ExtractError(Exception):
@@ -330,13 +332,25 @@ def _rst_headings(lines: list[str]) -> list[_Heading]:
     return found
 
 
+def _drawn(page: object) -> bool:
+    """Whether a PDF page holds anything besides text: an image, a path, a shading or a form."""
+    import pypdfium2.raw as pdfium_c
+
+    raw = page.raw  # type: ignore[attr-defined]
+    for i in range(pdfium_c.FPDFPage_CountObjects(raw)):
+        if pdfium_c.FPDFPageObj_GetType(pdfium_c.FPDFPage_GetObject(raw, i)) != pdfium_c.FPDF_PAGEOBJ_TEXT:
+            return True
+    return False
+
+
 def _pdf(path: Path, max_pages: int, clock: _Deadline) -> Extracted:
-    """One section per page that has text; a scan without a text layer is refused rather than returned empty."""
+    """One section per page that has text; pages with no text layer but something drawn are listed as scanned."""
     import pypdfium2 as pdfium
     import pypdfium2.raw as pdfium_c
 
     pages: list[tuple[int, str]] = []
-    visible = broken = 0
+    scanned: list[int] = []
+    broken = 0
     with _PDFIUM_LOCK:
         try:
             doc = pdfium.PdfDocument(str(path))
@@ -357,25 +371,28 @@ def _pdf(path: Path, max_pages: int, clock: _Deadline) -> Extracted:
                     page = doc[index]
                     try:
                         raw = str(page.get_textpage().get_text_range())
+                        text = pdf_page_text(raw)
+                        # A scan's stray characters (a page number, an OCR fragment) are dropped with it.
+                        bare = len("".join(text.split())) < MIN_CHARS_PER_PAGE and _drawn(page)
                     finally:
                         page.close()  # also closes its text page; open pages would pile up until the document closes
                 except pdfium.PdfiumError:
                     broken += 1  # a damaged page loses only itself
                     continue
-                text = pdf_page_text(raw)
-                visible += len("".join(text.split()))
-                if text:
+                if bare:
+                    scanned.append(index + 1)
+                elif text:
                     pages.append((index + 1, text))
         finally:
             doc.close()  # now, not whenever the garbage collector gets to it: PDFium must stay behind the lock
     if count == 0 or broken == count:
         raise ExtractError(path, "has no pages" if count == 0 else "is damaged or not a PDF")
-    if visible < MIN_CHARS_PER_PAGE * count:
-        raise ExtractError(path, "has no text layer (it looks scanned); OCR is not supported")
+    if not pages and not scanned:
+        raise ExtractError(path, "has no text and nothing drawn on its pages")
     clock.check()
     texts = drop_page_furniture(join_line_end_hyphens([text for _, text in pages]))
     sections = [Section(text, page=number) for (number, _), text in zip(pages, texts, strict=True) if text]
-    return Extracted(path, "pdf", sections, pages=count, title=title)
+    return Extracted(path, "pdf", sections, pages=count, title=title, scanned=tuple(scanned))
 
 
 class _Blocks:

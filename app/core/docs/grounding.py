@@ -16,12 +16,15 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from app.core.docs.chunking import count_tokens
+from app.core.chat.message import image_placeholder
+from app.core.docs.chunking import PAGE_IMAGE_TOKENS, count_tokens
 from app.core.docs.doc_store import DocumentInfo, Passage
 
 Mode = Literal["whole", "retrieval", "none"]
 # [2], [1][3], [1, 3] or [1; 3]; not an index such as items[1] (a word character right before it).
 _CITATION = re.compile(r"(?<!\w)\[\s*(\d{1,4}(?:\s*[,;]\s*\d{1,4})*)\s*\]")
+PAGE_LABEL = "The scanned page, as an image:"  # a page read as an image: its text, before the image itself
+SOURCE_HEADER_TOKENS = 12  # "[3] report.pdf, page 2:" before a passage of its own
 
 
 @dataclass(frozen=True)
@@ -37,9 +40,12 @@ class Source:
     line_start: int | None
     line_end: int | None
     text: str
+    image_key: str | None = None  # a scanned page given as an image (the key of the page's picture)
 
     def citation(self) -> str:
         """Where the passage is: "report.pdf, page 2", "guide.md, Install > Linux", "main.py, lines 10–40"."""
+        if self.image_key is not None:
+            return f"{self.name}, page {self.page} (read as an image)"
         if self.page is not None:
             return f"{self.name}, page {self.page}"
         if self.heading:
@@ -52,6 +58,12 @@ class Source:
                 else f"{self.name}, lines {self.line_start}–{end}"
             )
         return self.name
+
+    def body(self) -> str:
+        """What the model reads of the passage: its text, or for a scanned page a label and the page's image."""
+        if self.image_key is None:
+            return self.text
+        return f"{self.text}\n{image_placeholder(self.image_key)}"
 
 
 @dataclass(frozen=True)
@@ -66,9 +78,17 @@ class Grounding:
 
 def _sources(passages: list[Passage]) -> list[Source]:
     return [
-        Source(n, p.document_id, p.chunk_id, p.name, p.page, p.heading, p.line_start, p.line_end, p.text)
+        Source(
+            n, p.document_id, p.chunk_id, p.name, p.page, p.heading, p.line_start, p.line_end,
+            PAGE_LABEL if p.image_key is not None else p.text, p.image_key,
+        )
         for n, p in enumerate(passages, start=1)
-    ]
+    ]  # fmt: skip
+
+
+def _pages_within(pages: Sequence[Passage], budget: int) -> list[Passage]:
+    """The first scanned pages, in document order, that fit `budget` tokens at PAGE_IMAGE_TOKENS each."""
+    return list(pages[: max(0, budget) // (PAGE_IMAGE_TOKENS + SOURCE_HEADER_TOKENS)])
 
 
 def _by_rank(ranked: list[Passage], budget: int, neighbours: Sequence[Passage] = ()) -> list[Passage]:
@@ -87,7 +107,7 @@ def _by_rank(ranked: list[Passage], budget: int, neighbours: Sequence[Passage] =
             continue
         seen.add(p.chunk_id)
         group = next((g for g in groups if _next_to(g, p)), None)
-        cost = count_tokens(p.text) + (0 if group else 12)  # a passage of its own has a header line
+        cost = count_tokens(p.text) + (0 if group else SOURCE_HEADER_TOKENS)  # a passage of its own has a header
         if used + cost > budget:
             continue
         used += cost
@@ -173,7 +193,7 @@ def prompt_for(sources: list[Source], not_ready: list[str]) -> str:
             "The user attached documents, but no passage in them matches this question. "
             "Say plainly that the attached documents do not answer it; do not make an answer up." + waiting
         )
-    body = "\n\n".join(f"[{s.number}] {s.citation()}:\n{s.text}" for s in sources)
+    body = "\n\n".join(f"[{s.number}] {s.citation()}:\n{s.body()}" for s in sources)
     return (
         "Answer using only the sources below, and cite the ones you use like [1] or [2]. "
         "If they do not contain the answer, say so instead of guessing.\n\n"
@@ -192,7 +212,7 @@ NO_MATCH = (
 
 
 def _listed(sources: Sequence[Source]) -> str:
-    return "\n\n".join(f"[{s.number}] {s.citation()}:\n{s.text}" for s in sources)
+    return "\n\n".join(f"[{s.number}] {s.citation()}:\n{s.body()}" for s in sources)
 
 
 class ChatSources:
@@ -232,13 +252,15 @@ def ground(
     ranked: list[Passage],
     budget_tokens: int,
     neighbours: Sequence[Passage] = (),
+    pages: Sequence[Passage] = (),
 ) -> Grounding:
     """Choose whole documents (when all ready ones fit `budget_tokens`) or ranked passages, and number them.
 
     `whole` holds every chunk of each ready document (the store's `chunks`; needed only when
     `fits_whole`), `ranked` the store's search results for the question, best first, and
     `neighbours` the chunks around the best of them (the store's `adjacent`; both needed only
-    when not).
+    when not). `pages`: the scanned pages of the ready documents (the store's `page_images`),
+    which words cannot find: as many as fit half the budget come first, in document order.
     """
     not_ready = [d.name for d in documents if d.state != "ready"]
     if not documents:
@@ -248,7 +270,9 @@ def ground(
         passages = [_merged(g) for d in ready for g in _sections(whole.get(d.id, []))]
         sources = _sources(passages)
         return Grounding("whole", sources, not_ready, prompt_for(sources, not_ready))
-    sources = _sources(_by_rank(ranked, budget_tokens, neighbours))
+    shown = _pages_within(pages, budget_tokens // 2)
+    rest = budget_tokens - len(shown) * (PAGE_IMAGE_TOKENS + SOURCE_HEADER_TOKENS)
+    sources = _sources([*shown, *_by_rank(ranked, rest, neighbours)])
     return Grounding("retrieval", sources, not_ready, prompt_for(sources, not_ready))
 
 

@@ -34,6 +34,7 @@ class Ingested:
     pages: int | None
     title: str | None
     chunks: list[Chunk]
+    scanned: tuple[int, ...] = ()  # a PDF's pages with no text layer, to be kept as images (1-based)
 
 
 class IngestError(UserError):
@@ -48,7 +49,7 @@ def ingest_here(path: Path, deadline_s: float = TIME_LIMIT_S) -> Ingested:
     """Extract and chunk in this process (the child's work; also handy in tests)."""
     extracted = extract(path, deadline_s=deadline_s)
     sections = [SectionText(s.text, s.page, s.heading, s.line_start, s.line_end) for s in extracted.sections]
-    return Ingested(extracted.kind, extracted.pages, extracted.title, chunk_sections(sections))
+    return Ingested(extracted.kind, extracted.pages, extracted.title, chunk_sections(sections), extracted.scanned)
 
 
 def _child(path: str, deadline_s: float, memory_limit: int, out: multiprocessing.Queue, parent: int) -> None:  # type: ignore[type-arg]

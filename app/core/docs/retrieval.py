@@ -4,7 +4,8 @@ Half the context window goes to sources; the rest holds the conversation and
 the answer. When every ready document fits, they go in whole; otherwise words
 (BM25) and, with an embedding model, meaning are searched and fused by rank.
 Attached files that could not be read are told apart from those still being
-read, with their reason, both in the prompt and in the note under the answer.
+read, with their reason, both in the prompt and in the note under the answer;
+so are scanned pages the model cannot see, or that did not fit.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.core.docs.doc_store import DocumentInfo, DocumentStore, fuse, nearest
-from app.core.docs.grounding import Grounding, fits_whole, ground, prompt_for
+from app.core.docs.grounding import Grounding, Source, fits_whole, ground, prompt_for
 
 CANDIDATES = 40  # passages each search proposes before the budget picks
 NEIGHBOURS_OF = 3  # the best passages whose neighbouring chunks (same section) come along, before weaker hits
@@ -25,6 +26,8 @@ MIN_BUDGET_TOKENS = 512
 
 # Embeds one question (a unit vector), or None when no embedding model is in use.
 EmbedQuestion = Callable[[str], npt.NDArray[np.float32] | None]
+# Scanned pages, by file: (file name, page numbers).
+PagesOf = tuple[tuple[str, tuple[int, ...]], ...]
 
 
 def source_budget(n_ctx: int) -> int:
@@ -38,6 +41,31 @@ class DocumentGrounding(Grounding):
 
     failed: tuple[tuple[str, str], ...] = ()  # (file name, reason as stored: "is empty")
     readable: bool = True  # at least one attached file has been read
+    unseen: PagesOf = ()  # scanned pages left out: the model does not see images
+    unfit: PagesOf = ()  # scanned pages left out: they did not fit the budget
+
+
+def pages_of(sources: list[Source] | list[tuple[str, int | None]]) -> PagesOf:
+    """Page numbers grouped by file name, in the order the files first appear."""
+    found: dict[str, list[int]] = {}
+    for item in sources:
+        name, page = (item.name, item.page) if isinstance(item, Source) else item
+        if page is not None:
+            found.setdefault(name, []).append(page)
+    return tuple((name, tuple(pages)) for name, pages in found.items())
+
+
+def page_ranges(pages: tuple[int, ...]) -> str:
+    """Page numbers as a reader writes them: "page 3", "pages 3–5", "pages 1, 3 and 5–7"."""
+    runs: list[list[int]] = []
+    for page in sorted(set(pages)):
+        if runs and page == runs[-1][-1] + 1:
+            runs[-1].append(page)
+        else:
+            runs.append([page])
+    parts = [f"{r[0]}" if len(r) == 1 else f"{r[0]}–{r[-1]}" for r in runs]
+    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"{'page' if len(parts) == 1 and len(runs[0]) == 1 else 'pages'} {listed}"
 
 
 def retrieve(
@@ -55,10 +83,14 @@ def retrieve(
     if vector is not None:  # words and meaning, fused by rank
         ranked = fuse(ranked, nearest(docs, conversation_id, vector, CANDIDATES), limit=CANDIDATES)
     neighbours = docs.adjacent(ranked[:NEIGHBOURS_OF])
-    return _with_failures(ground(documents, {}, ranked, budget_tokens, neighbours), documents)
+    pages = docs.page_images(conversation_id)
+    grounding = ground(documents, {}, ranked, budget_tokens, neighbours, pages)
+    given = {s.chunk_id for s in grounding.sources}
+    unfit = pages_of([(p.name, p.page) for p in pages if p.chunk_id not in given])
+    return _with_failures(grounding, documents, unfit)
 
 
-def _with_failures(grounding: Grounding, documents: list[DocumentInfo]) -> DocumentGrounding:
+def _with_failures(grounding: Grounding, documents: list[DocumentInfo], unfit: PagesOf = ()) -> DocumentGrounding:
     """Take failed files out of "still being read", in the prompt too, and keep their reasons."""
     failed = tuple((d.name, d.error) for d in documents if d.state == "failed")
     waiting = [d.name for d in documents if d.state not in ("ready", "failed")]
@@ -70,7 +102,7 @@ def _with_failures(grounding: Grounding, documents: list[DocumentInfo]) -> Docum
     fields = {f.name: getattr(grounding, f.name) for f in dataclasses.fields(grounding)}
     readable = any(d.state == "ready" for d in documents)
     return DocumentGrounding(
-        **{**fields, "not_ready": waiting, "prompt": prompt, "failed": failed, "readable": readable}
+        **{**fields, "not_ready": waiting, "prompt": prompt, "failed": failed, "readable": readable, "unfit": unfit}
     )
 
 
@@ -84,6 +116,16 @@ def file_notes(grounding: Grounding) -> str:
     if failed:
         unreadable = ", ".join(name for name, _ in failed)
         parts.append(f"These attached files could not be read, so nothing from them is available: {unreadable}.")
+    if isinstance(grounding, DocumentGrounding):
+        parts += [
+            f"{page_ranges(pages).capitalize()} of {name} {_are(pages)} scanned, and you cannot see images. "
+            "Mention this if it matters."
+            for name, pages in grounding.unseen
+        ]
+        parts += [
+            f"{page_ranges(pages).capitalize()} of {name} {_are(pages)} scanned, and left out to fit the context."
+            for name, pages in grounding.unfit
+        ]
     return "\n".join(parts)
 
 
@@ -92,12 +134,25 @@ def notes(grounding: Grounding) -> str:
     parts = []
     failed = grounding.failed if isinstance(grounding, DocumentGrounding) else ()
     readable = grounding.readable if isinstance(grounding, DocumentGrounding) else True
-    if not grounding.sources and readable:  # with nothing read yet, there was nothing to match
+    unseen = grounding.unseen if isinstance(grounding, DocumentGrounding) else ()
+    unfit = grounding.unfit if isinstance(grounding, DocumentGrounding) else ()
+    if not grounding.sources and readable and not unseen:  # with nothing read yet, there was nothing to match
         parts.append("No passage in the attached documents matches this question.")
     if grounding.not_ready:
         parts.append(f"Still being read: {', '.join(grounding.not_ready)}.")
     parts += [f"{failure_sentence(name, reason)}." for name, reason in failed]
+    parts += [
+        f"{page_ranges(pages).capitalize()} of {name} "
+        + ("is a scan: it needs" if len(pages) == 1 else "are scans: they need")
+        + " a model that sees images."
+        for name, pages in unseen
+    ]
+    parts += [f"{page_ranges(pages).capitalize()} of {name} (scanned) did not fit." for name, pages in unfit]
     return " ".join(parts)
+
+
+def _are(pages: tuple[int, ...]) -> str:
+    return "is" if len(pages) == 1 else "are"
 
 
 # Reasons that already name their subject ("the reader stopped …"); the others continue the file's name.

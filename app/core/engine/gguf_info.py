@@ -181,7 +181,7 @@ class GgufInfo:
         return dict(sorted(sizes.items(), key=lambda kv: -kv[1]))
 
 
-class _Cursor:
+class GgufCursor:
     """Bounds-checked little-endian reads over a buffer."""
 
     def __init__(self, buf: mmap.mmap | bytes, size: int) -> None:
@@ -215,18 +215,20 @@ class _Cursor:
         self.pos += length
 
 
-def _value_type(raw: int, key: str) -> GGUFValueType:
+def value_type(raw: int, key: str) -> GGUFValueType:
+    """The value type a header entry names; GgufError for a number GGUF does not define."""
     try:
         return GGUFValueType(raw)
     except ValueError:
         raise GgufError(f"Metadata key '{key}' has an unknown value type {raw}; the file is corrupt.") from None
 
 
-def _read_value(cur: _Cursor, vtype: GGUFValueType, key: str) -> Any:
+def read_value(cur: GgufCursor, vtype: GGUFValueType, key: str) -> Any:
+    """One header value of type `vtype` at the cursor (long arrays are skipped, as `SkippedArray`)."""
     if vtype == GGUFValueType.STRING:
         return cur.string(key)
     if vtype == GGUFValueType.ARRAY:
-        etype = _value_type(cur.unpack("<I", key), key)
+        etype = value_type(cur.unpack("<I", key), key)
         count = cur.unpack("<Q", key)
         if etype == GGUFValueType.ARRAY:
             raise GgufError(f"Metadata key '{key}' nests arrays, which GGUF does not allow.")
@@ -244,7 +246,7 @@ def _read_value(cur: _Cursor, vtype: GGUFValueType, key: str) -> Any:
     return cur.unpack(SCALAR_FORMATS[vtype], key)
 
 
-def _skip_array(cur: _Cursor, etype: GGUFValueType, count: int, key: str) -> None:
+def _skip_array(cur: GgufCursor, etype: GGUFValueType, count: int, key: str) -> None:
     if etype == GGUFValueType.STRING:
         if count > MAX_STRINGS:
             raise GgufError(f"Metadata key '{key}' claims {count} strings; the file is corrupt.")
@@ -268,7 +270,8 @@ class SkippedArray:
         return self.count
 
 
-def _tensor_bytes(name: str, shape: tuple[int, ...], qtype: GGMLQuantizationType) -> int:
+def tensor_bytes(name: str, shape: tuple[int, ...], qtype: GGMLQuantizationType) -> int:
+    """The bytes a tensor of this shape and type takes; GgufError when its rows do not fill whole blocks."""
     block, type_size = GGML_QUANT_SIZES[qtype]
     if shape and shape[0] % block:
         raise GgufError(f"Tensor '{name}' has a row of {shape[0]} values, not a multiple of its block size {block}.")
@@ -302,12 +305,12 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     try:
         with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            return _header(path, _Cursor(buf, len(buf)), len(buf))[2]
+            return _header(path, GgufCursor(buf, len(buf)), len(buf))[2]
     except (OSError, ValueError) as exc:
         raise GgufError(f"Cannot read '{path}': {exc}") from exc
 
 
-def _header(path: Path, cur: _Cursor, file_size: int) -> tuple[int, int, dict[str, Any]]:
+def _header(path: Path, cur: GgufCursor, file_size: int) -> tuple[int, int, dict[str, Any]]:
     """(version, tensor count, metadata) from the start of a GGUF."""
     magic = cur.unpack("<I", "magic")
     if magic != GGUF_MAGIC:
@@ -331,13 +334,13 @@ def _header(path: Path, cur: _Cursor, file_size: int) -> tuple[int, int, dict[st
         if not key or key in metadata:  # llama.cpp refuses these too; zero-filled files stop here
             named = f" (“{key}”)" if key and key.isprintable() and len(key) <= 80 else ""
             raise GgufError(f"'{path.name}' has an empty or repeated metadata key{named}; it is corrupt.")
-        metadata[key] = _read_value(cur, _value_type(cur.unpack("<I", key), key), key)
+        metadata[key] = read_value(cur, value_type(cur.unpack("<I", key), key), key)
     return version, n_tensors, metadata
 
 
 def _parse(path: Path, buf: mmap.mmap | bytes, size: int, file_size: int | None = None) -> GgufInfo:
     """Parse a header from `buf` (`size` bytes readable); tensors must lie within `file_size` (default: `size`)."""
-    cur = _Cursor(buf, size)
+    cur = GgufCursor(buf, size)
     file_size = size if file_size is None else file_size
     version, n_tensors, metadata = _header(path, cur, file_size)
 
@@ -375,7 +378,7 @@ def _parse(path: Path, buf: mmap.mmap | bytes, size: int, file_size: int | None 
     data_start = -(-cur.pos // alignment) * alignment
     tensors = []
     for name, shape, qtype, rel_offset in raw_tensors:
-        n_bytes = _tensor_bytes(name, shape, qtype)
+        n_bytes = tensor_bytes(name, shape, qtype)
         start = data_start + rel_offset
         if start + n_bytes > file_size:
             missing = units.size(start + n_bytes - file_size)
@@ -484,7 +487,7 @@ def read_array(path: str | os.PathLike[str], array: SkippedArray) -> list[Any]:
     """Load a large metadata array (e.g. the vocabulary) that `read_gguf_info` skipped."""
     etype = GGUFValueType[array.element_type]
     with Path(path).open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-        cur = _Cursor(buf, len(buf))
+        cur = GgufCursor(buf, len(buf))
         cur.pos = array.offset
         if etype == GGUFValueType.STRING:
             return [cur.string("array") for _ in range(array.count)]

@@ -26,10 +26,9 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import logging
-import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -38,7 +37,7 @@ from app.core.engine.options import EngineError
 from app.core.engine.projector_info import ProjectorInfo
 
 log = logging.getLogger("tern.vision")
-PIXELS_SIDE = 1536  # the longest side of an image handed over; libmtmd resizes it to the projector's grid
+PIXELS_SIDE = 2048  # longest side of an image handed over (Gemma 4 at 1,120 tokens needs ~1,900); libmtmd resizes it
 MAX_PREPARED = 8  # images kept ready to read (their preprocessed pixels); more are prepared again when needed
 
 
@@ -120,7 +119,6 @@ class Vision:
         self._prepared: OrderedDict[str, _Prepared] = OrderedDict()  # by image key, least recently used first
         self._by_sentinel: dict[int, _Prepared] = {}
         self._loaders: dict[str, PixelsLoader] = {}
-        self._lock = threading.Lock()  # offer() comes from the turn's thread before the prompt is built
         self.encoded = 0  # images encoded so far (a follow-up about the same image encodes none)
         self.last_read: ImageTiming | None = None
         self.buffers = llama_log.buffer_sizes(lines)  # ("CPU compute", MiB) as libmtmd logged them
@@ -135,10 +133,10 @@ class Vision:
             self._mtmd.mtmd_free(self._ctx)
             self._ctx = None
 
-    def offer(self, key: str, loader: PixelsLoader) -> None:
-        """Say how to get image `key`'s pixels, should a prompt need them and they are not prepared here."""
-        with self._lock:
-            self._loaders[key] = loader
+    def offer(self, loaders: Mapping[str, PixelsLoader]) -> None:
+        """Say how to get each image's pixels (by key), should this turn's prompt need them and they are not
+        prepared here; the last turn's ways are forgotten (they may hold its images' data)."""
+        self._loaders = dict(loaders)
 
     def sentinel(self, key: str) -> int:
         """The id that stands at each position of image `key` in a token list (always negative)."""
@@ -160,8 +158,7 @@ class Vision:
         if prepared is not None:
             self._prepared.move_to_end(key)
             return prepared
-        with self._lock:
-            loader = self._loaders.get(key)
+        loader = self._loaders.get(key)
         if loader is None:
             raise EngineError("An image of this conversation is no longer available to the model.")
         prepared = self._chunk(key, loader())

@@ -77,8 +77,17 @@ class ImageStore:
     def attach(self, message_id: int, images: Sequence[StoredImage]) -> None:
         """Keep `images` (once each) and tie them, in order, to a message: inside the caller's transaction,
         which adds the message."""
-        now = time.time()
+        self.keep(images)
         for ord_, image in enumerate(images):
+            self._db.execute(
+                "INSERT INTO message_images (message_id, ord, key) VALUES (?, ?, ?)", (message_id, ord_, image.key)
+            )
+
+    def keep(self, images: Iterable[StoredImage]) -> None:
+        """Keep `images` once each, for the caller to tie to a message or a document's chunk in the same
+        transaction: an image nothing holds goes when the last thing holding it does (schema triggers)."""
+        now = time.time()
+        for image in images:
             if image.data:  # without data: an image already kept (a new version of a question keeps its images)
                 row = (image.key, image.mime, image.width, image.height, image.name, image.data, image.thumbnail)
                 self._db.execute(
@@ -86,9 +95,6 @@ class ImageStore:
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (*row, now),
                 )
-            self._db.execute(
-                "INSERT INTO message_images (message_id, ord, key) VALUES (?, ?, ?)", (message_id, ord_, image.key)
-            )
 
     def keys_of(self, message_ids: Iterable[int]) -> dict[int, tuple[str, ...]]:
         """The images of each message that has some, by key, in the order they were sent."""
@@ -106,7 +112,7 @@ class ImageStore:
         return {message_id: tuple(keys) for message_id, keys in found.items()}
 
     def image(self, key: str) -> StoredImage | None:
-        """One image, with its data; None when no message holds it any more."""
+        """One image, with its data; None when no message or document holds it any more."""
         row = self._db.execute(
             "SELECT key, mime, width, height, data, thumbnail, name FROM images WHERE key = ?", (key,)
         ).fetchone()

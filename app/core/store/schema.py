@@ -158,6 +158,23 @@ MIGRATIONS: list[str] = [
         DELETE FROM images WHERE key = old.key AND NOT EXISTS (SELECT 1 FROM message_images WHERE key = old.key);
     END;
     """,
+    # 6: a scanned PDF page is kept as an image, held by a chunk of its document (with empty text); an image
+    # goes when neither a message nor a chunk holds it any more.
+    """
+    ALTER TABLE chunks ADD COLUMN image_key TEXT REFERENCES images(key);
+    CREATE INDEX chunks_by_image ON chunks(image_key) WHERE image_key IS NOT NULL;
+    DROP TRIGGER message_images_ad;
+    CREATE TRIGGER message_images_ad AFTER DELETE ON message_images BEGIN
+        DELETE FROM images WHERE key = old.key
+            AND NOT EXISTS (SELECT 1 FROM message_images WHERE key = old.key)
+            AND NOT EXISTS (SELECT 1 FROM chunks WHERE image_key = old.key);
+    END;
+    CREATE TRIGGER chunks_image_ad AFTER DELETE ON chunks WHEN old.image_key IS NOT NULL BEGIN
+        DELETE FROM images WHERE key = old.image_key
+            AND NOT EXISTS (SELECT 1 FROM message_images WHERE key = old.image_key)
+            AND NOT EXISTS (SELECT 1 FROM chunks WHERE image_key = old.image_key);
+    END;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -34,13 +34,6 @@ def serve(engine: LlamaEngine, reader: ImageReader) -> Served:
     return Served(server, backend, records)
 
 
-@pytest.fixture(scope="module")
-def reader() -> Iterator[ImageReader]:
-    images = ImageReader()
-    yield images
-    images.close()
-
-
 @pytest.fixture
 def seeing(tiny_gemma4_real: Path, gemma4_projector: Path, reader: ImageReader) -> Iterator[Served]:
     engine = LlamaEngine()

@@ -67,9 +67,14 @@ def test_pdf_encrypted_with_only_an_owner_password_opens(tmp_path: Path) -> None
     assert result.sections == [Section(text, page=1)]
 
 
-def test_scanned_pdf_has_no_text_layer(tmp_path: Path, make_pdf: MakePdf) -> None:
+def test_scanned_pdf_lists_its_pages_to_be_read_as_images(tmp_path: Path, make_pdf: MakePdf) -> None:
     scan = make_pdf(tmp_path / "scan.pdf", ["An invoice, as pixels only.", "Page two, also pixels."], scanned=True)
-    assert "no text layer" in refusal(scan)
+    result = extract(scan)
+    assert (result.sections, result.scanned, result.pages) == ([], (1, 2), 2)
+
+
+def test_pdf_of_blank_pages_is_refused(tmp_path: Path, make_pdf: MakePdf) -> None:
+    assert refusal(make_pdf(tmp_path / "blank.pdf", ["", ""])) == "has no text and nothing drawn on its pages"
 
 
 def test_pdf_over_the_page_limit_is_refused_quickly(tmp_path: Path, make_pdf: MakePdf) -> None:

@@ -97,7 +97,7 @@ def test_malformed_alignment_is_a_clear_error(tmp_path: Path, alignment: object)
 
     path = tmp_path / "align.gguf"
     writer = GGUFWriter(str(path), "gemma3")
-    writer.add_key_value("general.alignment", alignment, _value_type(alignment))
+    writer.add_key_value("general.alignment", alignment, value_type(alignment))
     writer.add_tensor("token_embd.weight", __import__("numpy").zeros((4, 16), dtype="float32"))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
@@ -107,7 +107,7 @@ def test_malformed_alignment_is_a_clear_error(tmp_path: Path, alignment: object)
         read_gguf_info(path)
 
 
-def _value_type(value: object) -> object:
+def value_type(value: object) -> object:
     from gguf import GGUFValueType
 
     return GGUFValueType.get_type(value) if not isinstance(value, int) else GGUFValueType.UINT32

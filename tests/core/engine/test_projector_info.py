@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -81,11 +82,23 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
     ("two_means", {"keys": k("clip.vision.image_mean", ARR, [0.5, 0.5], F32)}, "image_mean needs three"),
     ("no_mean", {"keys": gone("clip.vision.image_mean")}, "lacks the setting clip.vision.image_mean"),
     ("no_projection_dim", {"keys": gone("clip.vision.projection_dim")}, "lacks the setting clip.vision.projection_dim"),
-    ("image_size_i32", {"keys": k("clip.vision.image_size", I32, 224)}, "clip.vision.image_size is a int32"),
-    ("patch_size_u64", {"keys": k("clip.vision.patch_size", U64, P)}, "clip.vision.patch_size is a uint64"),
-    ("epsilon_f64", {"keys": k("clip.vision.attention.layer_norm_epsilon", F64, 1e-6)}, "layer_norm_epsilon is a"),
-    ("integer_means", {"keys": k("clip.vision.image_mean", ARR, [1, 1, 1], I32)}, "image_mean is a array of int32"),
-    ("type_not_a_string", {"keys": k("clip.vision.projector_type", U32, 3)}, "projector_type is a uint32"),
+    (
+        "image_size_i32",
+        {"keys": k("clip.vision.image_size", I32, 224)},
+        "clip.vision.image_size is stored as int32, where llama.cpp reads uint32",
+    ),
+    ("patch_size_u64", {"keys": k("clip.vision.patch_size", U64, P)}, "clip.vision.patch_size is stored as uint64"),
+    (
+        "epsilon_f64",
+        {"keys": k("clip.vision.attention.layer_norm_epsilon", F64, 1e-6)},
+        "layer_norm_epsilon is stored as float64",
+    ),
+    (
+        "integer_means",
+        {"keys": k("clip.vision.image_mean", ARR, [1, 1, 1], I32)},
+        "image_mean is stored as array of int32, where llama.cpp reads array of float32",
+    ),
+    ("type_not_a_string", {"keys": k("clip.vision.projector_type", U32, 3)}, "projector_type is stored as uint32"),
     ("more_blocks_than_tensors", {"keys": k("clip.vision.block_count", U32, 3)}, "v.blk.2.attn_q.weight is missing"),
     ("zero_patch", {"keys": k("clip.vision.patch_size", U32, 0)}, "patch_size is 0"),
     ("huge_patch", {"keys": k("clip.vision.patch_size", U32, 100_000)}, "patch_size is 100000"),
@@ -96,8 +109,8 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
     ("one_position_table", {"tensors": t("v.position_embd.weight", POS, E, fill="random32")}, "two tables"),
     ("position_wrong_width", {"tensors": t("v.position_embd.weight", 2, POS, E + 8, fill="random32")}, "two tables"),
     ("short_position_table", {"tensors": t("v.position_embd.weight", 2, 64, E, fill="random32")}, "position table"),
-    ("vision_flag_u32", {"keys": k("clip.has_vision_encoder", U32, 1)}, "has_vision_encoder is a uint32"),
-    ("name_not_a_string", {"keys": k("general.name", U32, 7)}, "general.name is a uint32"),
+    ("vision_flag_u32", {"keys": k("clip.has_vision_encoder", U32, 1)}, "has_vision_encoder is stored as uint32"),
+    ("name_not_a_string", {"keys": k("general.name", U32, 7)}, "general.name is stored as uint32"),
     ("missing_attention_output", {"tensors": gone("v.blk.1.attn_out.weight")}, "v.blk.1.attn_out.weight is missing"),
     ("missing_ffn_down", {"tensors": gone("v.blk.0.ffn_down.weight")}, "v.blk.0.ffn_down.weight is missing"),
     ("query_too_wide", {"tensors": t("v.blk.0.attn_q.weight", E + 4, E)}, "v.blk.0.attn_q.weight has the shape"),
@@ -107,7 +120,7 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
     ("fused_qkv", {"tensors": t("v.blk.0.attn_qkv.weight", 3 * E, E)}, "v.blk.0.attn_qkv.weight"),
     ("heads_do_not_divide", {"keys": k("clip.vision.attention.head_count", U32, 3)}, "does not split into 3"),
     ("clamp_not_scalar", {"tensors": t("v.blk.0.attn_q.input_max", 2, fill="ones")}, "clamp limit"),
-    ("gemma3n_type", {"keys": k("clip.vision.projector_type", STR, "gemma3nv")}, "Gemma 3n .* not support yet"),
+    ("gemma3n_type", {"keys": k("clip.vision.projector_type", STR, "gemma3nv")}, "conv_stem.conv.weight is missing"),
     ("gemma4_unified", {"keys": k("clip.vision.projector_type", STR, "gemma4uv")}, "not support yet"),
     ("another_family", {"keys": k("clip.vision.projector_type", STR, "qwen2vl")}, "type 'qwen2vl'"),
     (
@@ -307,15 +320,18 @@ def test_a_strip_that_does_not_fit_is_what_aborts_libmtmd(
 ) -> None:
     # Why `fits` matters: past the position table, libmtmd reads out of bounds and aborts.
     info = read_projector_info(gemma4_projector)
-    assert not info.fits(8000, 2)
+    assert not info.fits(3000, 2)  # 750 patches wide
     with pytest.raises(SandboxError) as died:
-        sandbox.call(encode_one_image, str(tiny_gemma4_real), str(info.path), 8000, 2, timeout=120)
-    assert died.value.kind == "crashed"
+        sandbox.call(encode_one_image, str(tiny_gemma4_real), str(info.path), 3000, 2, timeout=60)
+    # The assert fires in ggml's worker threads; the child usually dies of it, and when two threads abort at
+    # once it may hang instead. Either way it never answers, and this process goes on.
+    assert died.value.kind in ("crashed", "timeout")
     assert sandbox.call(encode_one_image, str(tiny_gemma4_real), str(info.path), 64, 48, timeout=120) == 80
 
 
 def encode_one_image(model: str, projector: str, width: int, height: int) -> int:
     """In a child: encode one image of that size; its token count."""
+    os.environ["GGML_NO_BACKTRACE"] = "1"  # an abort must not wait for a debugger to print a backtrace
     mtmd = Mtmd(Path(model), Path(projector))
     try:
         return mtmd.image_chunk_tokens(width, height, encode=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,17 +37,8 @@ def offer(engine: LlamaEngine, pixels: Pixels) -> str:
     """Offer an image to the engine's projector under its key; returns the key."""
     key = hashlib.sha256(pixels.rgb).hexdigest()
     assert engine.vision is not None
-    engine.vision.offer(key, lambda: pixels)
+    engine.vision.offer({key: lambda: pixels})
     return key
-
-
-@pytest.fixture(scope="module")
-def seeing(tiny_gemma4_real: Path, gemma4_projector: Path) -> Iterator[LlamaEngine]:
-    """The tiny real-vocabulary Gemma 4 with its synthetic Gemma 4 projector."""
-    engine = LlamaEngine()
-    engine.load(tiny_gemma4_real, LoadOptions(n_ctx=2048, n_threads=2, projector=str(gemma4_projector)))
-    yield engine
-    engine.unload()
 
 
 def test_the_image_is_read_once_and_a_follow_up_reads_only_its_own_words(

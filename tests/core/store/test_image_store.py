@@ -1,4 +1,5 @@
-"""Images in the encrypted history: kept once, tied to questions, exported, gone with their last message."""
+"""Images in the encrypted history: kept once, tied to questions and scanned pages, exported, gone with the last
+message or document chunk that holds them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from app.core.docs.chunking import PAGE_IMAGE_TOKENS, Chunk
+from app.core.docs.doc_store import DocumentStore
 from app.core.store.conversation_store import ConversationStore
 from app.core.store.database import open_database
 from app.core.store.image_store import StoredImage
@@ -99,3 +102,47 @@ def test_an_export_whose_image_does_not_match_its_key_is_refused(store: Conversa
     exported["messages"][0]["images"][0]["key"] = "0" * 64
     with pytest.raises(ValueError, match="does not match"):
         store.import_json(exported)
+
+
+def page(picture: StoredImage, number: int = 1) -> Chunk:
+    return Chunk("", number, None, None, None, PAGE_IMAGE_TOKENS, image_key=picture.key)
+
+
+def test_an_image_held_by_a_chunk_and_a_message_goes_with_the_last_of_them(store: ConversationStore) -> None:
+    cid = store.create_conversation()
+    picture = image()
+    message = store.add_message(cid, None, "user", "Look", images=[picture])
+    docs = DocumentStore(store.connection)
+    doc = docs.add(cid, "/scan.pdf", "scan.pdf", "pdf", 1, 1.0)
+    docs.replace_chunks(doc, [page(picture)], None, [picture])
+    store.connection.execute("DELETE FROM messages WHERE id = ?", (message,))
+    assert store.images.image(picture.key) == picture  # the document's page still holds it
+    docs.replace_chunks(doc, [page(picture)], None, [picture])  # the document read again
+    assert store.images.image(picture.key) == picture
+    docs.remove(doc)
+    assert store.images.image(picture.key) is None
+
+    # The other way round: the message outlives the document.
+    message = store.add_message(cid, None, "user", "Look", images=[picture])
+    doc = docs.add(cid, "/scan.pdf", "scan.pdf", "pdf", 1, 1.0)
+    docs.replace_chunks(doc, [page(picture)], None, [picture])
+    docs.remove(doc)
+    assert store.images.image(picture.key) == picture
+    store.connection.execute("DELETE FROM messages WHERE id = ?", (message,))
+    assert store.images.image(picture.key) is None
+
+
+def test_a_scanned_page_goes_when_its_document_is_read_again_without_it_or_its_chat_is_deleted(
+    store: ConversationStore,
+) -> None:
+    cid = store.create_conversation()
+    old, new = image(b"old"), image(b"new")
+    docs = DocumentStore(store.connection)
+    doc = docs.add(cid, "/scan.pdf", "scan.pdf", "pdf", 1, 1.0)
+    docs.replace_chunks(doc, [page(old)], None, [old])
+    docs.replace_chunks(doc, [page(new, 2)], None, [new])  # the file changed on disk
+    assert store.images.image(old.key) is None and store.images.image(new.key) == new
+    assert docs.documents(cid)[0].scanned == (2,)
+    store.delete(cid)
+    assert store.purge_deleted() == 1
+    assert store.connection.execute("SELECT count(*) FROM images").fetchone()[0] == 0
