@@ -147,7 +147,10 @@ class SelfTest(QObject):
                 report["ok"] = False
                 report.setdefault("error", f"the document was not indexed: {indexing}")
         with tempfile.TemporaryDirectory(prefix="tern-self-test-") as scratch:
-            for name, check in (("history", history_round_trip), ("pdf", pdf_in_child), ("tls", tls_trust)):
+            checks = (
+                ("history", history_round_trip), ("pdf", pdf_in_child), ("image", image_in_child), ("tls", tls_trust),
+            )  # fmt: skip
+            for name, check in checks:
                 try:
                     report[name] = check(Path(scratch))
                 except Exception as exc:  # each check reports its own failure; the others still run
@@ -275,6 +278,22 @@ def pdf_in_child(scratch: Path) -> dict[str, object]:
     if result.pages != 2 or pages != [2]:
         raise AssertionError(f"read {result.pages} pages; the marker was on pages {pages}")
     return {"ok": True, "ms": round((time.perf_counter() - started) * 1000)}
+
+
+def image_in_child(scratch: Path) -> dict[str, object]:
+    """Render a PDF page to an image and read it back, in the image reader's child (Pillow, PDFium)."""
+    from app.core.images import ImageReader
+
+    path = scratch / "self-test-image.pdf"
+    write_pdf(path, ["A page drawn as a picture."])
+    started = time.perf_counter()
+    with ImageReader() as reader:
+        page = reader.pdf_page(path, 0, 400)
+        again = reader.prepare(page.data, "page.png")
+        pixels = reader.pixels(again.data, 200)
+    if max(page.width, page.height) != 400 or len(pixels.rgb) != pixels.width * pixels.height * 3:
+        raise AssertionError(f"the page came out {page.width} x {page.height}, its pixels {len(pixels.rgb)} bytes")
+    return {"ok": True, "ms": round((time.perf_counter() - started) * 1000), "size": [page.width, page.height]}
 
 
 def tls_trust(_scratch: Path) -> dict[str, object]:
