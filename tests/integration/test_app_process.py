@@ -35,6 +35,7 @@ def test_self_test_streams_from_the_starter_model(tmp_path: Path) -> None:
     assert report["decode_tok_s"] > 0 and report["ttft_ms"] > 0
     # What a frozen bundle most easily gets wrong, checked from the venv too.
     assert report["pdf"]["ok"] and report["tls"]["authorities"] >= 20
+    assert report["image"]["ok"] and max(report["image"]["size"]) == 400
     assert report["history"]["ok"]
     if os.environ.get("TERN_TEST_KEYRING") == "1":
         assert "SecretService" in report["history"]["keychain"]
