@@ -40,13 +40,13 @@ import numpy as np
 import psutil
 from PIL import Image
 
+from app.core.chat.image import StoredImage
 from app.core.chat.message import ChatMessage
 from app.core.engine.generation import SamplingParams
 from app.core.engine.llama_engine import LlamaEngine
 from app.core.engine.options import LoadOptions
 from app.core.engine.vision import PIXELS_SIDE
 from app.core.images import ImageReader
-from app.core.store.image_store import StoredImage
 from app.core.turn import TurnEvents, TurnRequest, run_turn
 
 E2B = Path.home() / ".cache" / "tern" / "synthetic-real-vocab" / "gemma4-e2b-shaped-Q4_K_M.gguf"

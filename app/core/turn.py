@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from app.core.chat.completion import MAX_ANSWER_TOKENS, CompletionFrame, PageSources
 from app.core.chat.gemma4 import Gemma4Template
+from app.core.chat.image import StoredImage
 from app.core.chat.message import ChatMessage, Given, GivenMode, ToolCall, place_images
 from app.core.chat.prompt_builder import BuiltPrompt, answer_reserve, build_prompt
 from app.core.chat.templates import ChatTemplate
@@ -37,7 +38,6 @@ from app.core.engine.generation import GenerationStats, SamplingParams, base_mod
 from app.core.engine.options import EngineError
 from app.core.engine.vision import ImagePixels
 from app.core.store.conversation_store import SearchHit
-from app.core.store.image_store import StoredImage
 from app.core.store.ref import Ref
 from app.core.store.state_cache import SavedState
 from app.core.tool_loop import LoopHooks, LoopResult, run_loop

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject
 
+from app.core.chat.image import StoredImage
 from app.core.images import ImageError, ImageReader, PreparedImage
-from app.core.store.image_store import StoredImage
 from app.services.history import HistoryService
 from app.services.worker_host import WorkerHost
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlcipher3 import dbapi2 as sqlite
 
+from app.core.chat.image import StoredImage
 from app.core.docs.doc_store import DocumentStore
 from app.core.docs.grounding import Grounding
 from app.core.docs.retrieval import EmbedQuestion, retrieve
@@ -21,7 +22,7 @@ from app.core.errors import UserError
 from app.core.store.conversation_store import ConversationStore, SearchHit
 from app.core.store.database import open_reader, translate
 from app.core.store.errors import StoreError
-from app.core.store.image_store import ImageStore, StoredImage
+from app.core.store.image_store import ImageStore
 from app.core.store.ref import Ref
 from app.core.store.state_cache import SavedState, StateCache, use_states
 from app.core.turn import TurnSaving

@@ -15,10 +15,10 @@ from typing import Any
 
 from PySide6.QtCore import QAbstractListModel, QByteArray, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer
 
+from app.core.chat.image import StoredImage
 from app.core.chat.message import ChatMessage, Given, Role
 from app.core.docs.grounding import Source
 from app.core.engine.generation import GenerationStats
-from app.core.store.image_store import StoredImage
 from app.core.store.ref import Ref
 from app.core.tools.base import ToolCard
 

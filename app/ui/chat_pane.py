@@ -17,7 +17,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QStackedWidget, QVBoxLayout, QWidget
 
 from app import APP_NAME
-from app.core.store.image_store import StoredImage
+from app.core.chat.image import StoredImage
 from app.services.images import ImageService
 from app.settings import WRAP_CODE
 from app.ui.chat_session import ChatSession

@@ -17,10 +17,10 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from app import settings as opts
+from app.core.chat.image import StoredImage
 from app.core.docs.grounding import Source
 from app.core.engine.generation import GenerationStats
 from app.core.store.conversation_store import OpenedConversation
-from app.core.store.image_store import StoredImage
 from app.core.store.ref import Ref
 from app.core.tools.base import ToolCard
 from app.core.turn import INTERRUPTED, STOPPED_EARLY, TurnRequest, TurnResult, TurnSaving

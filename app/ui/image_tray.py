@@ -11,7 +11,7 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QToolButton, QVBoxLayout, QWidget
 
-from app.core.store.image_store import StoredImage
+from app.core.chat.image import StoredImage
 
 THUMB = 72  # px, the longest side of a thumbnail in the tray
 

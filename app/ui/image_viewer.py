@@ -6,7 +6,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QScrollArea, QVBoxLayout, QWidget
 
-from app.core.store.image_store import StoredImage
+from app.core.chat.image import StoredImage
 
 
 class ImageViewer(QDialog):

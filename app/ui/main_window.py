@@ -29,10 +29,10 @@ from PySide6.QtWidgets import (
 
 from app import APP_NAME
 from app import settings as opts
+from app.core.chat.image import StoredImage
 from app.core.engine.options import LoadedModel
 from app.core.models.registry import InstalledModel
 from app.core.paths import AppPaths
-from app.core.store.image_store import StoredImage
 from app.services import Services
 from app.settings import Settings
 from app.ui.chat_pane import ChatPane

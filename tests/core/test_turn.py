@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from app.core.chat.completion import MAX_ANSWER_TOKENS
+from app.core.chat.image import StoredImage
 from app.core.chat.message import ChatMessage, Given
 from app.core.docs.chunking import Chunk
 from app.core.docs.doc_store import DocumentStore
@@ -25,7 +26,6 @@ from app.core.engine.generation import SamplingParams
 from app.core.engine.llama_engine import LlamaEngine
 from app.core.store.conversation_store import ConversationStore, SearchHit
 from app.core.store.database import open_database
-from app.core.store.image_store import StoredImage
 from app.core.store.ref import Ref
 from app.core.store.state_cache import SavedState, StateCache
 from app.core.turn import (

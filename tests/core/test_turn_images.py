@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from app.core.chat.image import StoredImage
 from app.core.chat.message import ChatMessage
 from app.core.engine.llama_engine import LlamaEngine
 from app.core.engine.options import EngineError
@@ -19,7 +20,6 @@ from app.core.engine.vision import PIXELS_SIDE
 from app.core.images import ImageReader
 from app.core.store.conversation_store import ConversationStore
 from app.core.store.database import open_database
-from app.core.store.image_store import StoredImage
 from app.core.store.ref import Ref
 from app.core.turn import TurnEvents, TurnRequest, TurnSaving, run_turn
 from tests.core.test_turn import GREEDY, StoreHere

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 from app.core.api.jobs import Job
 from app.core.api.protocol import ApiError, ChatCall, CompletionCall
 from app.core.chat.gemma4 import Gemma4Template
+from app.core.chat.image import StoredImage
 from app.core.chat.message import ChatMessage
 from app.core.chat.prompt_builder import PromptTooLongError
 from app.core.engine.vision import PIXELS_SIDE, ImagePixels
 from app.core.errors import UserError
 from app.core.images import ImageError, ImageReader
-from app.core.store.image_store import StoredImage
 from app.core.turn import TurnEvents, TurnRequest, TurnResult, TurnStopped, run_turn
 
 if TYPE_CHECKING:

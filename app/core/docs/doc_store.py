@@ -16,9 +16,10 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
+from app.core.chat.image import StoredImage
 from app.core.docs.chunking import Chunk
 from app.core.store.database import Connection
-from app.core.store.image_store import ImageStore, StoredImage
+from app.core.store.image_store import ImageStore
 from app.core.store.index_words import index_words
 from app.core.store.transaction import transaction
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app.core.chat.image import StoredImage
 from app.core.docs.chunking import PAGE_IMAGE_TOKENS, Chunk, count_tokens
 from app.core.docs.grounding import SOURCE_HEADER_TOKENS, Grounding, Source, prompt_for
 from app.core.docs.ingest import IngestCancelledError, Ingested, IngestError
 from app.core.docs.retrieval import DocumentGrounding, PagesOf, pages_of
-from app.core.store.image_store import StoredImage
 
 if TYPE_CHECKING:
     from app.core.chat.message import ChatMessage

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from app.core.chat.image import StoredImage
 from app.core.store.database import Connection
-from app.core.store.image_store import ImageStore, StoredImage
+from app.core.store.image_store import ImageStore
 from app.core.store.transaction import transaction
 
 HIGHLIGHT_START, HIGHLIGHT_END = "\x02", "\x03"  # snippet markers; the UI turns them into bold

@@ -16,6 +16,7 @@ from PIL import Image
 from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QImage, QPageSize, QPainter, QPdfWriter
 
+from app.core.chat.image import StoredImage
 from app.core.chat.message import IMAGE_PLACEHOLDER, ChatMessage, Given
 from app.core.docs.chunking import PAGE_IMAGE_TOKENS, Chunk
 from app.core.docs.doc_store import DocumentStore
@@ -29,7 +30,6 @@ from app.core.engine.vision import PIXELS_SIDE, ImagePixels
 from app.core.images import ImageReader
 from app.core.store.conversation_store import ConversationStore
 from app.core.store.database import open_database
-from app.core.store.image_store import StoredImage
 from app.core.store.ref import Ref
 from app.core.turn import TurnEvents, TurnRequest, TurnResult, TurnSaving, run_turn
 from tests.core.test_turn import GREEDY, StoreHere

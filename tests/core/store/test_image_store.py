@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from app.core.chat.image import StoredImage
 from app.core.docs.chunking import PAGE_IMAGE_TOKENS, Chunk
 from app.core.docs.doc_store import DocumentStore
 from app.core.store.conversation_store import ConversationStore
 from app.core.store.database import open_database
-from app.core.store.image_store import StoredImage
 
 # A marker no SQLCipher page could hold by chance: were the image kept in plaintext, it would be found.
 MARKER = b"TERN-IMAGE-PLAINTEXT-" + secrets.token_hex(16).encode()
