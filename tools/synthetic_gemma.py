@@ -17,9 +17,10 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFWriter, TokenType
@@ -349,6 +350,22 @@ def _values(t: _Tensor, pool: np.ndarray, rng: np.random.Generator) -> Iterator[
         remaining -= n
 
 
+def write_streamed(writer: GGUFWriter, tensors: Sequence[tuple[Iterable[np.ndarray], int]]) -> BinaryIO:
+    """Write the header, the metadata and the tensor table, then each tensor's values (n_bytes of them) as
+    they come, each padded: a multi-GB model is never all in memory. Returns the open file."""
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    assert writer.fout is not None
+    out = writer.fout[0]
+    writer.write_padding(out, out.tell())
+    for values, n_bytes in tensors:
+        for chunk in values:
+            out.write(chunk.tobytes())
+        writer.write_padding(out, n_bytes)
+    return out
+
+
 def write_gemma(
     path: Path,
     shape: GemmaShape,
@@ -379,16 +396,7 @@ def write_gemma(
     for t in tensors:
         raw = GGMLQuantizationType.F16 if t.fill == "random" else GGMLQuantizationType.F32
         writer.add_tensor_info(t.name, t.shape, np.dtype(t.dtype), t.n_values * np.dtype(t.dtype).itemsize, raw)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_ti_data_to_file()
-    assert writer.fout is not None
-    out = writer.fout[0]
-    writer.write_padding(out, out.tell())
-    for t in tensors:
-        for chunk in _values(t, pool, rng):
-            out.write(chunk.tobytes())
-        writer.write_padding(out, t.n_values * np.dtype(t.dtype).itemsize)
+    out = write_streamed(writer, [(_values(t, pool, rng), t.n_values * np.dtype(t.dtype).itemsize) for t in tensors])
     out.flush()
     os.fsync(out.fileno())  # clean pages: the kernel may then drop them, as "PLE on disk" asks
     writer.close()

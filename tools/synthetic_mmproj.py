@@ -28,6 +28,7 @@ import numpy as np
 from gguf import GGMLQuantizationType, GGUFValueType, GGUFWriter
 
 from app.core.engine.gguf_info import read_metadata
+from tools.synthetic_gemma import write_streamed
 
 _POOL_SIZE = 1 << 22
 _CHUNK = 1 << 22
@@ -409,16 +410,7 @@ def write_plan(path: Path, keys: Sequence[Key], tensors: Sequence[Tensor], seed:
     for t in tensors:
         dtype = np.dtype(np.float16 if t.qtype == GGMLQuantizationType.F16 else np.float32)
         writer.add_tensor_info(t.name, t.shape, dtype, t.n_bytes, t.qtype)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_ti_data_to_file()
-    assert writer.fout is not None
-    out = writer.fout[0]
-    writer.write_padding(out, out.tell())
-    for t in tensors:
-        for chunk in _values(t, pool, rng):
-            out.write(chunk.tobytes())
-        writer.write_padding(out, t.n_bytes)
+    write_streamed(writer, [(_values(t, pool, rng), t.n_bytes) for t in tensors])
     writer.close()
     os.replace(tmp, path)
     return path

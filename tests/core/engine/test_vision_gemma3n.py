@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import random
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from app.core.engine.probe import ModelChecks, ModelRejectedError
 from app.core.engine.projector_info import read_projector_info
 from app.core.engine.projector_probe import probe_projector
 from app.core.sandbox import Sandbox, SandboxError
+from tests.core.engine.test_projector_info import encode_in_child, fuzz
 from tests.core.engine.test_vision import noise, offer
 from tools.synthetic_mmproj import GEMMA3NV_TOKENS, Key, Tensor, plan, write_plan
 
@@ -161,38 +161,9 @@ def test_what_would_abort_libmtmd_dies_in_a_child_and_is_refused_here(
     assert not (tmp_path / "checks.json").exists()
 
 
-def flip(data: bytes, rng: random.Random, limit: int) -> bytes:
-    out = bytearray(data)
-    for _ in range(rng.randint(1, 3)):
-        out[rng.randrange(limit)] ^= 1 << rng.randrange(8)
-    return bytes(out)
-
-
 def test_fuzzed_gemma3n_projectors_only_ever_raise_gguf_errors(
     tmp_path: Path, gemma3n_projector: Path, tiny_gemma3n: Path, sandbox: Sandbox
 ) -> None:
-    data = gemma3n_projector.read_bytes()
-    header_end = data.index(b"mm.input_projection.weight") + 100
-    rng = random.Random(20261202)
-    mutate: list[Callable[[], bytes]] = [
-        lambda: flip(data, rng, header_end),
-        lambda: data[: rng.randrange(len(data))],
-        lambda: flip(data, rng, len(data))[: rng.randrange(24, len(data) + 1)],
-    ]
-    passed = []
-    for i in range(300):
-        path = tmp_path / f"mutant-{i}.gguf"
-        path.write_bytes(mutate[i % 3]())
-        try:
-            read_projector_info(path)
-        except GgufError:
-            path.unlink()
-            continue
-        if i % 3 == 0:
-            passed.append(path)
+    passed = fuzz(gemma3n_projector, tmp_path, 300)
     assert len(passed) >= 5
-    for path in passed[:12]:
-        try:
-            sandbox.call(probe_projector, str(tiny_gemma3n), str(path), 1, TEXT, timeout=120)
-        except SandboxError as exc:
-            pytest.fail(f"{path.name} passed the header check, but then {exc.detail}")
+    encode_in_child(sandbox, tiny_gemma3n, passed[:12], TEXT)
